@@ -1,0 +1,48 @@
+# vitssl — every target creates .venv (python3 -m venv + pip) on first use, so each works on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_FLAGS ?=
+
+.PHONY: help install demo test test-fast lint format bench clean
+
+help:
+	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate k-NN, write pictures (runs/demo)"
+	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
+	@echo "make test-fast  the suite without the slow learning tests"
+	@echo "make lint       ruff check + format check"
+	@echo "make bench      throughput benchmarks (writes benchmarks/results/)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vitssl pretrain configs/demo.yaml
+	$(BIN)/vitssl knn runs/demo --k 10 20 --compare-init
+	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

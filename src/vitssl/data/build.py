@@ -1,0 +1,54 @@
+"""From a config to datasets: the pretraining set with the method's views, and labelled evaluation sets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vitssl.config import PretrainConfig
+from vitssl.data.folders import ImageFolderDataset
+from vitssl.data.multicrop import CropSpec, EvalTransform, MultiCropTransform
+from vitssl.data.named import resolve_dataset
+
+
+def build_pretrain_dataset(cfg: PretrainConfig, views: Sequence[CropSpec]) -> ImageFolderDataset:
+    """The training images, each turned into the method's views (labels are kept but never used)."""
+    root, labelled = resolve_dataset(cfg.data.train, "train", cfg.data.cache_dir)
+    transform = MultiCropTransform(list(views), cfg.data.mean, cfg.data.std)
+    return ImageFolderDataset(
+        root,
+        labelled=labelled,
+        transform=transform,
+        cache=cfg.data.cache,
+        max_images=cfg.data.max_images,
+        subset_seed=cfg.train.seed,
+        seed=cfg.train.seed,
+        config_key="data.train",
+    )
+
+
+def eval_transform(cfg: PretrainConfig) -> EvalTransform:
+    size = cfg.data.eval_size or cfg.crops.global_size
+    return EvalTransform(size, cfg.data.mean, cfg.data.std, resize=cfg.data.eval_resize)
+
+
+def build_labelled_dataset(
+    cfg: PretrainConfig, spec: str, role: str, max_images: int | None, config_key: str
+) -> ImageFolderDataset:
+    """A labelled evaluation set (k-NN memory or queries) with the deterministic evaluation transform."""
+    root, labelled = resolve_dataset(spec, role, cfg.data.cache_dir)
+    if not labelled:
+        from vitssl.errors import VitsslError
+
+        raise VitsslError(
+            f"{config_key}={spec} has no class sub-folders, but evaluation needs labels; point it "
+            "at a folder laid out as root/<class>/<images>"
+        )
+    return ImageFolderDataset(
+        root,
+        labelled=True,
+        transform=eval_transform(cfg),
+        cache=cfg.data.cache,
+        max_images=max_images,
+        subset_seed=cfg.train.seed,
+        config_key=config_key,
+    )

@@ -1,0 +1,175 @@
+"""A dataset over a folder of images, labelled by class sub-folder or unlabelled.
+
+Each sample's random views are drawn from a generator seeded by (seed, epoch, index) (see
+:mod:`vitssl.data.seeding`), so the views do not depend on the loader's workers or processes. Unreadable
+files never stop a run: they are dropped when the images are cached in memory, and replaced by the next
+readable image when decoding lazily, with a warning either way.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from vitssl.data.cache import DecodedImages, choose_cache_mode, decode_images
+from vitssl.data.discovery import list_labelled, list_unlabelled, no_images_error
+from vitssl.data.images import UnreadableImageError, UnreadableImageWarning, load_rgb
+from vitssl.data.seeding import sample_generator
+from vitssl.data.subset import stratified_subset
+from vitssl.errors import VitsslError
+
+__all__ = ["ImageFolderDataset", "ViewTransform"]
+
+ViewTransform = Callable[[Image.Image, torch.Generator], Any]
+"""A transform called as ``transform(image, generator)``, drawing all its randomness from ``generator``."""
+
+_MAX_LISTED_WARNINGS = 20
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Images of a folder, as dicts of views, label, index and a skipped-file count.
+
+    Args:
+        root: The folder. Labelled: ``root/<class>/<images, any nesting>``; unlabelled: images anywhere below.
+        labelled: Whether class sub-folders give labels; unlabelled images have label -1.
+        transform: Called as ``transform(image, generator)`` on the RGB PIL image with this sample's
+            generator; None returns the PIL image itself as ``"views"``.
+        cache: "memory" decodes every image once now, "none" decodes on access, "auto" picks memory for small
+            datasets (see :func:`vitssl.data.cache.choose_cache_mode`).
+        max_images: Keep a fixed subset of this many images, stratified over classes when labelled.
+        subset_seed: Seed choosing that subset.
+        seed: Seed of the per-sample view generators (set again by ``build_loader``).
+        config_key: The config key naming ``root``, quoted in error messages (e.g. "data.val").
+
+    Attributes:
+        root, labelled, transform, seed, epoch: As given (``epoch`` via :meth:`set_epoch`).
+        classes: Sorted class names (empty when unlabelled).
+        targets: The label of every image.
+        paths: The file of every image.
+        cache_mode: "memory" or "none", after resolving "auto".
+        num_skipped: Unreadable files found so far by this process (all of them, in memory mode).
+
+    Raises:
+        VitsslError: The folder is missing, holds no (readable) images, or a labelled folder has no classes.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        labelled: bool,
+        transform: ViewTransform | None = None,
+        cache: str = "auto",
+        max_images: int | None = None,
+        subset_seed: int = 0,
+        seed: int = 0,
+        config_key: str = "data.train",
+    ) -> None:
+        self.root = Path(root)
+        self.labelled = labelled
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        self.num_skipped = 0
+        self._bad: set[int] = set()
+        self._config_key = config_key
+        listing = list_labelled(self.root, config_key) if labelled else list_unlabelled(self.root, config_key)
+        self.classes = listing.classes
+        paths, labels = listing.paths, listing.labels
+        if max_images is not None:
+            if max_images < 1:
+                raise VitsslError(f"max_images must be a positive number of images, not {max_images}")
+            keep = stratified_subset(labels, max_images, subset_seed)
+            paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
+        self.cache_mode = choose_cache_mode(paths, cache)
+        self._store: DecodedImages | None = None
+        if self.cache_mode == "memory":
+            self._store, kept, errors = decode_images(paths)
+            self._warn_dropped(errors)
+            self.num_skipped = len(errors)
+            paths, labels = [paths[i] for i in kept], [labels[i] for i in kept]
+        self.paths: list[Path] = paths
+        self.targets: list[int] = labels
+        if not self.paths:
+            raise no_images_error(self.root, self._config_key, readable=True)
+        if self._store is None:
+            # Fail now, not at the first batch, when nothing is readable; costs one decode when all is well.
+            self._load(0)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose views ``__getitem__`` draws (views differ between epochs)."""
+        self.epoch = epoch
+
+    def image(self, index: int) -> Image.Image:
+        """Image ``index`` as RGB PIL image (raises UnreadableImageError for a bad file in lazy mode)."""
+        index = self._check_index(index)
+        if self._store is not None:
+            return self._store.image(index)
+        return load_rgb(self.paths[index])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Sample ``index``: ``{"views", "label", "index", "skipped"}``.
+
+        ``views`` is ``transform(image, sample_generator(seed, epoch, index))``. When the file is unreadable
+        (lazy mode only), the next readable image stands in, ``skipped`` counts the files passed over and
+        ``index`` stays the requested one, so the generator, and the sampler's bookkeeping, are unchanged.
+        """
+        index = self._check_index(index)
+        image, source, skipped = self._load(index)
+        views: Any = image
+        if self.transform is not None:
+            views = self.transform(image, sample_generator(self.seed, self.epoch, index))
+        return {"views": views, "label": self.targets[source], "index": index, "skipped": skipped}
+
+    def __repr__(self) -> str:
+        kind = f"{len(self.classes)} classes" if self.labelled else "unlabelled"
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, {len(self)} images, {kind}, "
+            f"cache={self.cache_mode!r}, skipped={self.num_skipped})"
+        )
+
+    def _check_index(self, index: int) -> int:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        return index
+
+    def _load(self, index: int) -> tuple[Image.Image, int, int]:
+        """The first readable image at or after ``index`` (cyclically), its index, the count passed over."""
+        if self._store is not None:
+            return self._store.image(index), index, 0
+        for step in range(len(self)):
+            candidate = (index + step) % len(self)
+            if candidate in self._bad:
+                continue
+            try:
+                return load_rgb(self.paths[candidate]), candidate, step
+            except UnreadableImageError as err:
+                self._mark_bad(candidate, err)
+        raise no_images_error(self.root, self._config_key, readable=True)
+
+    def _mark_bad(self, index: int, err: UnreadableImageError) -> None:
+        # Remembered for the life of this process (a worker lives one epoch), so a bad file is not retried.
+        self._bad.add(index)
+        self.num_skipped += 1
+        warnings.warn(f"skipping {err}", UnreadableImageWarning, stacklevel=4)
+
+    def _warn_dropped(self, errors: list[UnreadableImageError]) -> None:
+        for err in errors[:_MAX_LISTED_WARNINGS]:
+            warnings.warn(f"skipping {err}", UnreadableImageWarning, stacklevel=3)
+        if len(errors) > _MAX_LISTED_WARNINGS:
+            warnings.warn(
+                f"skipped {len(errors)} unreadable images under {self.root} in all "
+                f"({len(errors) - _MAX_LISTED_WARNINGS} more than listed)",
+                UnreadableImageWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,54 @@
+"""Optimiser building blocks: parameter groups, per-tensor clipping, teacher EMA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]]) -> list[dict]:
+    """Two groups: regularised weights, and biases + every 1-D tensor (norm weights, gains, tokens' norms)
+    without weight decay, as in DINO. Frozen parameters are left out.
+
+    The ``apply_wd`` flag tells the trainer which group follows the weight-decay schedule.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or param.ndim <= 1 else decay).append(param)
+    return [
+        {"params": decay, "apply_wd": True},
+        {"params": no_decay, "apply_wd": False, "weight_decay": 0.0},
+    ]
+
+
+@torch.no_grad()
+def clip_gradients_per_tensor_(parameters: Iterable[nn.Parameter], max_norm: float) -> Tensor:
+    """Scale each parameter's gradient so its own L2 norm is at most ``max_norm`` (DINO clips per tensor, not
+    the global norm). Returns the norms before clipping."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(0)
+    norms = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+    scales = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g, s in zip(grads, scales):
+        g.mul_(s.to(g.dtype))
+    return norms
+
+
+@torch.no_grad()
+def ema_update_(teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: float) -> None:
+    """``theta_t <- m * theta_t + (1 - m) * theta_s`` for matching parameter lists (foreach: one kernel launch
+    per group of tensors instead of one per tensor)."""
+    torch._foreach_mul_(list(teacher), momentum)
+    torch._foreach_add_(list(teacher), list(student), alpha=1.0 - momentum)
+
+
+def build_optimizer(groups: list[dict], lr: float, betas: Sequence[float], device: torch.device) -> torch.optim.AdamW:
+    """AdamW; the fused CUDA kernel on GPU, foreach on CPU. lr and weight decay are set every step."""
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), fused=fused, foreach=None if fused else True)

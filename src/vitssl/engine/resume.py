@@ -1,0 +1,42 @@
+"""Decide whether a run folder's checkpoint may be continued with the current config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vitssl.errors import VitsslError
+
+# Keys that change how a run is executed or reported, not what it computes: they may differ on resume.
+HARMLESS_KEYS = {
+    "data.num_workers", "data.cache", "train.device", "train.threads", "train.progress", "train.log_every",
+    "train.checkpoint_every", "train.knn_every", "train.max_nonfinite", "train.knn_max_train",
+    "train.knn_max_val", "train.knn_k", "data.val", "data.knn_train", "data.cache_dir",
+}
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    old, new = _flatten(saved), _flatten(current)
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if k not in HARMLESS_KEYS and old.get(k) != new.get(k)]
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Refuse to continue a run whose checkpoint was made with a different recipe (it would silently mix two
+    experiments); the old files are left untouched."""
+    diffs = config_differences(saved, current)
+    if diffs:
+        shown = ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r})" for k in diffs[:4])
+        more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
+        raise VitsslError(f"{path} was made with a different config: {shown}{more}; use a new train.out_dir "
+                          "(or the old settings) — nothing was overwritten")

@@ -1,0 +1,85 @@
+"""The interface between a self-supervised method and the trainer.
+
+A method wires backbone, heads, loss and (optionally) a teacher. It knows nothing about files, logging or
+processes; the trainer knows nothing about any particular method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from torch import Tensor, nn
+
+from vitssl.engine.schedules import StepState
+
+if TYPE_CHECKING:
+    from vitssl.config import PretrainConfig
+    from vitssl.data.multicrop import CropSpec
+    from vitssl.models.backbones import Backbone
+
+
+@dataclass
+class StepOutput:
+    """The loss to back-propagate and detached metrics (tensors: converted only when logged)."""
+
+    loss: Tensor
+    metrics: dict[str, Tensor | float] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of self-supervised methods."""
+
+    name: str = "method"
+
+    @property
+    def views(self) -> list[CropSpec]:
+        """The crops the loader must produce for each image, in order."""
+        raise NotImplementedError
+
+    def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
+        """Method-specific scheduled values at ``step`` (e.g. teacher momentum)."""
+        return {}
+
+    def training_step(self, batch: dict, state: StepState) -> StepOutput:
+        raise NotImplementedError
+
+    def before_optimizer_step(self, state: StepState) -> None:
+        """Called after backward and before clipping (e.g. drop the last layer's gradients)."""
+
+    def after_optimizer_step(self, state: StepState) -> None:
+        """Called once per optimiser step after the update (e.g. teacher EMA, centre update)."""
+
+    def discard_pending(self) -> None:
+        """Forget statistics gathered since the last optimiser step (the step was skipped)."""
+
+    def param_groups(self) -> list[dict]:
+        raise NotImplementedError
+
+    def eval_backbone(self) -> Backbone:
+        """The network to evaluate (the teacher where there is one)."""
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, Callable[[PretrainConfig], Method]] = {}
+
+
+def register_method(name: str) -> Callable:
+    def wrap(factory: Callable[[PretrainConfig], Method]) -> Callable[[PretrainConfig], Method]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_methods() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_method(cfg: PretrainConfig) -> Method:
+    from vitssl.errors import VitsslError
+
+    if cfg.method not in _REGISTRY:
+        raise VitsslError(f"unknown method '{cfg.method}'; choose one of {', '.join(available_methods())}")
+    return _REGISTRY[cfg.method](cfg)
