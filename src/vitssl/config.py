@@ -64,6 +64,8 @@ class CropsConfig:
     local_scale: list[float] = _f([0.05, 0.4], "Area range of local crops relative to the image.")
     jitter_p: float = _f(0.8, "Probability of colour jitter on each crop.")
     grayscale_p: float = _f(0.2, "Probability of converting a crop to grayscale.")
+    blur_radius: list[float] = _f([0.1, 2.0], "Range of the Gaussian blur radius in pixels (DINO's values are "
+                                  "for 224 px crops; scale them down for small images, e.g. [0.1, 0.5] at 32 px).")
 
 
 @dataclass
@@ -316,6 +318,8 @@ def validate(cfg: PretrainConfig) -> None:
     _check(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
     _check(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3, "data.mean and data.std need 3 values (RGB)")
     _check(all(s > 0 for s in cfg.data.std), "data.std values must be positive")
+    _check(len(cfg.crops.blur_radius) == 2 and 0 < cfg.crops.blur_radius[0] <= cfg.crops.blur_radius[1],
+           f"crops.blur_radius must be two numbers 0 < min <= max, got {cfg.crops.blur_radius}")
     for key in ("global_scale", "local_scale"):
         lo_hi = getattr(cfg.crops, key)
         _check(len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,

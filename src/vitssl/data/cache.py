@@ -9,9 +9,10 @@ dataset pickles quickly when workers are spawned.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ AUTO_MAX_FILE_BYTES = 2 * 1024**3
 # estimates the decoded size from a sample of image headers.
 AUTO_MAX_DECODED_BYTES = 6 * 1024**3
 _HEADER_SAMPLES = 32
-_CHUNK = 4096
+_CHUNK = 1024  # images per decoding task and per packed array
+_MAX_WORKERS = 8
 _PROGRESS_ABOVE = 2000
 
 
@@ -74,63 +76,90 @@ class DecodedImages:
         return Image.fromarray(self.array(index))
 
 
-def _decode(path: Path) -> np.ndarray | UnreadableImageError:
-    try:
-        return np.asarray(load_rgb(path))
-    except UnreadableImageError as err:
-        return err
+_Chunk = tuple[np.ndarray, np.ndarray, list[int], list[str]]
+
+
+def _decode_chunk(paths: Sequence[Path]) -> _Chunk:
+    """Decode ``paths`` into (flat pixels, (k, 2) shapes, indices of the readable ones, error messages)."""
+    arrays: list[np.ndarray] = []
+    shapes: list[tuple[int, int]] = []
+    kept: list[int] = []
+    errors: list[str] = []
+    for index, path in enumerate(paths):
+        try:
+            pixels = np.asarray(load_rgb(path))
+        except UnreadableImageError as err:
+            errors.append(str(err))
+            continue
+        arrays.append(pixels.reshape(-1))
+        shapes.append((pixels.shape[0], pixels.shape[1]))
+        kept.append(index)
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.uint8)
+    return flat, np.asarray(shapes, dtype=np.int32).reshape(-1, 2), kept, errors
+
+
+def default_decode_workers() -> int:
+    """Processes for decoding: this process's CPUs, shared among the ranks torchrun starts on this machine."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(_MAX_WORKERS, cpus // max(1, local_ranks)))
+
+
+def _chunk_results(tasks: list[Sequence[Path]], workers: int) -> Iterator[_Chunk]:
+    # Processes, not threads: for small files PIL spends its time in Python header parsing, under the GIL.
+    # Only "fork" starts workers without re-importing torch; elsewhere (and inside daemonic processes, which
+    # cannot have children) decoding stays in this process.
+    parallel = (
+        workers > 1
+        and len(tasks) > 1
+        and "fork" in multiprocessing.get_all_start_methods()
+        and not multiprocessing.current_process().daemon
+    )
+    if not parallel:
+        yield from map(_decode_chunk, tasks)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield from pool.map(_decode_chunk, tasks)
 
 
 def decode_images(
-    paths: Sequence[Path], num_threads: int | None = None, progress: bool = True
+    paths: Sequence[Path], num_workers: int | None = None, progress: bool = True
 ) -> tuple[DecodedImages, list[int], list[UnreadableImageError]]:
     """Decode every image of ``paths`` into a :class:`DecodedImages`, skipping unreadable files.
 
-    Decoding runs on a thread pool: PIL releases the GIL while decoding, so threads scale without the cost of
-    shipping pixels between processes.
-
     Args:
         paths: Image files.
-        num_threads: Decoding threads; default ``min(8, cpu count)``.
+        num_workers: Decoding processes; default :func:`default_decode_workers`.
         progress: Show a progress bar for more than 2000 images (only on a terminal).
 
     Returns:
         The decoded images (readable ones only, in order), the indices into ``paths`` that they came from, and
         the errors of the unreadable files.
     """
-    threads = num_threads or min(8, os.cpu_count() or 1)
+    workers = num_workers or default_decode_workers()
+    tasks = [paths[start : start + _CHUNK] for start in range(0, len(paths), _CHUNK)]
     chunks: list[np.ndarray] = []
-    chunk_of: list[int] = []
-    offsets: list[int] = []
-    shapes: list[tuple[int, int]] = []
+    chunk_of: list[np.ndarray] = []
+    offsets: list[np.ndarray] = []
+    shapes: list[np.ndarray] = []
     kept: list[int] = []
     errors: list[UnreadableImageError] = []
     show = progress and len(paths) > _PROGRESS_ABOVE
-    with (
-        ThreadPoolExecutor(max_workers=threads) as pool,
-        tqdm(total=len(paths), desc="decoding images", unit="img", disable=None if show else True) as bar,
-    ):
-        for start in range(0, len(paths), _CHUNK):
-            arrays: list[np.ndarray] = []
-            offset = 0
-            for index, result in enumerate(pool.map(_decode, paths[start : start + _CHUNK]), start):
-                if isinstance(result, UnreadableImageError):
-                    errors.append(result)
-                    continue
-                arrays.append(result.reshape(-1))
-                kept.append(index)
-                chunk_of.append(len(chunks))
-                offsets.append(offset)
-                shapes.append((result.shape[0], result.shape[1]))
-                offset += result.size
-            if arrays:
-                chunks.append(np.concatenate(arrays))
-            bar.update(min(_CHUNK, len(paths) - start))
+    with tqdm(total=len(paths), desc="decoding images", unit="img", disable=None if show else True) as bar:
+        for task, (flat, task_shapes, task_kept, task_errors) in enumerate(_chunk_results(tasks, workers)):
+            sizes = task_shapes[:, 0].astype(np.int64) * task_shapes[:, 1] * 3
+            offsets.append(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))
+            chunk_of.append(np.full(len(task_kept), len(chunks), dtype=np.int32))
+            chunks.append(flat)
+            shapes.append(task_shapes)
+            kept.extend(task * _CHUNK + index for index in task_kept)
+            errors.extend(UnreadableImageError(message) for message in task_errors)
+            bar.update(len(tasks[task]))
     store = DecodedImages(
         chunks,
-        np.asarray(chunk_of, dtype=np.int32),
-        np.asarray(offsets, dtype=np.int64),
-        np.asarray(shapes, dtype=np.int32).reshape(-1, 2),
+        np.concatenate(chunk_of) if chunk_of else np.zeros(0, dtype=np.int32),
+        np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64),
+        np.concatenate(shapes) if shapes else np.zeros((0, 2), dtype=np.int32),
     )
     return store, kept, errors
 

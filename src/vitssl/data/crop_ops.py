@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
+from vitssl.errors import VitsslError
+
 __all__ = [
     "Draws",
     "ToNormalizedTensor",
@@ -202,7 +204,9 @@ class ToNormalizedTensor:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values each, std positive; got mean={mean}, std={std}")
+            raise VitsslError(
+                f"data.mean and data.std need 3 values each, std > 0; got mean={mean}, std={std}"
+            )
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         # One fused pass over the pixels: (x / 255 - mean) / std == (x - 255 mean) * (1 / (255 std)).

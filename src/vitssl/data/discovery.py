@@ -147,22 +147,22 @@ def has_class_layout(root: Path, strict: bool = False) -> bool:
 
     Args:
         root: An existing folder.
-        strict: Require every image to lie exactly one level below ``root`` (``root/<class>/<image>``);
-            otherwise images may nest deeper below their class folder.
+        strict: Require every image to lie exactly one level below ``root`` (``root/<class>/<image>``, none
+            directly in ``root``); otherwise it is enough that some class folder holds an image, at any depth
+            (images directly in ``root`` are then ignored by :func:`list_labelled`, with a warning).
 
     Returns:
-        True when no image lies directly in ``root``, at least one class folder holds an image and, if
-        ``strict``, no image lies deeper than one folder below ``root``.
+        Whether ``root`` can be loaded as a labelled folder (strictly: unambiguously).
     """
     root = Path(root)
-    if _root_images(root):
+    if strict and _root_images(root):
         return False
     any_image = False
     for name in _class_folders(root):
         for path in find_images(root / name):
             any_image = True
-            if strict and path.parent != root / name:
-                return False
             if not strict:
-                break
+                return True
+            if path.parent != root / name:
+                return False
     return any_image

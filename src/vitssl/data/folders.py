@@ -32,7 +32,7 @@ ViewTransform = Callable[[Image.Image, torch.Generator], Any]
 _MAX_LISTED_WARNINGS = 20
 
 
-class ImageFolderDataset(torch.utils.data.Dataset):
+class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
     """Images of a folder, as dicts of views, label, index and a skipped-file count.
 
     Args:
@@ -42,7 +42,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             generator; None returns the PIL image itself as ``"views"``.
         cache: "memory" decodes every image once now, "none" decodes on access, "auto" picks memory for small
             datasets (see :func:`vitssl.data.cache.choose_cache_mode`).
-        max_images: Keep a fixed subset of this many images, stratified over classes when labelled.
+        max_images: Keep a fixed subset of this many images, stratified over classes when labelled. The
+            subset is chosen among the files found; unreadable ones in it are dropped, not replaced.
         subset_seed: Seed choosing that subset.
         seed: Seed of the per-sample view generators (set again by ``build_loader``).
         config_key: The config key naming ``root``, quoted in error messages (e.g. "data.val").
@@ -161,11 +162,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         # Remembered for the life of this process (a worker lives one epoch), so a bad file is not retried.
         self._bad.add(index)
         self.num_skipped += 1
-        warnings.warn(f"skipping {err}", UnreadableImageWarning, stacklevel=4)
+        warnings.warn(f"skipping an unreadable file: {err}", UnreadableImageWarning, stacklevel=4)
 
     def _warn_dropped(self, errors: list[UnreadableImageError]) -> None:
         for err in errors[:_MAX_LISTED_WARNINGS]:
-            warnings.warn(f"skipping {err}", UnreadableImageWarning, stacklevel=3)
+            warnings.warn(f"skipping an unreadable file: {err}", UnreadableImageWarning, stacklevel=3)
         if len(errors) > _MAX_LISTED_WARNINGS:
             warnings.warn(
                 f"skipped {len(errors)} unreadable images under {self.root} in all "

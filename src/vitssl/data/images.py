@@ -127,10 +127,11 @@ def _float_to_uint8(values: np.ndarray) -> np.ndarray:
     """Map float grey levels to 0..255: [0, 1] data is scaled by 255, [0, 255] data kept, else min-max."""
     values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     low, high = float(values.min()), float(values.max())
+    # Values are non-negative in both fixed ranges, so adding 0.5 and truncating rounds to nearest.
     if low >= 0.0 and high <= 1.0:
-        return np.rint(values * 255.0).astype(np.uint8)
+        return (values * 255.0 + 0.5).astype(np.uint8)
     if low >= 0.0 and high <= 255.0:
-        return np.rint(values).astype(np.uint8)
+        return (values + 0.5).astype(np.uint8)
     return _min_max_to_uint8(values)
 
 

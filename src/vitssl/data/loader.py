@@ -60,7 +60,7 @@ def _init_worker(worker_id: int) -> None:
 
 
 def build_loader(
-    dataset: Dataset,
+    dataset: Dataset[dict[str, Any]],
     batch_size: int,
     num_workers: int,
     seed: int,
@@ -71,7 +71,7 @@ def build_loader(
     shuffle: bool = True,
     drop_last: bool = True,
     pin_memory: bool = False,
-) -> DataLoader:
+) -> DataLoader[dict[str, Any]]:
     """A ``DataLoader`` over ``dataset`` with a seeded :class:`EpochSampler` and :func:`collate_views`.
 
     The dataset's ``seed`` and epoch are set to match the sampler's (when it has them), so every view is a
@@ -96,7 +96,7 @@ def build_loader(
         The loader; its ``sampler`` is the :class:`EpochSampler`.
     """
     sampler = EpochSampler(
-        len(dataset),  # type: ignore[arg-type]
+        len(dataset),  # type: ignore[arg-type]  # map-style datasets have __len__; Dataset's type does not
         seed,
         rank=rank,
         world_size=world_size,
@@ -105,7 +105,7 @@ def build_loader(
         batch_size=batch_size,
     )
     if hasattr(dataset, "seed"):
-        dataset.seed = seed  # type: ignore[attr-defined]
+        dataset.seed = seed
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -121,7 +121,7 @@ def build_loader(
     return loader
 
 
-def set_loader_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:
+def set_loader_epoch(loader: DataLoader[dict[str, Any]], epoch: int, start: int = 0) -> None:
     """Point a loader from :func:`build_loader` at ``epoch``, skipping its first ``start`` samples.
 
     Sets the epoch of both the sampler (which permutation) and the dataset (which views). Call it before

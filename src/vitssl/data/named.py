@@ -17,10 +17,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from torchvision import datasets as tv_datasets
 from tqdm import tqdm
 
 from vitssl.data.discovery import has_class_layout
@@ -65,9 +65,10 @@ def resolve_dataset(spec: str, role: str, cache_dir: str | os.PathLike[str]) -> 
             raise VitsslError(f"{key}={spec}: unknown split {split!r}; use {name}:train or {name}:test")
         if name == "synthetic":
             return ensure_synthetic(cache_dir) / split, True
-        return ensure_cifar10_folders(cache_dir, key) / split, True
+        return ensure_cifar10_folders(cache_dir, key, split) / split, True
     root = _resolve_folder(spec, role, key)
-    # Validation folders were checked for labels above; pretraining ignores labels, so be strict there.
+    # Pretraining only uses labels for optional monitoring, so a folder counts as labelled only when it is
+    # unambiguously root/<class>/<image>: photos nested by date or shard must not pass for classes.
     return root, role == "val" or has_class_layout(root, strict=True)
 
 
@@ -76,8 +77,8 @@ def _resolve_folder(spec: str, role: str, key: str) -> Path:
     if not path.exists():
         if os.sep not in spec and "/" not in spec and not spec.startswith("."):
             raise VitsslError(
-                f"{key}={spec} is neither a named dataset nor an existing folder; use one of {_named_help()}, "
-                "or the path of a folder of images"
+                f"{key}={spec} is neither a named dataset nor an existing folder; use one of "
+                f"{_named_help()}, or the path of a folder of images"
             )
         raise VitsslError(f"{key}: folder {path} does not exist; point {key} at a folder of images")
     if not path.is_dir():
@@ -90,7 +91,9 @@ def _resolve_folder(spec: str, role: str, key: str) -> Path:
     return path
 
 
-def ensure_cifar10_folders(cache_dir: str | os.PathLike[str], key: str = "data.train") -> Path:
+def ensure_cifar10_folders(
+    cache_dir: str | os.PathLike[str], key: str = "data.train", split: str = "train"
+) -> Path:
     """Download CIFAR-10 (once) and export it as ``<cache_dir>/cifar10-folders/{train,test}/<class>/<i>.png``.
 
     The export is written to a temporary folder and renamed into place when complete.
@@ -98,6 +101,7 @@ def ensure_cifar10_folders(cache_dir: str | os.PathLike[str], key: str = "data.t
     Args:
         cache_dir: Holds ``cifar10/`` (torchvision's download) and ``cifar10-folders/`` (the export).
         key: The config key to name in errors.
+        split: The split that key wants, for the example in errors.
 
     Returns:
         The ``cifar10-folders`` root.
@@ -109,12 +113,12 @@ def ensure_cifar10_folders(cache_dir: str | os.PathLike[str], key: str = "data.t
     root = cache / "cifar10-folders"
     if (root / _COMPLETE).is_file():
         return root
-    splits = {split: _download_cifar10(cache / "cifar10", split == "train", key) for split in _SPLITS}
+    downloads = {name: _download_cifar10(cache / "cifar10", name == "train", key, split) for name in _SPLITS}
     staging = Path(tempfile.mkdtemp(prefix=".cifar10-folders.tmp-", dir=cache))
     staging.chmod(0o755)  # mkdtemp's private 0700 would hide a shared cache from other users
     try:
-        for split, dataset in splits.items():
-            _export(dataset, staging / split, split)
+        for name, dataset in downloads.items():
+            _export(dataset, staging / name, name)
         (staging / _COMPLETE).write_text("cifar10 exported as PNG folders\n")
         try:
             os.rename(staging, root)
@@ -126,19 +130,22 @@ def ensure_cifar10_folders(cache_dir: str | os.PathLike[str], key: str = "data.t
     return root
 
 
-def _download_cifar10(folder: Path, train: bool, key: str) -> tv_datasets.CIFAR10:
+def _download_cifar10(folder: Path, train: bool, key: str, split: str) -> Any:
+    # Imported here: torchvision takes seconds to import and only this download needs it.
+    from torchvision import datasets
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return tv_datasets.CIFAR10(root=str(folder), train=train, download=True)
+        return datasets.CIFAR10(root=str(folder), train=train, download=True)
     except Exception as err:  # network, HTTP, checksum and disk errors all mean the same to the user
-        split = "train" if train else "test"
         raise VitsslError(
             f"could not download cifar10 ({type(err).__name__}: {err}); set {key} to a local image folder, "
             f"e.g. {key}=/path/to/cifar10/{split}"
         ) from err
 
 
-def _export(dataset: tv_datasets.CIFAR10, folder: Path, split: str) -> None:
+def _export(dataset: Any, folder: Path, split: str) -> None:
+    """Write a torchvision CIFAR10 split (``data``, ``targets``, ``classes``) as PNG class folders."""
     images: np.ndarray = dataset.data
     labels = [int(label) for label in dataset.targets]
     class_dirs = [folder / name for name in dataset.classes]

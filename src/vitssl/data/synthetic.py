@@ -28,7 +28,7 @@ from vitssl.errors import VitsslError
 
 __all__ = ["SPLITS", "class_names", "ensure_synthetic", "mask_path", "synthetic_folder_name"]
 
-VERSION = "v1"
+VERSION = "v2"
 SPLITS = ("train", "test")
 _MANIFEST = "manifest.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
@@ -101,7 +101,7 @@ def ensure_synthetic(
         seed: Seed of the images.
 
     Returns:
-        ``<cache_dir>/synthetic-v1-<size>px-<train>x<test>-seed<seed>``.
+        ``<cache_dir>/synthetic-v2-<size>px-<train>x<test>-seed<seed>``.
 
     Raises:
         VitsslError: Bad sizes, or the cache folder cannot be written.

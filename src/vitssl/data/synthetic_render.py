@@ -142,7 +142,8 @@ def _colour_pair(rng: np.random.Generator) -> tuple[Colour, Colour]:
 
 
 def _blend(a: Colour, b: Colour, weight: np.ndarray) -> np.ndarray:
-    return a[None, None, :] + (b - a)[None, None, :] * weight[..., None]
+    blended: np.ndarray = a[None, None, :] + (b - a)[None, None, :] * weight[..., None]
+    return blended
 
 
 def _texture(rng: np.random.Generator, size: int, first: Colour, second: Colour) -> np.ndarray:
@@ -167,19 +168,20 @@ def _texture(rng: np.random.Generator, size: int, first: Colour, second: Colour)
 
 
 def _background(rng: np.random.Generator, size: int, colour: Colour) -> Image.Image:
-    """Background: the colour modulated by a smooth random field or a gradient, plus small distractor dots."""
-    if rng.random() < 0.5:
-        # Low-frequency "clouds": a coarse random grid upsampled smoothly.
-        coarse = rng.normal(0.0, 22.0, (4, 4, 3)) + colour
-        field = np.asarray(
-            Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
-        )
-        pixels = field.astype(np.float32)
-    else:
-        pixels = _texture(rng, size, colour, np.clip(colour + rng.normal(0.0, 30.0, 3), 0, 255))
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    """Background: the colour modulated by a smooth random field, plus a few small distractor dots.
+
+    Backgrounds are deliberately untextured: a textured background shared by all crops of an image is an
+    easier cue than the shape for instance-level self-supervision, and it would hide whether a method learns
+    shape within a short demo budget. Textures live on the foreground.
+    """
+    # Low-frequency "clouds": a coarse random grid upsampled smoothly.
+    coarse = rng.normal(0.0, 22.0, (4, 4, 3)) + colour
+    field = Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
+    image = field.convert("RGB")
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         x, y = rng.uniform(0, size, 2)
         dot = tuple(int(v) for v in rng.uniform(0, 255, 3))
         radius = rng.uniform(0.02, 0.05) * size
@@ -219,8 +221,8 @@ def render_sample(
     foreground_image = Image.fromarray(np.clip(foreground, 0, 255).astype(np.uint8))
     composite = Image.composite(foreground_image, _background(rng, size, background_colour), mask)
     # A box filter over each 4x4 block is exact area averaging: antialiased edges without ringing.
-    image = composite.resize((image_size, image_size), Image.BOX)
+    image = composite.resize((image_size, image_size), Image.Resampling.BOX)
     noise = rng.normal(0.0, rng.uniform(0.0, 10.0), (image_size, image_size, 3))
     image = Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
-    small_mask = np.asarray(mask.resize((image_size, image_size), Image.BOX))
+    small_mask = np.asarray(mask.resize((image_size, image_size), Image.Resampling.BOX))
     return image, Image.fromarray(np.where(small_mask >= 128, 255, 0).astype(np.uint8))

@@ -214,8 +214,13 @@ class Trainer:
             return None
         return self.knn.evaluate(self.method.eval_backbone())
 
-    def fit(self) -> FitResult:
-        """Train to ``optim.epochs`` (resuming from the run folder when it has a checkpoint)."""
+    def fit(self, stop_at_step: int | None = None) -> FitResult:
+        """Train to ``optim.epochs``, resuming from the run folder when it has a checkpoint.
+
+        Args:
+            stop_at_step: stop early (with a checkpoint) after this optimiser step, as if the run had been
+                interrupted there; the schedules still span the whole run, so re-running continues exactly.
+        """
         resumed = self._resume()
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +231,8 @@ class Trainer:
                    desc="resumed" if resumed else "pretrain", dynamic_ncols=True, unit="step")
         batches, epoch, loss, speed = None, -1, float("nan"), 0.0
         last_time = time.perf_counter()
-        while self.step < self.total_steps:
+        end = min(self.total_steps, stop_at_step) if stop_at_step is not None else self.total_steps
+        while self.step < end:
             if self.step // self.steps_per_epoch != epoch:
                 epoch = self.step // self.steps_per_epoch
                 batches = self._batches(epoch, self.step - epoch * self.steps_per_epoch)
@@ -253,6 +259,8 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         self.save_checkpoint()
+        if self.step < self.total_steps:
+            return FitResult(self.run_dir, self.step, loss, None, self.skipped_steps)
         knn = self._log_knn()
         self._finish(knn)
         return FitResult(self.run_dir, self.step, loss, knn, self.skipped_steps)

@@ -62,7 +62,7 @@ class DINO(Method):
         c = self.cfg.crops
         return dino_crops(global_size=c.global_size, global_scale=tuple(c.global_scale), local_count=c.local_count,
                           local_size=c.local_size, local_scale=tuple(c.local_scale), jitter_p=c.jitter_p,
-                          grayscale_p=c.grayscale_p)
+                          grayscale_p=c.grayscale_p, blur_radius=tuple(c.blur_radius))
 
     def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
         d = self.cfg.dino

@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitssl.config import load_config
+from vitssl.engine.checkpoint import load_checkpoint
+from vitssl.engine.trainer import Trainer
+from vitssl.errors import VitsslError
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """24 small labelled images in 2 classes."""
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir()
+        for i in range(12):
+            arr = rng.integers(0, 256, size=(20, 20, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / c / f"{i}.png")
+    return root
+
+
+def tiny_cfg(root, out, *extra):
+    return load_config(None, [
+        f"data.train={root}", "data.batch_size=4", "data.num_workers=0", "model.backbone=vit_tiny",
+        "model.patch_size=4", "model.depth=1", "crops.global_size=16", "crops.local_size=8", "crops.local_count=2",
+        "dino.out_dim=16", "dino.hidden_dim=16", "dino.bottleneck_dim=8", "dino.warmup_teacher_temp_epochs=1",
+        "dino.freeze_last_layer=0.5", "optim.epochs=2", "optim.warmup_epochs=0.5", "train.log_every=1",
+        "train.checkpoint_every=1000", "train.progress=false", "model.drop_path=0.1", f"train.out_dir={out}",
+        *extra])
+
+
+def losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if "loss" in json.loads(line)]
+
+
+def test_resume_continues_exactly(image_folder, tmp_path):
+    straight = Trainer(tiny_cfg(image_folder, tmp_path / "a")).fit()
+    assert straight.steps == 12  # 24 images / 4 per step * 2 epochs
+    first = Trainer(tiny_cfg(image_folder, tmp_path / "b")).fit(stop_at_step=5)
+    assert first.steps == 5 and (tmp_path / "b" / "last.pt").exists()
+    resumed = Trainer(tiny_cfg(image_folder, tmp_path / "b")).fit()
+    assert resumed.steps == 12
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    a = load_checkpoint(tmp_path / "a")["method"]
+    b = load_checkpoint(tmp_path / "b")["method"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_checkpoint_is_weights_only_and_complete(image_folder, tmp_path):
+    Trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5")).fit()
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert {"method", "optimizer", "step", "rng", "config", "version"} <= set(ckpt)
+    assert "loss_fn.center" in ckpt["method"] and "teacher.backbone.model.cls_token" in ckpt["method"]
+    assert (tmp_path / "r" / "config.yaml").exists() and (tmp_path / "r" / "curves.png").exists()
+
+
+def test_resume_with_another_recipe_is_refused(image_folder, tmp_path):
+    Trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5")).fit()
+    before = (tmp_path / "r" / "last.pt").read_bytes()
+    with pytest.raises(VitsslError, match=r"different config: optim.lr"):
+        Trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5", "optim.lr=0.1")).fit()
+    assert (tmp_path / "r" / "last.pt").read_bytes() == before
+
+
+def test_nonfinite_loss_is_skipped_then_stops_cleanly(image_folder, tmp_path):
+    trainer = Trainer(tiny_cfg(image_folder, tmp_path / "n", "train.max_nonfinite=3"))
+    real_step = trainer.method.training_step
+    calls = {"n": 0}
+
+    def poisoned(batch, state):
+        out = real_step(batch, state)
+        calls["n"] += 1
+        if calls["n"] == 2 or calls["n"] >= 4:  # one isolated NaN, then NaN for ever
+            out.loss = out.loss * float("nan")
+        return out
+
+    trainer.method.training_step = poisoned
+    weights = {}
+
+    def snapshot(state):
+        weights[state.step] = [p.detach().clone() for p in trainer.method.student.parameters()]
+
+    real_after = trainer.method.after_optimizer_step
+    trainer.method.after_optimizer_step = lambda state: (real_after(state), snapshot(state))
+    with pytest.raises(VitsslError, match="not finite for 3 steps in a row"):
+        trainer.fit()
+    assert sorted(weights) == [0, 2]  # step 1 was skipped: no update, no EMA
+    saved = load_checkpoint(tmp_path / "n")
+    # steps 1, 3, 4, 5 were skipped; the run stops at step 5, the third bad step in a row
+    assert saved["step"] == 5 and saved["skipped_steps"] == 4
+    for p, q in zip(weights[2], (saved["method"][k] for k in saved["method"] if k.startswith("student."))):
+        assert torch.isfinite(q).all()
+        assert torch.equal(p, q)
+
+
+def test_too_small_dataset_error(image_folder, tmp_path):
+    with pytest.raises(VitsslError, match="fewer than one optimiser step"):
+        Trainer(tiny_cfg(image_folder, tmp_path / "s", "data.batch_size=64"))
