@@ -36,8 +36,15 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
-    code = main(["pretrain", f"data.train={tmp_path / 'missing'}", f"train.out_dir={tmp_path / 'run'}",
-                 "model.backbone=vit_tiny", "model.depth=1"])
+    code = main(
+        [
+            "pretrain",
+            f"data.train={tmp_path / 'missing'}",
+            f"train.out_dir={tmp_path / 'run'}",
+            "model.backbone=vit_tiny",
+            "model.depth=1",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "missing" in err and "Traceback" not in err

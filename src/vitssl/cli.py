@@ -24,50 +24,78 @@ Run `vitssl pretrain --help-config` for every key with its default and tuning ad
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "pretrain", help="self-supervised pretraining from a YAML config",
+        "pretrain",
+        help="self-supervised pretraining from a YAML config",
         description="Pretrain a vision transformer without labels. Writes config.yaml, metrics.jsonl, TensorBoard "
-                    "logs, checkpoints (last.pt), curves.png and the online k-NN into the run folder.",
-        epilog=EPILOG_PRETRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "logs, checkpoints (last.pt), curves.png and the online k-NN into the run folder.",
+        epilog=EPILOG_PRETRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/dino/vit_tiny_cifar10.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="override any config key, e.g. optim.lr=1e-3 data.batch_size=128 (values are YAML)")
-    p.add_argument("--help-config", action="store_true", help="list every config key with its default and help")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="override any config key, e.g. optim.lr=1e-3 data.batch_size=128 (values are YAML)",
+    )
+    p.add_argument(
+        "--help-config", action="store_true", help="list every config key with its default and help"
+    )
     p.set_defaults(func=_run_pretrain)
 
 
 def _add_knn(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "knn", help="weighted k-NN evaluation of a pretrained backbone",
+        "knn",
+        help="weighted k-NN evaluation of a pretrained backbone",
         description="Weighted k-NN classification (Wu et al. 2018, as used by DINO) on the teacher's features: "
-                    "each query takes the k most similar training images by cosine similarity; each neighbour "
-                    "votes for its class with weight exp(similarity / T). A quick, hyper-parameter-light "
-                    "measure of representation quality.",
+        "each query takes the k most similar training images by cosine similarity; each neighbour "
+        "votes for its class with weight exp(similarity / T). A quick, hyper-parameter-light "
+        "measure of representation quality.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  vitssl knn runs/demo\n  vitssl knn runs/cifar/last.pt --train cifar10/train "
-               "--val cifar10/test --k 20 --compare-init")
+        "--val cifar10/test --k 20 --compare-init",
+    )
     p.add_argument("checkpoint", help="run folder (uses its last.pt) or a checkpoint file written by vitssl")
-    p.add_argument("--train", help="labelled memory set: folder root/<class>/<images> or a named dataset "
-                   "(default: the run's data.knn_train, else its data.train when labelled)")
+    p.add_argument(
+        "--train",
+        help="labelled memory set: folder root/<class>/<images> or a named dataset "
+        "(default: the run's data.knn_train, else its data.train when labelled)",
+    )
     p.add_argument("--val", help="labelled query set (default: the run's data.val)")
-    p.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200],
-                   help="numbers of neighbours; 20 is the usual headline number (default: 10 20 100 200)")
-    p.add_argument("--temperature", type=float, default=0.07,
-                   help="T of the exp(sim/T) vote weights; lower trusts the nearest neighbours more (default 0.07)")
+    p.add_argument(
+        "--k",
+        type=int,
+        nargs="+",
+        default=[10, 20, 100, 200],
+        help="numbers of neighbours; 20 is the usual headline number (default: 10 20 100 200)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=0.07,
+        help="T of the exp(sim/T) vote weights; lower trusts the nearest neighbours more (default 0.07)",
+    )
     p.add_argument("--max-train", type=int, help="cap the memory set (fixed stratified subset) to save time")
     p.add_argument("--max-val", type=int, help="cap the query set (fixed stratified subset)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--num-workers", type=int, default=2, help="data loader workers (default 2)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default auto)")
-    p.add_argument("--compare-init", action="store_true",
-                   help="also evaluate the same network at initialisation (same config and seed) and plot both")
+    p.add_argument(
+        "--compare-init",
+        action="store_true",
+        help="also evaluate the same network at initialisation (same config and seed) and plot both",
+    )
     p.add_argument("--out", type=Path, help="JSON file for the results (default: RUN/knn.json)")
     p.set_defaults(func=_run_knn)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vitssl", description="Self-supervised pretraining of vision transformers (DINO; SiT and EsViT to "
-                                   "come), with evaluation.")
+        prog="vitssl",
+        description="Self-supervised pretraining of vision transformers (DINO; SiT and EsViT to "
+        "come), with evaluation.",
+    )
     parser.add_argument("--version", action="version", version=f"vitssl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_pretrain(sub)
@@ -103,15 +131,22 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _run_knn(args: argparse.Namespace) -> int:
-    import torch
 
+    from vitssl.engine.trainer import resolve_device
     from vitssl.eval.knn import format_knn_table
     from vitssl.eval.knn_eval import KNNSettings, evaluate_knn, load_method, save_knn_json
-    from vitssl.engine.trainer import resolve_device
 
-    settings = KNNSettings(train=args.train, val=args.val, ks=tuple(args.k), temperature=args.temperature,
-                           max_train=args.max_train, max_val=args.max_val, batch_size=args.batch_size,
-                           num_workers=args.num_workers, device=str(resolve_device(args.device)))
+    settings = KNNSettings(
+        train=args.train,
+        val=args.val,
+        ks=tuple(args.k),
+        temperature=args.temperature,
+        max_train=args.max_train,
+        max_val=args.max_val,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=str(resolve_device(args.device)),
+    )
     results: dict[str, dict] = {}
     cfg, method = load_method(args.checkpoint)
     results["pretrained"] = evaluate_knn(cfg, method, settings)
@@ -126,8 +161,10 @@ def _run_knn(args: argparse.Namespace) -> int:
     if args.compare_init:
         from vitssl.plots import plot_knn_comparison
 
-        plot_knn_comparison({"init": results["init"], "pretrained": results["pretrained"]},
-                            out.with_name("knn_comparison.png"))
+        plot_knn_comparison(
+            {"init": results["init"], "pretrained": results["pretrained"]},
+            out.with_name("knn_comparison.png"),
+        )
     print(f"wrote {out}")
     return 0
 
@@ -145,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vitssl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nvitssl: interrupted; re-run the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        print(
+            "\nvitssl: interrupted; re-run the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -30,75 +30,142 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class DataConfig:
-    train: str = _f("synthetic", "Pretraining images: a folder (any nesting; labels ignored) or a named dataset: "
-                    "'synthetic' (built in, offline), 'cifar10' (downloaded into data.cache_dir).")
-    val: str | None = _f(None, "Labelled folder (root/<class>/<images>) or named dataset for the online k-NN "
-                         "queries; for named datasets the test split is used. Leave empty to skip online k-NN.")
-    knn_train: str | None = _f(None, "Labelled memory set for the online k-NN; defaults to data.train when that "
-                               "is labelled (class subfolders or a named dataset).")
+    train: str = _f(
+        "synthetic",
+        "Pretraining images: a folder (any nesting; labels ignored) or a named dataset: "
+        "'synthetic' (built in, offline), 'cifar10' (downloaded into data.cache_dir).",
+    )
+    val: str | None = _f(
+        None,
+        "Labelled folder (root/<class>/<images>) or named dataset for the online k-NN "
+        "queries; for named datasets the test split is used. Leave empty to skip online k-NN.",
+    )
+    knn_train: str | None = _f(
+        None,
+        "Labelled memory set for the online k-NN; defaults to data.train when that "
+        "is labelled (class subfolders or a named dataset).",
+    )
     cache_dir: str = _f("~/.cache/vitssl", "Where named datasets are downloaded or generated.")
-    batch_size: int = _f(64, "Images per process per micro-batch. The effective batch is "
-                         "batch_size x optim.accumulate x processes; the lr is scaled with it.")
-    num_workers: int = _f(2, "Data loader worker processes per training process. 0 loads in the main "
-                          "process (slower, but easiest to debug). Results do not depend on it.")
-    max_images: int | None = _f(None, "Use a fixed subset of this many training images (stratified when "
-                                "labelled). Handy for quick experiments.")
-    cache: Literal["auto", "memory", "none"] = _f("auto", "'memory' decodes every image once and keeps it in "
-                                                  "RAM (fast for small data sets); 'none' decodes on the fly; "
-                                                  "'auto' picks memory for small data sets.")
+    batch_size: int = _f(
+        64,
+        "Images per process per micro-batch. The effective batch is "
+        "batch_size x optim.accumulate x processes; the lr is scaled with it.",
+    )
+    num_workers: int = _f(
+        2,
+        "Data loader worker processes per training process. 0 loads in the main "
+        "process (slower, but easiest to debug). Results do not depend on it.",
+    )
+    max_images: int | None = _f(
+        None,
+        "Use a fixed subset of this many training images (stratified when "
+        "labelled). Handy for quick experiments.",
+    )
+    cache: Literal["auto", "memory", "none"] = _f(
+        "auto",
+        "'memory' decodes every image once and keeps it in "
+        "RAM (fast for small data sets); 'none' decodes on the fly; "
+        "'auto' picks memory for small data sets.",
+    )
     mean: list[float] = _f(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
     std: list[float] = _f(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
-    eval_size: int | None = _f(None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size.")
-    eval_resize: int | None = _f(None, "Resize the shorter side to this before the center crop during "
-                                 "evaluation (ImageNet: 256 for 224 crops). Defaults to eval_size.")
+    eval_size: int | None = _f(
+        None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size."
+    )
+    eval_resize: int | None = _f(
+        None,
+        "Resize the shorter side to this before the center crop during "
+        "evaluation (ImageNet: 256 for 224 crops). Defaults to eval_size.",
+    )
 
 
 @dataclass
 class CropsConfig:
     global_size: int = _f(224, "Side of the two global crops in pixels.")
-    global_scale: list[float] = _f([0.4, 1.0], "Area range of global crops relative to the image. With no local "
-                                   "crops, (0.14, 1.0) is the paper's choice.")
-    local_count: int = _f(8, "Number of small local crops per image (multi-crop). 0 disables multi-crop. More "
-                          "crops give more learning signal per image at extra compute (they are small).")
+    global_scale: list[float] = _f(
+        [0.4, 1.0],
+        "Area range of global crops relative to the image. With no local "
+        "crops, (0.14, 1.0) is the paper's choice.",
+    )
+    local_count: int = _f(
+        8,
+        "Number of small local crops per image (multi-crop). 0 disables multi-crop. More "
+        "crops give more learning signal per image at extra compute (they are small).",
+    )
     local_size: int = _f(96, "Side of the local crops in pixels (ImageNet: 96 for 224 global crops).")
     local_scale: list[float] = _f([0.05, 0.4], "Area range of local crops relative to the image.")
     jitter_p: float = _f(0.8, "Probability of colour jitter on each crop.")
+    brightness: float = _f(0.4, "Colour-jitter brightness strength (factor drawn from [1 - x, 1 + x]).")
+    contrast: float = _f(0.4, "Colour-jitter contrast strength.")
+    saturation: float = _f(0.2, "Colour-jitter saturation strength.")
+    hue: float = _f(0.1, "Colour-jitter hue shift, in turns of the colour wheel (at most 0.5). Raise it when "
+                    "colour is a shortcut that says nothing about the content (e.g. randomly coloured shapes).")
     grayscale_p: float = _f(0.2, "Probability of converting a crop to grayscale.")
-    blur_radius: list[float] = _f([0.1, 2.0], "Range of the Gaussian blur radius in pixels (DINO's values are "
-                                  "for 224 px crops; scale them down for small images, e.g. [0.1, 0.5] at 32 px).")
+    blur_radius: list[float] = _f(
+        [0.1, 2.0],
+        "Range of the Gaussian blur radius in pixels (DINO's values are "
+        "for 224 px crops; scale them down for small images, e.g. [0.1, 0.5] at 32 px).",
+    )
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = _f("vit_small", "Backbone: a preset (vit_tiny, vit_small, vit_base) or any timm ViT name.")
-    patch_size: int | None = _f(None, "Patch size override (e.g. 4 for 32 px images). Smaller patches give "
-                                "more tokens: better features, quadratically more attention compute.")
-    img_size: int | None = _f(None, "Native image size of the position embeddings (other crop sizes are "
-                              "interpolated). Defaults to crops.global_size.")
+    backbone: str = _f(
+        "vit_small", "Backbone: a preset (vit_tiny, vit_small, vit_base) or any timm ViT name."
+    )
+    patch_size: int | None = _f(
+        None,
+        "Patch size override (e.g. 4 for 32 px images). Smaller patches give "
+        "more tokens: better features, quadratically more attention compute.",
+    )
+    img_size: int | None = _f(
+        None,
+        "Native image size of the position embeddings (other crop sizes are "
+        "interpolated). Defaults to crops.global_size.",
+    )
     depth: int | None = _f(None, "Number of transformer blocks override (fewer blocks: faster, weaker).")
     drop_path: float = _f(0.1, "Stochastic depth rate of the student (the teacher always uses 0).")
 
 
 @dataclass
 class DINOConfig:
-    out_dim: int = _f(65536, "Head output dimension K (number of prototypes). Large K helps on ImageNet; "
-                      "small data sets are fine with a few thousand.")
+    out_dim: int = _f(
+        65536,
+        "Head output dimension K (number of prototypes). Large K helps on ImageNet; "
+        "small data sets are fine with a few thousand.",
+    )
     hidden_dim: int = _f(2048, "Hidden width of the head's MLP.")
     bottleneck_dim: int = _f(256, "Bottleneck width before the weight-normalised last layer.")
     use_bn_in_head: bool = _f(False, "BatchNorm in the head MLP (off in the paper's ViT recipe).")
-    norm_last_layer: bool = _f(True, "Freeze the norm of the last layer's weights (cosine logits). Stabler; "
-                               "set false for better results at the risk of instability.")
+    norm_last_layer: bool = _f(
+        True,
+        "Freeze the norm of the last layer's weights (cosine logits). Stabler; "
+        "set false for better results at the risk of instability.",
+    )
     student_temp: float = _f(0.1, "Student softmax temperature.")
-    teacher_temp: float = _f(0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable.")
-    warmup_teacher_temp: float = _f(0.04, "Initial teacher temperature; lower it if the loss stays flat early.")
-    warmup_teacher_temp_epochs: float = _f(30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp.")
-    center_momentum: float = _f(0.9, "Momentum of the teacher-output centre (centring prevents collapse to one "
-                                "dimension; sharpening prevents collapse to uniform).")
-    momentum_teacher: float = _f(0.996, "Initial EMA momentum of the teacher, raised to 1 by a cosine schedule. "
-                                 "Use a higher value (0.9995) with small batches and a lower one (0.99) for "
-                                 "very short runs.")
-    freeze_last_layer: float = _f(1, "Epochs during which the head's last layer gets no update; helps the "
-                                  "start of training.")
+    teacher_temp: float = _f(
+        0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable."
+    )
+    warmup_teacher_temp: float = _f(
+        0.04, "Initial teacher temperature; lower it if the loss stays flat early."
+    )
+    warmup_teacher_temp_epochs: float = _f(
+        30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp."
+    )
+    center_momentum: float = _f(
+        0.9,
+        "Momentum of the teacher-output centre (centring prevents collapse to one "
+        "dimension; sharpening prevents collapse to uniform).",
+    )
+    momentum_teacher: float = _f(
+        0.996,
+        "Initial EMA momentum of the teacher, raised to 1 by a cosine schedule. "
+        "Use a higher value (0.9995) with small batches and a lower one (0.99) for "
+        "very short runs.",
+    )
+    freeze_last_layer: float = _f(
+        1, "Epochs during which the head's last layer gets no update; helps the start of training."
+    )
 
 
 @dataclass
@@ -107,29 +174,45 @@ class OptimConfig:
     lr: float = _f(5e-4, "Peak learning rate for an effective batch of 256; scaled linearly with the batch.")
     min_lr: float = _f(1e-6, "Learning rate at the end of the cosine schedule.")
     warmup_epochs: float = _f(10, "Epochs of linear learning-rate warm-up from 0.")
-    weight_decay: float = _f(0.04, "Initial weight decay (cosine schedule to weight_decay_end). Biases and "
-                             "1-D parameters (norms) get none.")
+    weight_decay: float = _f(
+        0.04,
+        "Initial weight decay (cosine schedule to weight_decay_end). Biases and "
+        "1-D parameters (norms) get none.",
+    )
     weight_decay_end: float = _f(0.4, "Final weight decay.")
     betas: list[float] = _f([0.9, 0.999], "AdamW betas.")
-    clip_grad: float = _f(3.0, "Clip each parameter tensor's gradient to this norm (per tensor, as in DINO); "
-                          "0 disables clipping.")
-    accumulate: int = _f(1, "Micro-batches per optimiser step (gradient accumulation); the centre and the "
-                         "teacher update once per optimiser step.")
+    clip_grad: float = _f(
+        3.0,
+        "Clip each parameter tensor's gradient to this norm (per tensor, as in DINO); 0 disables clipping.",
+    )
+    accumulate: int = _f(
+        1,
+        "Micro-batches per optimiser step (gradient accumulation); the centre and the "
+        "teacher update once per optimiser step.",
+    )
 
 
 @dataclass
 class TrainConfig:
-    out_dir: str = _f("runs/{name}", "Run folder ({name} is replaced). Re-running the same command resumes "
-                      "from the last checkpoint in it.")
+    out_dir: str = _f(
+        "runs/{name}",
+        "Run folder ({name} is replaced). Re-running the same command resumes "
+        "from the last checkpoint in it.",
+    )
     seed: int = _f(0, "Seed of every random choice (model init, views, order).")
     device: str = _f("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f("auto", "'auto' = bf16 autocast on CUDA when "
-                                                            "supported (else fp16 with a loss scaler), fp32 "
-                                                            "on CPU. Losses are always computed in fp32.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f(
+        "auto",
+        "'auto' = bf16 autocast on CUDA when "
+        "supported (else fp16 with a loss scaler), fp32 "
+        "on CPU. Losses are always computed in fp32.",
+    )
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice).")
     log_every: int = _f(10, "Write metrics every this many optimiser steps.")
     checkpoint_every: int = _f(200, "Save a resumable checkpoint every this many steps (and at the end).")
-    knn_every: int = _f(0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set.")
+    knn_every: int = _f(
+        0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set."
+    )
     knn_k: int = _f(20, "k of the online k-NN.")
     knn_max_train: int = _f(5000, "Cap on the k-NN memory set (fixed stratified subset).")
     knn_max_val: int = _f(1000, "Cap on the k-NN query set (fixed stratified subset).")
@@ -197,17 +280,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif tp is bool or tp is str:
-        if isinstance(value, tp):
-            return value
-    raise VitsslError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}; fix the value in the YAML "
-                      f"file or override it with {key}=...")
+    elif tp in (bool, str) and isinstance(value, tp):
+        return value
+    raise VitsslError(
+        f"config key '{key}' expects {_type_name(tp)}, got {value!r}; fix the value in the YAML "
+        f"file or override it with {key}=..."
+    )
 
 
 def _unknown_key(key: str, valid: list[str], prefix: str) -> VitsslError:
     # Same words in another order (teacher_momentum vs momentum_teacher) rank first, then spelling neighbours.
     reordered = [v for v in valid if sorted(v.split("_")) == sorted(key.split("_"))]
-    close = reordered + [c for c in difflib.get_close_matches(key, valid, n=3, cutoff=0.5) if c not in reordered]
+    close = reordered + [
+        c for c in difflib.get_close_matches(key, valid, n=3, cutoff=0.5) if c not in reordered
+    ]
     if close:
         hint = f"did you mean {', '.join(prefix + c for c in close[:3])}?"
     else:
@@ -312,18 +398,25 @@ def validate(cfg: PretrainConfig) -> None:
     """Range checks that types alone cannot express."""
     from vitssl.methods import available_methods
 
-    _check(cfg.method in available_methods(),
-           f"unknown method '{cfg.method}'; choose one of {', '.join(available_methods())}")
+    _check(
+        cfg.method in available_methods(),
+        f"unknown method '{cfg.method}'; choose one of {', '.join(available_methods())}",
+    )
     _check(cfg.data.batch_size >= 1, "data.batch_size must be >= 1")
     _check(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
     _check(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3, "data.mean and data.std need 3 values (RGB)")
     _check(all(s > 0 for s in cfg.data.std), "data.std values must be positive")
-    _check(len(cfg.crops.blur_radius) == 2 and 0 < cfg.crops.blur_radius[0] <= cfg.crops.blur_radius[1],
-           f"crops.blur_radius must be two numbers 0 < min <= max, got {cfg.crops.blur_radius}")
+    _check(
+        len(cfg.crops.blur_radius) == 2 and 0 < cfg.crops.blur_radius[0] <= cfg.crops.blur_radius[1],
+        f"crops.blur_radius must be two numbers 0 < min <= max, got {cfg.crops.blur_radius}",
+    )
     for key in ("global_scale", "local_scale"):
         lo_hi = getattr(cfg.crops, key)
-        _check(len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,
-               f"crops.{key} must be two numbers 0 < min <= max <= 1, got {lo_hi}")
+        _check(
+            len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,
+            f"crops.{key} must be two numbers 0 < min <= max <= 1, got {lo_hi}",
+        )
+    _check(0 <= cfg.crops.hue <= 0.5, f"crops.hue must be in [0, 0.5], got {cfg.crops.hue}")
     _check(cfg.crops.local_count >= 0, "crops.local_count must be >= 0")
     _check(cfg.crops.global_size > 0 and cfg.crops.local_size > 0, "crop sizes must be positive")
     _check(cfg.optim.epochs > 0, "optim.epochs must be > 0")
@@ -332,17 +425,24 @@ def validate(cfg: PretrainConfig) -> None:
     _check(len(cfg.optim.betas) == 2, "optim.betas needs two values")
     _check(0 <= cfg.dino.momentum_teacher <= 1, "dino.momentum_teacher must be in [0, 1]")
     _check(0 <= cfg.dino.center_momentum < 1, "dino.center_momentum must be in [0, 1)")
-    _check(cfg.dino.teacher_temp > 0 and cfg.dino.warmup_teacher_temp > 0 and cfg.dino.student_temp > 0,
-           "temperatures must be > 0")
+    _check(
+        cfg.dino.teacher_temp > 0 and cfg.dino.warmup_teacher_temp > 0 and cfg.dino.student_temp > 0,
+        "temperatures must be > 0",
+    )
     _check(cfg.dino.out_dim >= 2, "dino.out_dim must be >= 2")
-    _check(cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
-           "train.log_every and train.checkpoint_every must be >= 1")
+    _check(
+        cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
+        "train.log_every and train.checkpoint_every must be >= 1",
+    )
     patch = cfg.model.patch_size
     if patch is not None:
         for key in ("global_size", "local_size"):
             size = getattr(cfg.crops, key)
-            _check(size % patch == 0, f"crops.{key}={size} is not a multiple of model.patch_size={patch}; "
-                   "choose sizes divisible by the patch size")
+            _check(
+                size % patch == 0,
+                f"crops.{key}={size} is not a multiple of model.patch_size={patch}; "
+                "choose sizes divisible by the patch size",
+            )
 
 
 def describe(cls: type = PretrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -359,6 +459,19 @@ def describe(cls: type = PretrainConfig, prefix: str = "") -> list[tuple[str, st
 
 
 __all__ = [
-    "PretrainConfig", "DataConfig", "CropsConfig", "ModelConfig", "DINOConfig", "OptimConfig", "TrainConfig",
-    "load_config", "from_dict", "to_dict", "save_config", "parse_overrides", "describe", "validate", "read_yaml",
+    "PretrainConfig",
+    "DataConfig",
+    "CropsConfig",
+    "ModelConfig",
+    "DINOConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "load_config",
+    "from_dict",
+    "to_dict",
+    "save_config",
+    "parse_overrides",
+    "describe",
+    "validate",
+    "read_yaml",
 ]

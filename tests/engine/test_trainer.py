@@ -25,18 +25,41 @@ def image_folder(tmp_path_factory):
 
 
 def tiny_cfg(root, out, *extra):
-    return load_config(None, [
-        f"data.train={root}", "data.batch_size=4", "data.num_workers=0", "model.backbone=vit_tiny",
-        "model.patch_size=4", "model.depth=1", "crops.global_size=16", "crops.local_size=8", "crops.local_count=2",
-        "dino.out_dim=16", "dino.hidden_dim=16", "dino.bottleneck_dim=8", "dino.warmup_teacher_temp_epochs=1",
-        "dino.freeze_last_layer=0.5", "optim.epochs=2", "optim.warmup_epochs=0.5", "train.log_every=1",
-        "train.checkpoint_every=1000", "train.progress=false", "model.drop_path=0.1", f"train.out_dir={out}",
-        *extra])
+    return load_config(
+        None,
+        [
+            f"data.train={root}",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "model.backbone=vit_tiny",
+            "model.patch_size=4",
+            "model.depth=1",
+            "crops.global_size=16",
+            "crops.local_size=8",
+            "crops.local_count=2",
+            "dino.out_dim=16",
+            "dino.hidden_dim=16",
+            "dino.bottleneck_dim=8",
+            "dino.warmup_teacher_temp_epochs=1",
+            "dino.freeze_last_layer=0.5",
+            "optim.epochs=2",
+            "optim.warmup_epochs=0.5",
+            "train.log_every=1",
+            "train.checkpoint_every=1000",
+            "train.progress=false",
+            "model.drop_path=0.1",
+            f"train.out_dir={out}",
+            *extra,
+        ],
+    )
 
 
 def losses(run_dir):
-    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if "loss" in json.loads(line)]
+    return [
+        json.loads(line)["loss"]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
 
 
 def test_resume_continues_exactly(image_folder, tmp_path):

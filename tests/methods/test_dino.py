@@ -7,9 +7,18 @@ from vitssl.config import load_config
 from vitssl.engine.schedules import StepState
 from vitssl.methods import build_method
 
-TINY = ["model.backbone=vit_tiny", "model.patch_size=4", "model.depth=2", "model.drop_path=0.0",
-        "crops.global_size=16", "crops.local_size=8", "crops.local_count=2", "dino.out_dim=32",
-        "dino.hidden_dim=16", "dino.bottleneck_dim=8"]
+TINY = [
+    "model.backbone=vit_tiny",
+    "model.patch_size=4",
+    "model.depth=2",
+    "model.drop_path=0.0",
+    "crops.global_size=16",
+    "crops.local_size=8",
+    "crops.local_count=2",
+    "dino.out_dim=32",
+    "dino.hidden_dim=16",
+    "dino.bottleneck_dim=8",
+]
 
 
 def tiny_method(*extra):
@@ -19,13 +28,18 @@ def tiny_method(*extra):
 
 def views(batch, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, 3, 16, 16, generator=g) for _ in range(2)] + \
-           [torch.randn(batch, 3, 8, 8, generator=g) for _ in range(2)]
+    return [torch.randn(batch, 3, 16, 16, generator=g) for _ in range(2)] + [
+        torch.randn(batch, 3, 8, 8, generator=g) for _ in range(2)
+    ]
 
 
 def state(step=100, spe=10):
-    return StepState(step=step, steps_per_epoch=spe, total_steps=1000,
-                     values={"teacher_temp": 0.04, "teacher_momentum": 0.99})
+    return StepState(
+        step=step,
+        steps_per_epoch=spe,
+        total_steps=1000,
+        values={"teacher_temp": 0.04, "teacher_momentum": 0.99},
+    )
 
 
 def test_views_follow_the_config():

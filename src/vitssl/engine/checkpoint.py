@@ -38,12 +38,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / LAST
     if not path.is_file():
-        raise VitsslError(f"checkpoint {path} does not exist; pass a run folder or a .pt file written by vitssl")
+        raise VitsslError(
+            f"checkpoint {path} does not exist; pass a run folder or a .pt file written by vitssl"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for torn or foreign files
-        raise VitsslError(f"could not read checkpoint {path} ({type(exc).__name__}); it is corrupt or not a "
-                          "vitssl checkpoint: use another file or delete it to restart") from None
+        raise VitsslError(
+            f"could not read checkpoint {path} ({type(exc).__name__}); it is corrupt or not a "
+            "vitssl checkpoint: use another file or delete it to restart"
+        ) from None
     if not isinstance(ckpt, dict) or "method" not in ckpt or "config" not in ckpt:
         raise VitsslError(f"{path} is not a vitssl checkpoint (no 'method'/'config' entries)")
     return ckpt

@@ -40,9 +40,14 @@ class KNNMonitor:
         return cls(cfg, device)
 
     def _features(self, backbone: Backbone, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = build_loader(dataset, batch_size=max(self.cfg.data.batch_size, 128),
-                              num_workers=min(self.cfg.data.num_workers, 2), seed=0, shuffle=False,
-                              drop_last=False)
+        loader = build_loader(
+            dataset,
+            batch_size=max(self.cfg.data.batch_size, 128),
+            num_workers=min(self.cfg.data.num_workers, 2),
+            seed=0,
+            shuffle=False,
+            drop_last=False,
+        )
         return extract_features(backbone.pooled, loader, self.device)
 
     @torch.no_grad()
@@ -54,5 +59,11 @@ class KNNMonitor:
             test_x, test_y = self._features(backbone, self.queries)
         finally:
             backbone.train(was_training)
-        return weighted_knn(train_x, train_y, test_x, test_y, ks=ks or (self.cfg.train.knn_k,),
-                            num_classes=len(self.memory.classes))
+        return weighted_knn(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            ks=ks or (self.cfg.train.knn_k,),
+            num_classes=len(self.memory.classes),
+        )

@@ -47,8 +47,15 @@ class MetricsLogger:
         record = {"step": step, **{k: to_float(v) for k, v in metrics.items()}}
         if self.enabled:
             with self.path.open("a") as handle:
-                handle.write(json.dumps({k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
-                                         for k, v in record.items()}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+                            for k, v in record.items()
+                        }
+                    )
+                    + "\n"
+                )
             if self._tb is not None:
                 for key, value in record.items():
                     if key != "step" and math.isfinite(value):

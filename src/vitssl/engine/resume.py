@@ -9,9 +9,21 @@ from vitssl.errors import VitsslError
 
 # Keys that change how a run is executed or reported, not what it computes: they may differ on resume.
 HARMLESS_KEYS = {
-    "data.num_workers", "data.cache", "train.device", "train.threads", "train.progress", "train.log_every",
-    "train.checkpoint_every", "train.knn_every", "train.max_nonfinite", "train.knn_max_train",
-    "train.knn_max_val", "train.knn_k", "data.val", "data.knn_train", "data.cache_dir",
+    "data.num_workers",
+    "data.cache",
+    "train.device",
+    "train.threads",
+    "train.progress",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.knn_every",
+    "train.max_nonfinite",
+    "train.knn_max_train",
+    "train.knn_max_val",
+    "train.knn_k",
+    "data.val",
+    "data.knn_train",
+    "data.cache_dir",
 }
 
 
@@ -36,7 +48,11 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) 
     experiments); the old files are left untouched."""
     diffs = config_differences(saved, current)
     if diffs:
-        shown = ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r})" for k in diffs[:4])
+        shown = ", ".join(
+            f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r})" for k in diffs[:4]
+        )
         more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
-        raise VitsslError(f"{path} was made with a different config: {shown}{more}; use a new train.out_dir "
-                          "(or the old settings) — nothing was overwritten")
+        raise VitsslError(
+            f"{path} was made with a different config: {shown}{more}; use a new train.out_dir "
+            "(or the old settings) — nothing was overwritten"
+        )

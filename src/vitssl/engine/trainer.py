@@ -72,11 +72,15 @@ class Trainer:
         self.images_per_step = cfg.data.batch_size * cfg.optim.accumulate * dist.world_size()
         self.steps_per_epoch = len(self.dataset) // self.images_per_step
         if self.steps_per_epoch == 0:
-            raise VitsslError(f"the training set has {len(self.dataset)} images, fewer than one optimiser step "
-                              f"needs ({self.images_per_step}); lower data.batch_size or optim.accumulate")
+            raise VitsslError(
+                f"the training set has {len(self.dataset)} images, fewer than one optimiser step "
+                f"needs ({self.images_per_step}); lower data.batch_size or optim.accumulate"
+            )
         self.total_steps = max(1, round(cfg.optim.epochs * self.steps_per_epoch))
         self.peak_lr = cfg.optim.lr * self.images_per_step / 256  # linear scaling rule
-        self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
+        self.optimizer = build_optimizer(
+            self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device
+        )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
@@ -92,7 +96,9 @@ class Trainer:
     def state_at(self, step: int, log: bool = False) -> StepState:
         o, spe = self.cfg.optim, self.steps_per_epoch
         state = StepState(step=step, steps_per_epoch=spe, total_steps=self.total_steps, log=log)
-        state.lr = cosine_schedule(step, self.total_steps, self.peak_lr, o.min_lr, round(o.warmup_epochs * spe))
+        state.lr = cosine_schedule(
+            step, self.total_steps, self.peak_lr, o.min_lr, round(o.warmup_epochs * spe)
+        )
         state.weight_decay = cosine_schedule(step, self.total_steps, o.weight_decay, o.weight_decay_end)
         state.values = self.method.schedule(step, spe, self.total_steps)
         return state
@@ -133,8 +139,10 @@ class Trainer:
             self.method.load_state_dict(ckpt["method"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise VitsslError(f"checkpoint {path} does not match this model ({str(exc).splitlines()[0]}); use "
-                              "a new train.out_dir") from None
+            raise VitsslError(
+                f"checkpoint {path} does not match this model ({str(exc).splitlines()[0]}); use "
+                "a new train.out_dir"
+            ) from None
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
@@ -198,15 +206,23 @@ class Trainer:
             raise VitsslError(
                 f"the loss was not finite for {self.consecutive_nonfinite} steps in a row (step {state.step}); the "
                 f"weights were left untouched and saved to {path}; lower optim.lr, raise optim.warmup_epochs or "
-                "use train.precision=fp32, then re-run to resume")
+                "use train.precision=fp32, then re-run to resume"
+            )
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _batches(self, epoch: int, start_step: int):
         self.dataset.set_epoch(epoch)
         loader = build_loader(
-            self.dataset, batch_size=self.cfg.data.batch_size, num_workers=self.cfg.data.num_workers,
-            seed=self.cfg.train.seed, epoch=epoch, start=start_step * self.images_per_step // dist.world_size(),
-            rank=dist.rank(), world_size=dist.world_size(), pin_memory=self.device.type == "cuda")
+            self.dataset,
+            batch_size=self.cfg.data.batch_size,
+            num_workers=self.cfg.data.num_workers,
+            seed=self.cfg.train.seed,
+            epoch=epoch,
+            start=start_step * self.images_per_step // dist.world_size(),
+            rank=dist.rank(),
+            world_size=dist.world_size(),
+            pin_memory=self.device.type == "cuda",
+        )
         return iter(loader)
 
     def _online_knn(self) -> dict[int, dict[str, float]] | None:
@@ -227,10 +243,18 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml")
         self.method.train()
         t = self.cfg.train
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (t.progress and dist.is_main()),
-                   desc="resumed" if resumed else "pretrain", dynamic_ncols=True, unit="step")
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not (t.progress and dist.is_main()),
+            desc="resumed" if resumed else "pretrain",
+            dynamic_ncols=True,
+            unit="step",
+        )
         batches, epoch, loss, speed = None, -1, float("nan"), 0.0
         last_time = time.perf_counter()
+        if self.step == 0 and t.knn_every:
+            self._log_knn()  # the curve starts at the network's initialisation
         end = min(self.total_steps, stop_at_step) if stop_at_step is not None else self.total_steps
         while self.step < end:
             if self.step // self.steps_per_epoch != epoch:
@@ -248,11 +272,20 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{speed:.0f}", epoch=epoch)
             if log:
-                self.logger.log(state.step, {"loss": loss, "lr": state.lr, "weight_decay": state.weight_decay,
-                                             "images_per_s": speed, "epoch": state.epoch_float,
-                                             "skipped_steps": self.skipped_steps,
-                                             "skipped_images": self.skipped_images,
-                                             **state.values, **metrics})
+                self.logger.log(
+                    state.step,
+                    {
+                        "loss": loss,
+                        "lr": state.lr,
+                        "weight_decay": state.weight_decay,
+                        "images_per_s": speed,
+                        "epoch": state.epoch_float,
+                        "skipped_steps": self.skipped_steps,
+                        "skipped_images": self.skipped_images,
+                        **state.values,
+                        **metrics,
+                    },
+                )
             if t.knn_every and self.step % t.knn_every == 0 and self.step < self.total_steps:
                 self._log_knn()
             if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
@@ -278,8 +311,12 @@ class Trainer:
         if not dist.is_main():
             return
         if knn is not None:
-            (self.run_dir / "knn_online.json").write_text(json.dumps(
-                {"step": self.step, "k": self.cfg.train.knn_k, **{str(k): v for k, v in knn.items()}}, indent=2))
+            (self.run_dir / "knn_online.json").write_text(
+                json.dumps(
+                    {"step": self.step, "k": self.cfg.train.knn_k, **{str(k): v for k, v in knn.items()}},
+                    indent=2,
+                )
+            )
         from vitssl.plots import plot_training_curves
 
         with contextlib.suppress(Exception):  # a missing plot must never cost the trained weights

@@ -30,8 +30,10 @@ def load_method(checkpoint: str | Path, at_init: bool = False) -> tuple[Pretrain
         try:
             method.load_state_dict(ckpt["method"])
         except RuntimeError as exc:
-            raise VitsslError(f"checkpoint {checkpoint} does not match its own config "
-                              f"({str(exc).splitlines()[0]}); was it written by another vitssl version?") from None
+            raise VitsslError(
+                f"checkpoint {checkpoint} does not match its own config "
+                f"({str(exc).splitlines()[0]}); was it written by another vitssl version?"
+            ) from None
     return cfg, method.eval()
 
 
@@ -53,20 +55,28 @@ def evaluate_knn(cfg: PretrainConfig, method: Method, s: KNNSettings) -> dict[in
     train_spec = s.train or knn_memory_spec(cfg)
     val_spec = s.val or cfg.data.val
     if not train_spec or not val_spec:
-        raise VitsslError("no labelled folders to evaluate on; pass --train FOLDER and --val FOLDER "
-                          "(root/<class>/<images>)")
+        raise VitsslError(
+            "no labelled folders to evaluate on; pass --train FOLDER and --val FOLDER (root/<class>/<images>)"
+        )
     memory = build_labelled_dataset(cfg, train_spec, "train", s.max_train, "--train")
     queries = build_labelled_dataset(cfg, val_spec, "val", s.max_val, "--val")
     device = torch.device(s.device)
     backbone = method.eval_backbone().to(device).eval()
     feats = []
     for name, dataset in (("memory", memory), ("queries", queries)):
-        loader = build_loader(dataset, batch_size=s.batch_size, num_workers=s.num_workers, seed=0, shuffle=False,
-                              drop_last=False)
+        loader = build_loader(
+            dataset,
+            batch_size=s.batch_size,
+            num_workers=s.num_workers,
+            seed=0,
+            shuffle=False,
+            drop_last=False,
+        )
         feats.append(extract_features(backbone.pooled, loader, device, progress=f"features ({name})"))
     (train_x, train_y), (test_x, test_y) = feats
-    return weighted_knn(train_x, train_y, test_x, test_y, ks=s.ks, temperature=s.temperature,
-                        num_classes=len(memory.classes))
+    return weighted_knn(
+        train_x, train_y, test_x, test_y, ks=s.ks, temperature=s.temperature, num_classes=len(memory.classes)
+    )
 
 
 def save_knn_json(results: dict[str, dict[int, dict[str, float]]], path: Path, extra: dict) -> None:

@@ -27,14 +27,25 @@ NUM_GLOBAL_CROPS = 2
 
 def build_dino_backbone(cfg: PretrainConfig, drop_path: float) -> Backbone:
     m = cfg.model
-    return build_backbone(m.backbone, patch_size=m.patch_size, img_size=m.img_size or cfg.crops.global_size,
-                          depth=m.depth, drop_path_rate=drop_path)
+    return build_backbone(
+        m.backbone,
+        patch_size=m.patch_size,
+        img_size=m.img_size or cfg.crops.global_size,
+        depth=m.depth,
+        drop_path_rate=drop_path,
+    )
 
 
 def build_dino_head(cfg: PretrainConfig, in_dim: int) -> DINOHead:
     d = cfg.dino
-    return DINOHead(in_dim, d.out_dim, hidden_dim=d.hidden_dim, bottleneck_dim=d.bottleneck_dim,
-                    use_bn=d.use_bn_in_head, norm_last_layer=d.norm_last_layer)
+    return DINOHead(
+        in_dim,
+        d.out_dim,
+        hidden_dim=d.hidden_dim,
+        bottleneck_dim=d.bottleneck_dim,
+        use_bn=d.use_bn_in_head,
+        norm_last_layer=d.norm_last_layer,
+    )
 
 
 class DINO(Method):
@@ -60,9 +71,20 @@ class DINO(Method):
     @property
     def views(self) -> list[CropSpec]:
         c = self.cfg.crops
-        return dino_crops(global_size=c.global_size, global_scale=tuple(c.global_scale), local_count=c.local_count,
-                          local_size=c.local_size, local_scale=tuple(c.local_scale), jitter_p=c.jitter_p,
-                          grayscale_p=c.grayscale_p, blur_radius=tuple(c.blur_radius))
+        return dino_crops(
+            global_size=c.global_size,
+            global_scale=tuple(c.global_scale),
+            local_count=c.local_count,
+            local_size=c.local_size,
+            local_scale=tuple(c.local_scale),
+            jitter_p=c.jitter_p,
+            grayscale_p=c.grayscale_p,
+            blur_radius=tuple(c.blur_radius),
+            brightness=c.brightness,
+            contrast=c.contrast,
+            saturation=c.saturation,
+            hue=c.hue,
+        )
 
     def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
         d = self.cfg.dino

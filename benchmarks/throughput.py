@@ -1,0 +1,92 @@
+"""Training throughput of a preset: the model step alone (pre-made views) and end to end (data loader).
+
+    python benchmarks/throughput.py [--config configs/dino/vit_tiny_cifar10.yaml] [--steps 10] [--repeats 3]
+        [key=value ...]
+
+Prints a table and writes it to benchmarks/results/throughput.md. Quotes medians over repeats: the machines
+are shared and noisy. The end-to-end number uses the preset's data (override data.train for a local folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vitssl.config import load_config
+from vitssl.engine.trainer import Trainer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _time_steps(trainer: Trainer, batches, steps: int) -> float:
+    start = time.perf_counter()
+    for step in range(steps):
+        state = trainer.state_at(step)
+        trainer._apply_state(state)
+        trainer._optimizer_step(batches, state)
+    return trainer.images_per_step * steps / (time.perf_counter() - start)
+
+
+def model_step_rate(trainer: Trainer, steps: int) -> float:
+    """Images/s of forward + backward + update on one fixed, pre-made batch (no data loading)."""
+    batch = next(trainer._batches(0, 0))
+    fixed = iter(lambda: {"views": [v.clone() for v in batch["views"]]}, None)
+    trainer._optimizer_step(fixed, trainer.state_at(0))  # warm-up
+    return _time_steps(trainer, fixed, steps)
+
+
+def end_to_end_rate(trainer: Trainer, steps: int) -> float:
+    """Images/s including the data loader (decode, multi-crop, collate) with the configured workers."""
+    batches = trainer._batches(0, 0)
+    trainer._optimizer_step(batches, trainer.state_at(0))  # warm-up, starts the workers
+    return _time_steps(trainer, batches, steps)
+
+
+def loader_rate(trainer: Trainer, steps: int) -> float:
+    """Images/s the data loader alone delivers (what the model could at most consume)."""
+    batches = trainer._batches(0, 0)
+    next(batches)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    return trainer.cfg.data.batch_size * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/dino/vit_tiny_cifar10.yaml")
+    parser.add_argument("--steps", type=int, default=10, help="timed optimiser steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported")
+    parser.add_argument("--out", type=Path, default=RESULTS / "throughput.md")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    cfg = load_config(args.config, [*args.overrides, "train.out_dir=/tmp/vitssl-bench", "train.progress=false",
+                                    "data.val=null"])
+    trainer = Trainer(cfg)
+    trainer.method.train()
+    rows = []
+    for name, fn in (("model step only", model_step_rate), ("end to end (loader + step)", end_to_end_rate),
+                     ("data loader only", loader_rate)):
+        rates = [fn(trainer, args.steps) for _ in range(args.repeats)]
+        rows.append((name, statistics.median(rates), min(rates), max(rates)))
+    header = (f"config `{args.config}` {' '.join(args.overrides)} — batch {cfg.data.batch_size}, "
+              f"{len(trainer.method.views)} crops, workers {cfg.data.num_workers}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+              f"median of {args.repeats} x {args.steps} steps")
+    table = ["| measurement | images/s (median) | min | max |", "|---|---|---|---|"]
+    table += [f"| {n} | {m:.1f} | {lo:.1f} | {hi:.1f} |" for n, m, lo, hi in rows]
+    text = header + "\n\n" + "\n".join(table) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
