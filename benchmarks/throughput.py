@@ -66,19 +66,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.md")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    cfg = load_config(args.config, [*args.overrides, "train.out_dir=/tmp/vitssl-bench", "train.progress=false",
-                                    "data.val=null"])
+    cfg = load_config(
+        args.config, [*args.overrides, "train.out_dir=/tmp/vitssl-bench", "train.progress=false", "data.val=null"]
+    )
     trainer = Trainer(cfg)
     trainer.method.train()
     rows = []
-    for name, fn in (("model step only", model_step_rate), ("end to end (loader + step)", end_to_end_rate),
-                     ("data loader only", loader_rate)):
+    for name, fn in (
+        ("model step only", model_step_rate),
+        ("end to end (loader + step)", end_to_end_rate),
+        ("data loader only", loader_rate),
+    ):
         rates = [fn(trainer, args.steps) for _ in range(args.repeats)]
         rows.append((name, statistics.median(rates), min(rates), max(rates)))
-    header = (f"config `{args.config}` {' '.join(args.overrides)} — batch {cfg.data.batch_size}, "
-              f"{len(trainer.method.views)} crops, workers {cfg.data.num_workers}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-              f"median of {args.repeats} x {args.steps} steps")
+    header = (
+        f"config `{args.config}` {' '.join(args.overrides)} — batch {cfg.data.batch_size}, "
+        f"{len(trainer.method.views)} crops, workers {cfg.data.num_workers}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"median of {args.repeats} x {args.steps} steps"
+    )
     table = ["| measurement | images/s (median) | min | max |", "|---|---|---|---|"]
     table += [f"| {n} | {m:.1f} | {lo:.1f} | {hi:.1f} |" for n, m, lo, hi in rows]
     text = header + "\n\n" + "\n".join(table) + "\n"

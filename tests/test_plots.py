@@ -84,9 +84,7 @@ def test_plot_training_curves_without_knn_or_schedules(tmp_path: Path) -> None:
 def test_plot_training_curves_keeps_the_last_value_of_repeated_steps(tmp_path: Path) -> None:
     # A resumed run logs the steps after its last checkpoint again; NaN losses must not break the plot.
     path = tmp_path / "metrics.jsonl"
-    records = [{"step": s, "loss": 1.0} for s in range(30)] + [
-        {"step": s, "loss": 0.5} for s in range(20, 40)
-    ]
+    records = [{"step": s, "loss": 1.0} for s in range(30)] + [{"step": s, "loss": 0.5} for s in range(20, 40)]
     records[5]["loss"] = float("nan")
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     _assert_png(plot_training_curves(path, tmp_path / "curves.png"), min_width=400, min_height=250)

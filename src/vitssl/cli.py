@@ -38,9 +38,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         metavar="key.sub=value",
         help="override any config key, e.g. optim.lr=1e-3 data.batch_size=128 (values are YAML)",
     )
-    p.add_argument(
-        "--help-config", action="store_true", help="list every config key with its default and help"
-    )
+    p.add_argument("--help-config", action="store_true", help="list every config key with its default and help")
     p.set_defaults(func=_run_pretrain)
 
 

@@ -58,8 +58,7 @@ class DataConfig:
     )
     max_images: int | None = _f(
         None,
-        "Use a fixed subset of this many training images (stratified when "
-        "labelled). Handy for quick experiments.",
+        "Use a fixed subset of this many training images (stratified when labelled). Handy for quick experiments.",
     )
     cache: Literal["auto", "memory", "none"] = _f(
         "auto",
@@ -69,9 +68,7 @@ class DataConfig:
     )
     mean: list[float] = _f(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
     std: list[float] = _f(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
-    eval_size: int | None = _f(
-        None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size."
-    )
+    eval_size: int | None = _f(None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size.")
     eval_resize: int | None = _f(
         None,
         "Resize the shorter side to this before the center crop during "
@@ -84,8 +81,7 @@ class CropsConfig:
     global_size: int = _f(224, "Side of the two global crops in pixels.")
     global_scale: list[float] = _f(
         [0.4, 1.0],
-        "Area range of global crops relative to the image. With no local "
-        "crops, (0.14, 1.0) is the paper's choice.",
+        "Area range of global crops relative to the image. With no local crops, (0.14, 1.0) is the paper's choice.",
     )
     local_count: int = _f(
         8,
@@ -98,8 +94,11 @@ class CropsConfig:
     brightness: float = _f(0.4, "Colour-jitter brightness strength (factor drawn from [1 - x, 1 + x]).")
     contrast: float = _f(0.4, "Colour-jitter contrast strength.")
     saturation: float = _f(0.2, "Colour-jitter saturation strength.")
-    hue: float = _f(0.1, "Colour-jitter hue shift, in turns of the colour wheel (at most 0.5). Raise it when "
-                    "colour is a shortcut that says nothing about the content (e.g. randomly coloured shapes).")
+    hue: float = _f(
+        0.1,
+        "Colour-jitter hue shift, in turns of the colour wheel (at most 0.5). Raise it when "
+        "colour is a shortcut that says nothing about the content (e.g. randomly coloured shapes).",
+    )
     grayscale_p: float = _f(0.2, "Probability of converting a crop to grayscale.")
     blur_radius: list[float] = _f(
         [0.1, 2.0],
@@ -110,9 +109,7 @@ class CropsConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = _f(
-        "vit_small", "Backbone: a preset (vit_tiny, vit_small, vit_base) or any timm ViT name."
-    )
+    backbone: str = _f("vit_small", "Backbone: a preset (vit_tiny, vit_small, vit_base) or any timm ViT name.")
     patch_size: int | None = _f(
         None,
         "Patch size override (e.g. 4 for 32 px images). Smaller patches give "
@@ -143,15 +140,9 @@ class DINOConfig:
         "set false for better results at the risk of instability.",
     )
     student_temp: float = _f(0.1, "Student softmax temperature.")
-    teacher_temp: float = _f(
-        0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable."
-    )
-    warmup_teacher_temp: float = _f(
-        0.04, "Initial teacher temperature; lower it if the loss stays flat early."
-    )
-    warmup_teacher_temp_epochs: float = _f(
-        30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp."
-    )
+    teacher_temp: float = _f(0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable.")
+    warmup_teacher_temp: float = _f(0.04, "Initial teacher temperature; lower it if the loss stays flat early.")
+    warmup_teacher_temp_epochs: float = _f(30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp.")
     center_momentum: float = _f(
         0.9,
         "Momentum of the teacher-output centre (centring prevents collapse to one "
@@ -176,8 +167,7 @@ class OptimConfig:
     warmup_epochs: float = _f(10, "Epochs of linear learning-rate warm-up from 0.")
     weight_decay: float = _f(
         0.04,
-        "Initial weight decay (cosine schedule to weight_decay_end). Biases and "
-        "1-D parameters (norms) get none.",
+        "Initial weight decay (cosine schedule to weight_decay_end). Biases and 1-D parameters (norms) get none.",
     )
     weight_decay_end: float = _f(0.4, "Final weight decay.")
     betas: list[float] = _f([0.9, 0.999], "AdamW betas.")
@@ -196,8 +186,7 @@ class OptimConfig:
 class TrainConfig:
     out_dir: str = _f(
         "runs/{name}",
-        "Run folder ({name} is replaced). Re-running the same command resumes "
-        "from the last checkpoint in it.",
+        "Run folder ({name} is replaced). Re-running the same command resumes from the last checkpoint in it.",
     )
     seed: int = _f(0, "Seed of every random choice (model init, views, order).")
     device: str = _f("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")
@@ -210,9 +199,7 @@ class TrainConfig:
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice).")
     log_every: int = _f(10, "Write metrics every this many optimiser steps.")
     checkpoint_every: int = _f(200, "Save a resumable checkpoint every this many steps (and at the end).")
-    knn_every: int = _f(
-        0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set."
-    )
+    knn_every: int = _f(0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set.")
     knn_k: int = _f(20, "k of the online k-NN.")
     knn_max_train: int = _f(5000, "Cap on the k-NN memory set (fixed stratified subset).")
     knn_max_val: int = _f(1000, "Cap on the k-NN query set (fixed stratified subset).")
@@ -291,9 +278,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _unknown_key(key: str, valid: list[str], prefix: str) -> VitsslError:
     # Same words in another order (teacher_momentum vs momentum_teacher) rank first, then spelling neighbours.
     reordered = [v for v in valid if sorted(v.split("_")) == sorted(key.split("_"))]
-    close = reordered + [
-        c for c in difflib.get_close_matches(key, valid, n=3, cutoff=0.5) if c not in reordered
-    ]
+    close = reordered + [c for c in difflib.get_close_matches(key, valid, n=3, cutoff=0.5) if c not in reordered]
     if close:
         hint = f"did you mean {', '.join(prefix + c for c in close[:3])}?"
     else:

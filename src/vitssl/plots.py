@@ -99,9 +99,7 @@ def plot_training_curves(metrics_path: str | Path, out_png: str | Path) -> Path:
     panels = [(panel, series) for panel in _PANELS if (series := _panel_series(records, panel))]
     if not panels:
         known = sorted({key for panel in _PANELS for key in panel.keys})
-        raise VitsslError(
-            f"{metrics_path} has no plottable metrics (looked for {known}); is it a vitssl run?"
-        )
+        raise VitsslError(f"{metrics_path} has no plottable metrics (looked for {known}); is it a vitssl run?")
 
     columns = 1 if len(panels) == 1 else 2
     rows = math.ceil(len(panels) / columns)

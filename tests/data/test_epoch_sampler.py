@@ -11,9 +11,7 @@ from vitssl.errors import VitsslError
 
 
 def _shards(num_samples: int, world_size: int, **kwargs) -> list[list[int]]:
-    return [
-        list(EpochSampler(num_samples, 5, rank=r, world_size=world_size, **kwargs)) for r in range(world_size)
-    ]
+    return [list(EpochSampler(num_samples, 5, rank=r, world_size=world_size, **kwargs)) for r in range(world_size)]
 
 
 def test_two_ranks_cover_every_index_exactly_once() -> None:

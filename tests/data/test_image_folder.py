@@ -74,9 +74,7 @@ def test_missing_folder_error(tmp_path: Path) -> None:
 def test_empty_folder_error(tmp_path: Path, labelled: bool) -> None:
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "readme.txt").write_text("no images here")
-    with pytest.raises(
-        VitsslError, match=r"no images found under .*empty \(looked for .*\.jpg.*\.png"
-    ) as info:
+    with pytest.raises(VitsslError, match=r"no images found under .*empty \(looked for .*\.jpg.*\.png") as info:
         ImageFolderDataset(tmp_path / "empty", labelled=labelled)
     assert "\n" not in str(info.value)
 
@@ -128,9 +126,7 @@ def test_auto_cache_picks_memory_for_small_folders(labelled_folder: Path) -> Non
 
 
 def test_memory_and_lazy_give_identical_views(labelled_folder: Path) -> None:
-    memory = ImageFolderDataset(
-        labelled_folder, labelled=True, transform=_transform(), cache="memory", seed=3
-    )
+    memory = ImageFolderDataset(labelled_folder, labelled=True, transform=_transform(), cache="memory", seed=3)
     lazy = ImageFolderDataset(labelled_folder, labelled=True, transform=_transform(), cache="none", seed=3)
     for i in range(len(memory)):
         for a, b in zip(memory[i]["views"], lazy[i]["views"]):

@@ -151,12 +151,8 @@ def test_pixel_ops_match_pil_and_torchvision() -> None:
             np.asarray(ImageEnhance.Contrast(image).enhance(factor)),
         )
     for shift in (-0.5, -0.1, 0.05, 0.3):
-        assert np.array_equal(
-            np.asarray(crop_ops.shift_hue(image, shift)), np.asarray(tvf.adjust_hue(image, shift))
-        )
-    assert np.array_equal(
-        np.asarray(crop_ops.solarize(image, 128)), np.asarray(ImageOps.solarize(image, 128))
-    )
+        assert np.array_equal(np.asarray(crop_ops.shift_hue(image, shift)), np.asarray(tvf.adjust_hue(image, shift)))
+    assert np.array_equal(np.asarray(crop_ops.solarize(image, 128)), np.asarray(ImageOps.solarize(image, 128)))
     assert np.array_equal(np.asarray(crop_ops.grayscale(image)), np.asarray(tvf.rgb_to_grayscale(image, 3)))
 
 

@@ -33,9 +33,7 @@ def fake_synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("synthetic:train", "val", "train"),
     ],
 )
-def test_synthetic_split_convention(
-    fake_synthetic: Path, tmp_path: Path, spec: str, role: str, split: str
-) -> None:
+def test_synthetic_split_convention(fake_synthetic: Path, tmp_path: Path, spec: str, role: str, split: str) -> None:
     assert resolve_dataset(spec, role, tmp_path) == (fake_synthetic / split, True)
 
 

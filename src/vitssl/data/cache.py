@@ -46,9 +46,7 @@ class DecodedImages:
         shapes: For each image, its (height, width).
     """
 
-    def __init__(
-        self, chunks: list[np.ndarray], chunk_of: np.ndarray, offsets: np.ndarray, shapes: np.ndarray
-    ) -> None:
+    def __init__(self, chunks: list[np.ndarray], chunk_of: np.ndarray, offsets: np.ndarray, shapes: np.ndarray) -> None:
         self._chunks = chunks
         self._chunk_of = chunk_of
         self._offsets = offsets

@@ -204,9 +204,7 @@ class ToNormalizedTensor:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise VitsslError(
-                f"data.mean and data.std need 3 values each, std > 0; got mean={mean}, std={std}"
-            )
+            raise VitsslError(f"data.mean and data.std need 3 values each, std > 0; got mean={mean}, std={std}")
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         # One fused pass over the pixels: (x / 255 - mean) / std == (x - 255 mean) * (1 / (255 std)).

@@ -39,9 +39,7 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if isinstance(first, torch.Tensor):
         batch["images"] = torch.stack([sample["views"] for sample in samples])
     elif isinstance(first, (list, tuple)) and all(isinstance(view, torch.Tensor) for view in first):
-        batch["views"] = [
-            torch.stack([sample["views"][crop] for sample in samples]) for crop in range(len(first))
-        ]
+        batch["views"] = [torch.stack([sample["views"][crop] for sample in samples]) for crop in range(len(first))]
     else:
         raise TypeError(
             f"cannot batch views of type {type(first).__name__}; give the dataset a transform that returns "

@@ -215,9 +215,7 @@ class MultiCropTransform:
         if draws.chance(crop.flip_p):
             view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         if draws.chance(crop.jitter_p):
-            view = crop_ops.color_jitter(
-                view, crop.brightness, crop.contrast, crop.saturation, crop.hue, draws
-            )
+            view = crop_ops.color_jitter(view, crop.brightness, crop.contrast, crop.saturation, crop.hue, draws)
         if draws.chance(crop.grayscale_p):
             view = crop_ops.grayscale(view)
         if draws.chance(crop.blur_p):
@@ -238,9 +236,7 @@ class EvalTransform:
             ImageNet evaluation uses 256 for 224.
     """
 
-    def __init__(
-        self, size: int, mean: Sequence[float], std: Sequence[float], resize: int | None = None
-    ) -> None:
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], resize: int | None = None) -> None:
         self.size = size
         self.resize = resize or size
         if size < 1 or self.resize < size:

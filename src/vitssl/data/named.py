@@ -91,9 +91,7 @@ def _resolve_folder(spec: str, role: str, key: str) -> Path:
     return path
 
 
-def ensure_cifar10_folders(
-    cache_dir: str | os.PathLike[str], key: str = "data.train", split: str = "train"
-) -> Path:
+def ensure_cifar10_folders(cache_dir: str | os.PathLike[str], key: str = "data.train", split: str = "train") -> Path:
     """Download CIFAR-10 (once) and export it as ``<cache_dir>/cifar10-folders/{train,test}/<class>/<i>.png``.
 
     The export is written to a temporary folder and renamed into place when complete.

@@ -20,9 +20,7 @@ from vitssl.errors import VitsslError
 __all__ = ["EpochSampler", "samples_per_rank"]
 
 
-def samples_per_rank(
-    num_samples: int, world_size: int = 1, batch_size: int = 1, drop_last: bool = True
-) -> int:
+def samples_per_rank(num_samples: int, world_size: int = 1, batch_size: int = 1, drop_last: bool = True) -> int:
     """How many samples each process gets per epoch.
 
     With ``drop_last``, every process gets the same whole number of batches and the remainder is dropped (a

@@ -28,7 +28,7 @@ from vitssl.errors import VitsslError
 
 __all__ = ["SPLITS", "class_names", "ensure_synthetic", "mask_path", "synthetic_folder_name"]
 
-VERSION = "v2"
+VERSION = "v4"
 SPLITS = ("train", "test")
 _MANIFEST = "manifest.json"
 _SPLIT_CODES = {"train": 0, "test": 1}
@@ -49,9 +49,7 @@ def mask_path(image_path: str | os.PathLike[str]) -> Path:
     path = Path(image_path)
     split, class_name, root = path.parent.parent.name, path.parent.name, path.parents[2]
     if split not in SPLITS:
-        raise VitsslError(
-            f"{path} is not a synthetic dataset image (expected <root>/train|test/<class>/<i>.png)"
-        )
+        raise VitsslError(f"{path} is not a synthetic dataset image (expected <root>/train|test/<class>/<i>.png)")
     return root / "masks" / split / class_name / path.name
 
 
@@ -120,9 +118,7 @@ def ensure_synthetic(
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=cache))
         staging.chmod(0o755)  # mkdtemp's private 0700 would hide a shared cache from other users
     except OSError as err:
-        raise VitsslError(
-            f"cannot write the synthetic dataset into {cache} ({err}); set data.cache_dir"
-        ) from err
+        raise VitsslError(f"cannot write the synthetic dataset into {cache} ({err}); set data.cache_dir") from err
     try:
         counts = {"train": train_per_class, "test": test_per_class}
         _generate(staging, image_size, counts, seed)

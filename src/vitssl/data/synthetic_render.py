@@ -1,16 +1,19 @@
 """Drawing one image of the synthetic shapes dataset.
 
-Each image shows one shape whose class is decided by its outline alone: position, scale, rotation, the
-foreground's colour and texture and the background's colour and texture are all random and shared by every
-class. So raw pixels (dominated by colours) are a weak cue, colour jitter leaves the class intact, and a model
-must learn shape to do well, which is what a self-supervised method should discover. Foreground and background
-always differ in luminance, so the shape survives DINO's random grayscale too.
+Each image shows one shape. A class is its outline plus a hue family for the foreground (class k: hue k/10
++-0.03, random saturation and brightness); position, scale, rotation, the foreground's texture and the
+background's colour are random and shared by every class. Raw pixels are a weak cue (the background covers most
+of the image and the shape moves), while a network that learns to ignore the background finds the class quickly,
+which is what a short self-supervised demo should show. Foreground and background always differ in luminance, so
+the shape survives DINO's random grayscale too. (A first version drew every colour at random: within a
+few CPU minutes DINO learned nothing class-related from it, so a short demo could not show learning.)
 
 Everything is drawn at 4x the output size and box-filtered down, which antialiases the outlines.
 """
 
 from __future__ import annotations
 
+import colorsys
 import math
 from collections.abc import Callable
 from functools import lru_cache
@@ -130,15 +133,24 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return coords[:, None], coords[None, :]
 
 
-def _colour_pair(rng: np.random.Generator) -> tuple[Colour, Colour]:
-    """A background and a foreground colour whose luminances differ by at least ``_MIN_LUMA_GAP``."""
-    background = rng.uniform(0, 255, 3)
+def _class_colour(rng: np.random.Generator, class_index: int) -> Colour:
+    """A foreground colour from the class's hue family (hue = class / 10, +-0.03) with random saturation and
+    brightness, so a class looks alike across images without every image being the same colour."""
+    hue = (class_index / len(CLASS_NAMES) + rng.uniform(-0.03, 0.03)) % 1.0
+    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.5, 1.0))
+    return np.array(rgb) * 255.0
+
+
+def _colour_pair(rng: np.random.Generator, class_index: int) -> tuple[Colour, Colour]:
+    """A random background and a class-coloured foreground whose luminances differ by at least
+    ``_MIN_LUMA_GAP`` (so the outline survives grayscale)."""
+    foreground = _class_colour(rng, class_index)
     for _ in range(100):
-        foreground = rng.uniform(0, 255, 3)
+        background = rng.uniform(0, 255, 3)
         if abs(float(_LUMA @ (foreground - background))) >= _MIN_LUMA_GAP:
             return background, foreground
     # Unreachable in practice (most random pairs qualify); black or white always does.
-    return background, np.full(3, 0.0 if float(_LUMA @ background) > 127 else 255.0)
+    return np.full(3, 0.0 if float(_LUMA @ foreground) > 127 else 255.0), foreground
 
 
 def _blend(a: Colour, b: Colour, weight: np.ndarray) -> np.ndarray:
@@ -176,9 +188,7 @@ def _background(rng: np.random.Generator, size: int, colour: Colour) -> Image.Im
     """
     # Low-frequency "clouds": a coarse random grid upsampled smoothly.
     coarse = rng.normal(0.0, 22.0, (4, 4, 3)) + colour
-    field = Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize(
-        (size, size), Image.Resampling.BICUBIC
-    )
+    field = Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
     image = field.convert("RGB")
     draw = ImageDraw.Draw(image)
     for _ in range(int(rng.integers(0, 3))):
@@ -191,15 +201,14 @@ def _background(rng: np.random.Generator, size: int, colour: Colour) -> Image.Im
 
 def _second_colour(foreground: Colour, background: Colour) -> Colour:
     """A texture colour on the same side of the background's luminance as ``foreground``, so textures never
-    erase the outline."""
+    erase the outline. The texture is kept subtle (low contrast): a bold texture survives every augmentation
+    and would become the cue that self-supervision latches onto instead of the shape."""
     if float(_LUMA @ foreground) > float(_LUMA @ background):
-        return foreground + 0.45 * (255.0 - foreground)
-    return foreground * 0.55
+        return foreground + 0.18 * (255.0 - foreground)
+    return foreground * 0.82
 
 
-def render_sample(
-    class_index: int, rng: np.random.Generator, image_size: int
-) -> tuple[Image.Image, Image.Image]:
+def render_sample(class_index: int, rng: np.random.Generator, image_size: int) -> tuple[Image.Image, Image.Image]:
     """Draw one image of class ``class_index`` and its foreground mask.
 
     Args:
@@ -216,7 +225,7 @@ def render_sample(
     cx, cy = 0.5 * size + rng.uniform(-slack, slack, 2) * 0.85
     mask = Image.new("L", (size, size), 0)
     _PAINTERS[CLASS_NAMES[class_index]](ImageDraw.Draw(mask), cx, cy, radius, rng.uniform(0, 2 * math.pi))
-    background_colour, foreground_colour = _colour_pair(rng)
+    background_colour, foreground_colour = _colour_pair(rng, class_index)
     foreground = _texture(rng, size, foreground_colour, _second_colour(foreground_colour, background_colour))
     foreground_image = Image.fromarray(np.clip(foreground, 0, 255).astype(np.uint8))
     composite = Image.composite(foreground_image, _background(rng, size, background_colour), mask)

@@ -38,9 +38,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / LAST
     if not path.is_file():
-        raise VitsslError(
-            f"checkpoint {path} does not exist; pass a run folder or a .pt file written by vitssl"
-        )
+        raise VitsslError(f"checkpoint {path} does not exist; pass a run folder or a .pt file written by vitssl")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for torn or foreign files

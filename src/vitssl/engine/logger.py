@@ -49,10 +49,7 @@ class MetricsLogger:
             with self.path.open("a") as handle:
                 handle.write(
                     json.dumps(
-                        {
-                            k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
-                            for k, v in record.items()
-                        }
+                        {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
                     )
                     + "\n"
                 )

@@ -48,11 +48,7 @@ def ema_update_(teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: 
     torch._foreach_add_(list(teacher), list(student), alpha=1.0 - momentum)
 
 
-def build_optimizer(
-    groups: list[dict], lr: float, betas: Sequence[float], device: torch.device
-) -> torch.optim.AdamW:
+def build_optimizer(groups: list[dict], lr: float, betas: Sequence[float], device: torch.device) -> torch.optim.AdamW:
     """AdamW; the fused CUDA kernel on GPU, foreach on CPU. lr and weight decay are set every step."""
     fused = device.type == "cuda"
-    return torch.optim.AdamW(
-        groups, lr=lr, betas=(betas[0], betas[1]), fused=fused, foreach=None if fused else True
-    )
+    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), fused=fused, foreach=None if fused else True)

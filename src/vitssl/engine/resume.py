@@ -48,9 +48,7 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) 
     experiments); the old files are left untouched."""
     diffs = config_differences(saved, current)
     if diffs:
-        shown = ", ".join(
-            f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r})" for k in diffs[:4]
-        )
+        shown = ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r})" for k in diffs[:4])
         more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
         raise VitsslError(
             f"{path} was made with a different config: {shown}{more}; use a new train.out_dir "

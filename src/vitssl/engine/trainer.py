@@ -78,9 +78,7 @@ class Trainer:
             )
         self.total_steps = max(1, round(cfg.optim.epochs * self.steps_per_epoch))
         self.peak_lr = cfg.optim.lr * self.images_per_step / 256  # linear scaling rule
-        self.optimizer = build_optimizer(
-            self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device
-        )
+        self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
         use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
@@ -96,9 +94,7 @@ class Trainer:
     def state_at(self, step: int, log: bool = False) -> StepState:
         o, spe = self.cfg.optim, self.steps_per_epoch
         state = StepState(step=step, steps_per_epoch=spe, total_steps=self.total_steps, log=log)
-        state.lr = cosine_schedule(
-            step, self.total_steps, self.peak_lr, o.min_lr, round(o.warmup_epochs * spe)
-        )
+        state.lr = cosine_schedule(step, self.total_steps, self.peak_lr, o.min_lr, round(o.warmup_epochs * spe))
         state.weight_decay = cosine_schedule(step, self.total_steps, o.weight_decay, o.weight_decay_end)
         state.values = self.method.schedule(step, spe, self.total_steps)
         return state
@@ -140,8 +136,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise VitsslError(
-                f"checkpoint {path} does not match this model ({str(exc).splitlines()[0]}); use "
-                "a new train.out_dir"
+                f"checkpoint {path} does not match this model ({str(exc).splitlines()[0]}); use a new train.out_dir"
             ) from None
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])

@@ -61,9 +61,7 @@ def extract_features(
     local_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
     all_features, all_labels = gather_from_all_ranks(local_features, local_labels)
     if len(all_features) == 0:
-        raise VitsslError(
-            "The feature-extraction loader yielded no images; check the dataset path and split."
-        )
+        raise VitsslError("The feature-extraction loader yielded no images; check the dataset path and split.")
     return all_features, all_labels
 
 

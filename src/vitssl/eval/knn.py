@@ -63,9 +63,7 @@ def weighted_knn(
     ks = _check_ks(ks)
     _check_positive(temperature=temperature, chunk_size=chunk_size)
     train_features, test_features = _check_features(train_features, test_features)
-    train_labels, test_labels = _check_labels(
-        train_labels, test_labels, len(train_features), len(test_features)
-    )
+    train_labels, test_labels = _check_labels(train_labels, test_labels, len(train_features), len(test_features))
     num_classes = _resolve_num_classes(num_classes, train_labels, test_labels)
 
     device = train_features.device
@@ -88,10 +86,7 @@ def weighted_knn(
             correct[k] += _count_correct(ranking, labels).cpu()
 
     n_test = len(test_features)
-    return {
-        k: {"top1": 100.0 * c[0].item() / n_test, "top5": 100.0 * c[1].item() / n_test}
-        for k, c in correct.items()
-    }
+    return {k: {"top1": 100.0 * c[0].item() / n_test, "top5": 100.0 * c[1].item() / n_test} for k, c in correct.items()}
 
 
 def format_knn_table(results: dict[int, dict[str, float]], title: str | None = None) -> str:
@@ -211,9 +206,7 @@ def _check_labels(train: Tensor, test: Tensor, n_train: int, n_test: int) -> tup
                 "pass one integer label per feature."
             )
         if labels.is_floating_point() or labels.is_complex():
-            raise VitsslError(
-                f"k-NN {name} labels must be integers, got {labels.dtype}; convert with .long()."
-            )
+            raise VitsslError(f"k-NN {name} labels must be integers, got {labels.dtype}; convert with .long().")
         if (labels < 0).any():
             raise VitsslError(f"k-NN {name} labels contain negative values; map classes to 0..C-1.")
     return train.long(), test.long()
@@ -226,7 +219,6 @@ def _resolve_num_classes(num_classes: int | None, *labels: Tensor) -> int:
         return largest + 1
     if num_classes <= largest:
         raise VitsslError(
-            f"k-NN num_classes={num_classes} but a label is {largest}; "
-            f"pass num_classes >= {largest + 1} or None."
+            f"k-NN num_classes={num_classes} but a label is {largest}; pass num_classes >= {largest + 1} or None."
         )
     return num_classes

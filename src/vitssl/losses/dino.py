@@ -43,9 +43,7 @@ class DINOLoss(nn.Module):
         """Centred and sharpened teacher distributions, detached."""
         return [F.softmax((t.detach().float() - self.center) / teacher_temp, dim=-1) for t in teacher_out]
 
-    def forward(
-        self, student_out: Sequence[Tensor], teacher_out: Sequence[Tensor], teacher_temp: float
-    ) -> Tensor:
+    def forward(self, student_out: Sequence[Tensor], teacher_out: Sequence[Tensor], teacher_temp: float) -> Tensor:
         """Args:
             student_out: V tensors (B, K), the global crops first, in the same order as ``teacher_out``.
             teacher_out: G tensors (B, K), the teacher's outputs on the global crops.

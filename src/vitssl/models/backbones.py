@@ -122,20 +122,14 @@ def build_backbone(
     """
     kwargs: dict[str, Any] = {"num_classes": 0, "dynamic_img_size": True, "drop_path_rate": drop_path_rate}
     kwargs.update(
-        {
-            k: v
-            for k, v in (("patch_size", patch_size), ("img_size", img_size), ("depth", depth))
-            if v is not None
-        }
+        {k: v for k, v in (("patch_size", patch_size), ("img_size", img_size), ("depth", depth)) if v is not None}
     )
     kwargs.update(overrides)
     timm_name = _resolve_name(name)
     try:
         model = timm.create_model(timm_name, pretrained=False, **kwargs)
     except TypeError as exc:
-        raise VitsslError(
-            f"backbone '{name}' does not accept these options ({exc}); remove the override"
-        ) from None
+        raise VitsslError(f"backbone '{name}' does not accept these options ({exc}); remove the override") from None
     if not hasattr(model, "blocks") or not hasattr(model, "patch_embed"):
         raise VitsslError(f"backbone '{name}' is not a vision transformer; use a ViT preset or timm ViT name")
     return Backbone(model)
