@@ -1,7 +1,6 @@
 import json
 
 from conftest import TINY_OVERRIDES
-
 from vitssl.cli import main
 
 
