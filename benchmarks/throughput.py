@@ -28,29 +28,29 @@ def _time_steps(trainer: Trainer, batches, steps: int) -> float:
     start = time.perf_counter()
     for step in range(steps):
         state = trainer.state_at(step)
-        trainer._apply_state(state)
-        trainer._optimizer_step(batches, state)
+        trainer.apply_state(state)
+        trainer.optimizer_step(batches, state)
     return trainer.images_per_step * steps / (time.perf_counter() - start)
 
 
 def model_step_rate(trainer: Trainer, steps: int) -> float:
     """Images/s of forward + backward + update on one fixed, pre-made batch (no data loading)."""
-    batch = next(trainer._batches(0, 0))
+    batch = next(trainer.batches_from(0, 0))
     fixed = iter(lambda: {"views": [v.clone() for v in batch["views"]]}, None)
-    trainer._optimizer_step(fixed, trainer.state_at(0))  # warm-up
+    trainer.optimizer_step(fixed, trainer.state_at(0))  # warm-up
     return _time_steps(trainer, fixed, steps)
 
 
 def end_to_end_rate(trainer: Trainer, steps: int) -> float:
     """Images/s including the data loader (decode, multi-crop, collate) with the configured workers."""
-    batches = trainer._batches(0, 0)
-    trainer._optimizer_step(batches, trainer.state_at(0))  # warm-up, starts the workers
+    batches = trainer.batches_from(0, 0)
+    trainer.optimizer_step(batches, trainer.state_at(0))  # warm-up, starts the workers
     return _time_steps(trainer, batches, steps)
 
 
 def loader_rate(trainer: Trainer, steps: int) -> float:
     """Images/s the data loader alone delivers (what the model could at most consume)."""
-    batches = trainer._batches(0, 0)
+    batches = trainer.batches_from(0, 0)
     next(batches)
     start = time.perf_counter()
     for _ in range(steps):

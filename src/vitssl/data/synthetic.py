@@ -28,7 +28,7 @@ from vitssl.errors import VitsslError
 
 __all__ = ["SPLITS", "class_names", "ensure_synthetic", "mask_path", "synthetic_folder_name"]
 
-VERSION = "v4"
+VERSION = "v5"
 SPLITS = ("train", "test")
 _MANIFEST = "manifest.json"
 _SPLIT_CODES = {"train": 0, "test": 1}

@@ -2,7 +2,7 @@
 
 Each image shows one shape. A class is its outline plus a hue family for the foreground (class k: hue k/10
 +-0.03, random saturation and brightness); position, scale, rotation, the foreground's texture and the
-background's colour are random and shared by every class. Raw pixels are a weak cue (the background covers most
+background's grey level are random and shared by every class. Raw pixels are a weak cue (the background covers most
 of the image and the shape moves), while a network that learns to ignore the background finds the class quickly,
 which is what a short self-supervised demo should show. Foreground and background always differ in luminance, so
 the shape survives DINO's random grayscale too. (A first version drew every colour at random: within a
@@ -146,7 +146,8 @@ def _colour_pair(rng: np.random.Generator, class_index: int) -> tuple[Colour, Co
     ``_MIN_LUMA_GAP`` (so the outline survives grayscale)."""
     foreground = _class_colour(rng, class_index)
     for _ in range(100):
-        background = rng.uniform(0, 255, 3)
+        # A grey level with a faint tint: colour belongs to the object, as in a product photo.
+        background = np.clip(rng.uniform(0, 255) + rng.normal(0.0, 12.0, 3), 0, 255)
         if abs(float(_LUMA @ (foreground - background))) >= _MIN_LUMA_GAP:
             return background, foreground
     # Unreachable in practice (most random pairs qualify); black or white always does.

@@ -99,7 +99,7 @@ class Trainer:
         state.values = self.method.schedule(step, spe, self.total_steps)
         return state
 
-    def _apply_state(self, state: StepState) -> None:
+    def apply_state(self, state: StepState) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = state.lr
             if group.get("apply_wd", True):
@@ -157,7 +157,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _optimizer_step(self, batches, state: StepState) -> tuple[float, dict[str, Any]]:
+    def optimizer_step(self, batches, state: StepState) -> tuple[float, dict[str, Any]]:
         self.optimizer.zero_grad(set_to_none=True)
         accumulate = self.cfg.optim.accumulate
         total = torch.zeros((), device=self.device)
@@ -205,7 +205,8 @@ class Trainer:
             )
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def _batches(self, epoch: int, start_step: int):
+    def batches_from(self, epoch: int, start_step: int):
+        """An iterator over this process's micro-batches of ``epoch``, starting at optimiser step ``start_step``."""
         self.dataset.set_epoch(epoch)
         loader = build_loader(
             self.dataset,
@@ -254,11 +255,11 @@ class Trainer:
         while self.step < end:
             if self.step // self.steps_per_epoch != epoch:
                 epoch = self.step // self.steps_per_epoch
-                batches = self._batches(epoch, self.step - epoch * self.steps_per_epoch)
+                batches = self.batches_from(epoch, self.step - epoch * self.steps_per_epoch)
             log = self.step % t.log_every == 0 or self.step == self.total_steps - 1
             state = self.state_at(self.step, log=log)
-            self._apply_state(state)
-            loss, metrics = self._optimizer_step(batches, state)
+            self.apply_state(state)
+            loss, metrics = self.optimizer_step(batches, state)
             self.step += 1
             now = time.perf_counter()
             instant = self.images_per_step / max(now - last_time, 1e-9)
