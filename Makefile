@@ -27,11 +27,12 @@ demo: $(STAMP)
 	$(BIN)/vitssl knn runs/demo --k 10 20 --compare-init
 	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png"
 
+# pytest exits with 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no tests" >&2; exit $$rc; }
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_FLAGS) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no tests" >&2; exit $$rc; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
