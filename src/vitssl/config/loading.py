@@ -1,0 +1,218 @@
+"""Loading configs: YAML (safe loader) + dotted overrides -> typed dataclasses, with one-line errors that
+name the key, the problem and the fix; plus range validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from vitssl.config.schema import PretrainConfig
+from vitssl.errors import VitsslError
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats. Raise a clear error."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except VitsslError:
+                continue
+    elif origin is Literal:
+        if value in get_args(tp):
+            return value
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_coerce(v, get_args(tp)[0], key) for v in value]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '5e-4' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp in (bool, str) and isinstance(value, tp):
+        return value
+    raise VitsslError(
+        f"config key '{key}' expects {_type_name(tp)}, got {value!r}; fix the value in the YAML "
+        f"file or override it with {key}=..."
+    )
+
+
+def _unknown_key(key: str, valid: list[str], prefix: str) -> VitsslError:
+    # Same words in another order (teacher_momentum vs momentum_teacher) rank first, then spelling neighbours.
+    reordered = [v for v in valid if sorted(v.split("_")) == sorted(key.split("_"))]
+    close = reordered + [c for c in difflib.get_close_matches(key, valid, n=3, cutoff=0.5) if c not in reordered]
+    if close:
+        hint = f"did you mean {', '.join(prefix + c for c in close[:3])}?"
+    else:
+        hint = f"valid keys: {', '.join(prefix + v for v in valid)}"
+    return VitsslError(f"unknown config key '{prefix}{key}'; {hint}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(values, dict):
+        raise VitsslError(f"config section '{prefix.rstrip('.')}' must be a mapping, got {values!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise _unknown_key(str(key), names, prefix)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, prefix + key)
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["optim.lr=1e-3", "data.train=/x"]`` into a nested dict; values are parsed as YAML scalars/lists."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise VitsslError(f"override '{item}' is not of the form key.sub=value (e.g. optim.lr=1e-3)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, set)):
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise VitsslError(f"override '{item}' sets a sub-key of '{part}', which is not a section")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise VitsslError(f"config file {path} does not exist; pass a YAML file such as configs/demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise VitsslError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    if not isinstance(data, dict):
+        raise VitsslError(f"config file {path} must contain a mapping of keys to values")
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
+    """Load a :class:`PretrainConfig` from YAML (or defaults when ``path`` is None) plus dotted overrides."""
+    values = read_yaml(path) if path is not None else {}
+    values = _merge(values, parse_overrides(overrides or []))
+    cfg = _build(PretrainConfig, values)
+    validate(cfg)
+    return cfg
+
+
+def from_dict(values: dict[str, Any]) -> PretrainConfig:
+    cfg = _build(PretrainConfig, values)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: PretrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise VitsslError(message)
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Range checks that types alone cannot express."""
+    from vitssl.methods import available_methods
+
+    _check(
+        cfg.method in available_methods(),
+        f"unknown method '{cfg.method}'; choose one of {', '.join(available_methods())}",
+    )
+    _check(cfg.data.batch_size >= 1, "data.batch_size must be >= 1")
+    _check(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
+    _check(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3, "data.mean and data.std need 3 values (RGB)")
+    _check(all(s > 0 for s in cfg.data.std), "data.std values must be positive")
+    _check(
+        len(cfg.crops.blur_radius) == 2 and 0 < cfg.crops.blur_radius[0] <= cfg.crops.blur_radius[1],
+        f"crops.blur_radius must be two numbers 0 < min <= max, got {cfg.crops.blur_radius}",
+    )
+    for key in ("global_scale", "local_scale"):
+        lo_hi = getattr(cfg.crops, key)
+        _check(
+            len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,
+            f"crops.{key} must be two numbers 0 < min <= max <= 1, got {lo_hi}",
+        )
+    _check(0 <= cfg.crops.hue <= 0.5, f"crops.hue must be in [0, 0.5], got {cfg.crops.hue}")
+    _check(cfg.crops.local_count >= 0, "crops.local_count must be >= 0")
+    _check(cfg.crops.global_size > 0 and cfg.crops.local_size > 0, "crop sizes must be positive")
+    _check(cfg.optim.epochs > 0, "optim.epochs must be > 0")
+    _check(cfg.optim.accumulate >= 1, "optim.accumulate must be >= 1")
+    _check(cfg.optim.lr > 0, "optim.lr must be > 0")
+    _check(len(cfg.optim.betas) == 2, "optim.betas needs two values")
+    _check(0 <= cfg.dino.momentum_teacher <= 1, "dino.momentum_teacher must be in [0, 1]")
+    _check(0 <= cfg.dino.center_momentum < 1, "dino.center_momentum must be in [0, 1)")
+    _check(
+        cfg.dino.teacher_temp > 0 and cfg.dino.warmup_teacher_temp > 0 and cfg.dino.student_temp > 0,
+        "temperatures must be > 0",
+    )
+    _check(cfg.dino.out_dim >= 2, "dino.out_dim must be >= 2")
+    _check(
+        cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
+        "train.log_every and train.checkpoint_every must be >= 1",
+    )
+    patch = cfg.model.patch_size
+    if patch is not None:
+        for key in ("global_size", "local_size"):
+            size = getattr(cfg.crops, key)
+            _check(
+                size % patch == 0,
+                f"crops.{key}={size} is not a multiple of model.patch_size={patch}; "
+                "choose sizes divisible by the patch size",
+            )
