@@ -6,6 +6,7 @@ processes; the trainer knows nothing about any particular method.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,22 +29,23 @@ class StepOutput:
     metrics: dict[str, Tensor | float] = field(default_factory=dict)
 
 
-class Method(nn.Module):
-    """Base class of self-supervised methods."""
+class Method(nn.Module, metaclass=ABCMeta):
+    """Base class of self-supervised methods: subclasses implement the abstract methods."""
 
     name: str = "method"
 
     @property
+    @abstractmethod
     def views(self) -> list[CropSpec]:
         """The crops the loader must produce for each image, in order."""
-        raise NotImplementedError
 
     def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
         """Method-specific scheduled values at ``step`` (e.g. teacher momentum)."""
         return {}
 
+    @abstractmethod
     def training_step(self, batch: dict, state: StepState) -> StepOutput:
-        raise NotImplementedError
+        """Turn a batch (``batch["views"]``: the crops, crop-major) into the loss and detached metrics."""
 
     def before_optimizer_step(self, state: StepState) -> None:
         """Called after backward and before clipping (e.g. drop the last layer's gradients)."""
@@ -54,12 +56,13 @@ class Method(nn.Module):
     def discard_pending(self) -> None:
         """Forget statistics gathered since the last optimiser step (the step was skipped)."""
 
+    @abstractmethod
     def param_groups(self) -> list[dict]:
-        raise NotImplementedError
+        """Optimiser parameter groups; a group with ``apply_wd=False`` gets no weight decay."""
 
+    @abstractmethod
     def eval_backbone(self) -> Backbone:
         """The network to evaluate (the teacher where there is one)."""
-        raise NotImplementedError
 
 
 _REGISTRY: dict[str, Callable[[PretrainConfig], Method]] = {}
