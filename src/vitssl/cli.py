@@ -129,7 +129,6 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _run_knn(args: argparse.Namespace) -> int:
-
     from vitssl.engine.trainer import resolve_device
     from vitssl.eval.knn import format_knn_table
     from vitssl.eval.knn_eval import KNNSettings, evaluate_knn, load_method, save_knn_json
