@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import textwrap
 import warnings
@@ -88,16 +89,22 @@ def _add_knn(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_knn)
 
 
+# Further subcommands live in their own modules; each module has ``register(sub)`` that adds its parser and sets
+# ``func``. Importing them lazily here keeps ``vitssl --help`` fast.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitssl",
-        description="Self-supervised pretraining of vision transformers (DINO; SiT and EsViT to "
-        "come), with evaluation.",
+        description="Self-supervised pretraining of vision transformers (DINO, EsViT, SiT), with evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"vitssl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_pretrain(sub)
     _add_knn(sub)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
