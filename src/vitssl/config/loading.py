@@ -204,6 +204,10 @@ def validate(cfg: PretrainConfig) -> None:
     )
     _check(cfg.dino.out_dim >= 2, "dino.out_dim must be >= 2")
     _check(
+        cfg.esvit.view_weight >= 0 and cfg.esvit.region_weight >= 0 and cfg.esvit.region_loss_start >= 0,
+        "esvit.view_weight, esvit.region_weight and esvit.region_loss_start must be >= 0",
+    )
+    _check(
         cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
         "train.log_every and train.checkpoint_every must be >= 1",
     )

@@ -103,7 +103,11 @@ class CropsConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = _f("vit_small", "Backbone: a preset (vit_tiny, vit_small, vit_base) or any timm ViT name.")
+    backbone: str = _f(
+        "vit_small",
+        "Backbone: a preset (vit_tiny, vit_small, vit_base; swin_tiny, swin_small, swin_base; swin_mini_32 and "
+        "swin_tiny_32 for 32 px images) or any timm ViT or Swin name. Swin needs method esvit or dino.",
+    )
     patch_size: int | None = _f(
         None,
         "Patch size override (e.g. 4 for 32 px images). Smaller patches give "
@@ -114,7 +118,12 @@ class ModelConfig:
         "Native image size of the position embeddings (other crop sizes are "
         "interpolated). Defaults to crops.global_size.",
     )
-    depth: int | None = _f(None, "Number of transformer blocks override (fewer blocks: faster, weaker).")
+    depth: int | None = _f(None, "Number of transformer blocks override for ViT (fewer blocks: faster, weaker).")
+    window_size: int | None = _f(
+        None,
+        "Swin attention window override (7 or 14 at 224 px). Larger windows see more context per block at "
+        "quadratic cost; crops whose feature map is smaller than the window get padded windows.",
+    )
     drop_path: float = _f(0.1, "Stochastic depth rate of the student (the teacher always uses 0).")
 
 
@@ -151,6 +160,94 @@ class DINOConfig:
     freeze_last_layer: float = _f(
         1, "Epochs during which the head's last layer gets no update; helps the start of training."
     )
+
+
+@dataclass
+class EsViTConfig:
+    view_weight: float = _f(0.5, "Weight of the view-level (DINO) term of each crop pair.")
+    region_weight: float = _f(
+        0.5,
+        "Weight of the region-level term: each student region token learns from the teacher token of the "
+        "other crop with the most similar backbone feature. 0 turns EsViT into DINO on the same backbone.",
+    )
+    region_loss_start: float = _f(
+        0,
+        "Epoch at which the region term switches on (several released EsViT models trained view-only for the "
+        "first two thirds of the run). Before it, the region head still follows the EMA but gets no gradient.",
+    )
+
+
+@dataclass
+class SiTConfig:
+    variant: Literal["original", "masked"] = _f(
+        "original",
+        "'original': SiT 2021, rotation + contrastive (NT-Xent) + reconstruction of all pixels, combined by "
+        "learned uncertainties; 'masked': the 2022 revision, masked reconstruction (L1 on corrupted pixels only) "
+        "+ symmetric InfoNCE against an EMA teacher on clean views, no rotation. Views use crops.global_size, "
+        "crops.global_scale and the crops.* colour-jitter settings; local crops and blur are not used.",
+    )
+    rotations: list[int] = _f(
+        [0, 1, 2, 3],
+        "Allowed rotations k (view turned by k x 90 degrees, k is the label). [0] disables the rotation task "
+        "(the masked variant always uses [0]).",
+    )
+    grayscale_p: float = _f(1.0, "Probability of the grayscale-patch corruption (one rectangle made grey).")
+    grayscale_side: list[float] = _f(
+        [0.05, 1.0], "Side range of the grey rectangle as fractions of the view side (SiT: 5% up to the border)."
+    )
+    blur_p: float = _f(1.0, "Probability of the blur-patch corruption (one rectangle Gaussian-blurred).")
+    blur_side: list[float] = _f([0.05, 1.0], "Side range of the blurred rectangle (fractions of the view side).")
+    blur_kernel: list[int] = _f([3, 15], "Range of the odd blur kernel size in pixels (scale down for small images).")
+    blur_sigma: list[float] = _f([0.1, 5.1], "Range of the blur sigma in pixels.")
+    drop_p: float = _f(1.0, "Probability of random drop (rectangles filled with noise or the mean colour).")
+    drop_side: list[float] = _f([0.05, 0.25], "Side range of each dropped rectangle (fractions of the view side).")
+    drop_area: list[float] = _f(
+        [0.0, 0.3],
+        "Range of the dropped fraction of the view, drawn uniformly; rectangles are added until it is reached "
+        "(the masked variant: [0.5, 0.5], i.e. at least half of the pixels).",
+    )
+    drop_fill: Literal["noise", "zeros"] = _f(
+        "noise", "'noise': Gaussian noise (N(0, 1) after normalisation); 'zeros': 0 after normalisation."
+    )
+    replace_p: float = _f(
+        1.0, "Probability of random replace (rectangles copied from another image of the batch, at collation)."
+    )
+    replace_side: list[float] = _f([0.05, 0.25], "Side range of each replaced rectangle (fractions of the view side).")
+    replace_area: list[float] = _f([0.0, 0.3], "Range of the replaced fraction of the view, drawn uniformly.")
+    replace_excludes_drop: bool = _f(
+        False,
+        "When a random replace fires, skip the random drop (the masked variant's either/or: zeroed rectangles, "
+        "or with probability replace_p pasted ones).",
+    )
+    distort_p: float = _f(0.0, "Probability of whole-view colour distortion (a corruption: the target stays clean).")
+    distort_strength: float = _f(0.4, "Strength s of that distortion: brightness/contrast/saturation in [1-s, 1+s].")
+    proj_dim: int = _f(512, "Output size of the contrastive projection head.")
+    proj_hidden_dim: int = _f(0, "Hidden width of the contrastive head; 0 = one linear layer (the paper), else an MLP.")
+    rec_hidden_dim: int = _f(
+        0, "Hidden width of the reconstruction head's MLP before the linear map to pixels; 0 = linear only."
+    )
+    weighting: Literal["uncertainty", "fixed"] = _f(
+        "uncertainty",
+        "How the original variant combines its losses: 'uncertainty' = sum exp(-a_t s_t) L_t + 0.5 s_t with a "
+        "learned s_t per task (the paper); 'fixed' = rot_weight L_rot + con_weight L_con + rec_weight L_rec.",
+    )
+    uncertainty_init: float = _f(1.0, "Initial value of each learned uncertainty s_t.")
+    rot_weight: float = _f(1.0, "Weight of the rotation loss in fixed weighting.")
+    con_weight: float = _f(1.0, "Weight of the contrastive loss in fixed weighting and in the masked variant.")
+    rec_weight: float = _f(
+        1.0, "Weight of the reconstruction loss in fixed weighting; lambda of the masked variant (about 5 on small data)."
+    )
+    temperature: float = _f(0.5, "NT-Xent temperature of the original variant.")
+    masked_temperature: float = _f(0.2, "InfoNCE temperature of the masked variant.")
+    momentum_teacher: float = _f(
+        0.996, "Masked variant: initial EMA momentum of the teacher, raised to 1 by a cosine schedule."
+    )
+    knn_feature: Literal["contrastive", "rotation", "patch_mean", "tokens_mean"] = _f(
+        "patch_mean",
+        "Feature that k-NN (and eval_backbone().pooled) uses: the contrastive token, the rotation token, the mean "
+        "of the patch tokens, or the mean of all final tokens. Masked variant: the teacher's.",
+    )
+    picture_images: int = _f(8, "Images in each reconstruction picture (clean / corrupted / reconstructed / mask).")
 
 
 @dataclass
@@ -197,6 +294,11 @@ class TrainConfig:
     knn_k: int = _f(20, "k of the online k-NN.")
     knn_max_train: int = _f(5000, "Cap on the k-NN memory set (fixed stratified subset).")
     knn_max_val: int = _f(1000, "Cap on the k-NN query set (fixed stratified subset).")
+    picture_every: int = _f(
+        0,
+        "Write the method's pictures (SiT: clean / corrupted / reconstructed grids) into RUN/pictures every this "
+        "many steps, and at the end; 0 = only at the end. Methods without pictures ignore it.",
+    )
     max_nonfinite: int = _f(5, "Stop after this many consecutive non-finite losses (each is skipped).")
     progress: bool = _f(True, "Show a progress bar.")
 
@@ -204,11 +306,17 @@ class TrainConfig:
 @dataclass
 class PretrainConfig:
     name: str = _f("dino", "Name of the run (used in the run folder's path).")
-    method: str = _f("dino", "Self-supervised method: dino.")
+    method: str = _f(
+        "dino",
+        "Self-supervised method: dino (self-distillation), esvit (DINO plus the region-matching loss; any ViT "
+        "or Swin backbone), sit (corrupt, reconstruct, rotate, contrast).",
+    )
     data: DataConfig = field(default_factory=DataConfig)
     crops: CropsConfig = field(default_factory=CropsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     dino: DINOConfig = field(default_factory=DINOConfig)
+    esvit: EsViTConfig = field(default_factory=EsViTConfig)
+    sit: SiTConfig = field(default_factory=SiTConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

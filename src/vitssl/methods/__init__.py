@@ -2,5 +2,6 @@
 
 from vitssl.methods.base import Method, StepOutput, available_methods, build_method, register_method
 from vitssl.methods.dino import DINO
+from vitssl.methods.esvit import EsViT
 
-__all__ = ["Method", "StepOutput", "available_methods", "build_method", "register_method", "DINO"]
+__all__ = ["Method", "StepOutput", "available_methods", "build_method", "register_method", "DINO", "EsViT"]

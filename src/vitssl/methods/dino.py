@@ -33,6 +33,7 @@ def build_dino_backbone(cfg: PretrainConfig, drop_path: float) -> Backbone:
         img_size=m.img_size or cfg.crops.global_size,
         depth=m.depth,
         drop_path_rate=drop_path,
+        window_size=m.window_size,
     )
 
 
