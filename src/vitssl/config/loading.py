@@ -207,6 +207,11 @@ def validate(cfg: PretrainConfig) -> None:
         cfg.esvit.view_weight >= 0 and cfg.esvit.region_weight >= 0 and cfg.esvit.region_loss_start >= 0,
         "esvit.view_weight, esvit.region_weight and esvit.region_loss_start must be >= 0",
     )
+    if cfg.method == "sit":
+        from vitssl.methods.sit import validate_sit
+
+        validate_sit(cfg)
+    _check(cfg.train.picture_every >= 0, "train.picture_every must be >= 0 (0: pictures only at the end)")
     _check(
         cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
         "train.log_every and train.checkpoint_every must be >= 1",

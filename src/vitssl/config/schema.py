@@ -235,7 +235,8 @@ class SiTConfig:
     rot_weight: float = _f(1.0, "Weight of the rotation loss in fixed weighting.")
     con_weight: float = _f(1.0, "Weight of the contrastive loss in fixed weighting and in the masked variant.")
     rec_weight: float = _f(
-        1.0, "Weight of the reconstruction loss in fixed weighting; lambda of the masked variant (about 5 on small data)."
+        1.0,
+        "Weight of the reconstruction loss in fixed weighting; lambda of the masked variant (about 5 on small data).",
     )
     temperature: float = _f(0.5, "NT-Xent temperature of the original variant.")
     masked_temperature: float = _f(0.2, "InfoNCE temperature of the masked variant.")

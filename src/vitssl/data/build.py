@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vitssl.config import PretrainConfig
-from vitssl.data.folders import ImageFolderDataset
+from vitssl.data.folders import ImageFolderDataset, ViewTransform
 from vitssl.data.multicrop import CropSpec, EvalTransform, MultiCropTransform
 from vitssl.data.named import resolve_dataset
 
 
-def build_pretrain_dataset(cfg: PretrainConfig, views: Sequence[CropSpec]) -> ImageFolderDataset:
-    """The training images, each turned into the method's views (labels are kept but never used)."""
+def build_pretrain_dataset(
+    cfg: PretrainConfig, views: Sequence[CropSpec], transform: ViewTransform | None = None
+) -> ImageFolderDataset:
+    """The training images, each turned into the method's views (labels are kept but never used); ``transform``
+    replaces the default multi-crop transform of ``views`` (e.g. SiT's rotated, corrupted views)."""
     root, labelled = resolve_dataset(cfg.data.train, "train", cfg.data.cache_dir)
-    transform = MultiCropTransform(list(views), cfg.data.mean, cfg.data.std)
+    if transform is None:
+        transform = MultiCropTransform(list(views), cfg.data.mean, cfg.data.std)
     return ImageFolderDataset(
         root,
         labelled=labelled,

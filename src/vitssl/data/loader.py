@@ -7,7 +7,7 @@ al. 2021, arXiv 2104.14294).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -69,6 +69,7 @@ def build_loader(
     shuffle: bool = True,
     drop_last: bool = True,
     pin_memory: bool = False,
+    collate_fn: Callable[[Sequence[dict[str, Any]]], dict[str, Any]] = collate_views,
 ) -> DataLoader[dict[str, Any]]:
     """A ``DataLoader`` over ``dataset`` with a seeded :class:`EpochSampler` and :func:`collate_views`.
 
@@ -89,6 +90,8 @@ def build_loader(
         shuffle: Shuffle each epoch (training) or keep order (evaluation).
         drop_last: Yield only whole batches, the same number on every process.
         pin_memory: Pin batches in page-locked memory for faster copies to an accelerator.
+        collate_fn: Turns a list of samples into a batch (default :func:`collate_views`; a method may bring its
+            own, e.g. SiT's, which pastes rectangles between the batch's images).
 
     Returns:
         The loader; its ``sampler`` is the :class:`EpochSampler`.
@@ -109,7 +112,7 @@ def build_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_views,
+        collate_fn=collate_fn,
         pin_memory=pin_memory,
         drop_last=False,  # the sampler already yields whole batches when asked to
         persistent_workers=False,

@@ -68,7 +68,7 @@ class Trainer:
         self.run_dir = cfg.run_dir
         torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only
         self.method = (method or build_method(cfg)).to(self.device)
-        self.dataset = build_pretrain_dataset(cfg, self.method.views)
+        self.dataset = build_pretrain_dataset(cfg, self.method.views, self.method.train_transform())
         self.images_per_step = cfg.data.batch_size * cfg.optim.accumulate * dist.world_size()
         self.steps_per_epoch = len(self.dataset) // self.images_per_step
         if self.steps_per_epoch == 0:
@@ -89,6 +89,7 @@ class Trainer:
         self.skipped_images = 0
         self.logger = MetricsLogger(self.run_dir, enabled=dist.is_main())
         self.knn = KNNMonitor.maybe(cfg, self.device)
+        self.last_batch: dict | None = None  # the latest micro-batch, for the method's pictures
 
     # -- schedules ----------------------------------------------------------------------------------------
     def state_at(self, step: int, log: bool = False) -> StepState:
@@ -148,8 +149,13 @@ class Trainer:
 
     # -- one optimiser step -------------------------------------------------------------------------------
     def _to_device(self, batch: dict) -> dict:
+        """Move every tensor of the batch (and every list of tensors, e.g. the views) to the device."""
         nb = self.device.type == "cuda"
-        batch["views"] = [v.to(self.device, non_blocking=nb) for v in batch["views"]]
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                batch[key] = value.to(self.device, non_blocking=nb)
+            elif isinstance(value, list) and value and all(isinstance(v, torch.Tensor) for v in value):
+                batch[key] = [v.to(self.device, non_blocking=nb) for v in value]
         return batch
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -164,6 +170,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         for _ in range(accumulate):
             batch = self._to_device(next(batches))
+            self.last_batch = batch
             self.skipped_images += int(batch.get("skipped", 0))
             with self._autocast():
                 out = self.method.training_step(batch, state)
@@ -218,6 +225,7 @@ class Trainer:
             rank=dist.rank(),
             world_size=dist.world_size(),
             pin_memory=self.device.type == "cuda",
+            collate_fn=self.method.train_collate(),
         )
         return iter(loader)
 
@@ -284,6 +292,8 @@ class Trainer:
                 )
             if t.knn_every and self.step % t.knn_every == 0 and self.step < self.total_steps:
                 self._log_knn()
+            if t.picture_every and self.step % t.picture_every == 0 and self.step < self.total_steps:
+                self._picture()
             if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
                 self.save_checkpoint()
         bar.close()
@@ -291,6 +301,7 @@ class Trainer:
         if self.step < self.total_steps:
             return FitResult(self.run_dir, self.step, loss, None, self.skipped_steps)
         knn = self._log_knn()
+        self._picture()
         self._finish(knn)
         return FitResult(self.run_dir, self.step, loss, knn, self.skipped_steps)
 
@@ -301,6 +312,19 @@ class Trainer:
             self.logger.log(self.step, {"knn_top1": knn[k]["top1"], "knn_top5": knn[k]["top5"]})
             self.method.train()
         return knn
+
+    def _picture(self) -> None:
+        """Let the method draw the latest batch into RUN/pictures (main process only; never fatal)."""
+        if self.last_batch is None or not dist.is_main():
+            return
+        try:
+            self.method.visualise(self.last_batch, self.run_dir / "pictures", self.step)
+        except Exception as exc:  # a picture must never cost the run
+            import warnings
+
+            warnings.warn(f"could not write the step-{self.step} picture: {exc}", stacklevel=2)
+        finally:
+            self.method.train()
 
     def _finish(self, knn: dict[int, dict[str, float]] | None) -> None:
         self.logger.close()

@@ -7,9 +7,10 @@ processes; the trainer knows nothing about any particular method.
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -17,6 +18,7 @@ from vitssl.engine.schedules import StepState
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
+    from vitssl.data.folders import ViewTransform
     from vitssl.data.multicrop import CropSpec
     from vitssl.models.backbones import Backbone
 
@@ -38,6 +40,20 @@ class Method(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def views(self) -> list[CropSpec]:
         """The crops the loader must produce for each image, in order."""
+
+    def train_transform(self) -> ViewTransform | None:
+        """The per-sample transform of training images; None builds the crops of :attr:`views` (multi-crop)."""
+        return None
+
+    def train_collate(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
+        """The loader's collate function (picklable: workers receive it); default: crop-major view stacks."""
+        from vitssl.data.loader import collate_views
+
+        return collate_views
+
+    def visualise(self, batch: dict, out_dir: Path, step: int) -> Path | None:
+        """Write a picture of what the method does on a training ``batch``; the file, or None (the default)."""
+        return None
 
     def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
         """Method-specific scheduled values at ``step`` (e.g. teacher momentum)."""

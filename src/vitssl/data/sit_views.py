@@ -1,0 +1,140 @@
+"""SiT's views: two augmented, rotated, corrupted views per image, their clean targets and masks, and the
+collate step that does the random replace (Atito et al. 2021, arXiv 2104.03602, section 3.1).
+
+Per view: random resized crop -> flip -> colour jitter -> grayscale (PIL, as the other methods' views) ->
+rotation by k x 90 degrees (k is the rotation label) -> the clean target -> corruptions -> normalisation. All
+randomness comes from the sample's generator, so the views are a function of (seed, epoch, sample index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from vitssl.data import crop_ops
+from vitssl.data.corruptions import CorruptionPipeline, replace_in_batch
+from vitssl.data.multicrop import CropSpec
+from vitssl.errors import VitsslError
+
+__all__ = ["SiTCollate", "SiTViewTransform", "rotate"]
+
+_BICUBIC = Image.Resampling.BICUBIC
+
+
+def rotate(images: Tensor, k: int | Tensor) -> Tensor:
+    """Rotate (..., H, W) images by k x 90 degrees counter-clockwise (exact: a permutation of pixels)."""
+    return torch.rot90(images, int(k), dims=(-2, -1))
+
+
+def _augment(image: Image.Image, crop: CropSpec, draws: crop_ops.Draws) -> Image.Image:
+    """Crop, flip and photometric jitter of one view, as DINO's crops do (no blur or solarize: SiT corrupts)."""
+    box = crop_ops.random_resized_crop_box(image.width, image.height, crop.scale, crop.ratio, draws)
+    view = image.resize((crop.size, crop.size), _BICUBIC, box=box)
+    if draws.chance(crop.flip_p):
+        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if draws.chance(crop.jitter_p):
+        view = crop_ops.color_jitter(view, crop.brightness, crop.contrast, crop.saturation, crop.hue, draws)
+    if draws.chance(crop.grayscale_p):
+        view = crop_ops.grayscale(view)
+    return view
+
+
+def _to_unit_tensor(image: Image.Image) -> Tensor:
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+    return pixels.permute(2, 0, 1).to(torch.float32).div_(255.0)
+
+
+class SiTViewTransform:
+    """Builds SiT's views of one image.
+
+    Args:
+        crops: One :class:`CropSpec` per view (SiT: two, both 0.08..1 of the area).
+        corruptions: The corruption pipeline applied to every rotated view.
+        mean: Per-channel normalisation mean of [0, 1] pixels.
+        std: Per-channel normalisation standard deviation.
+        rotations: The allowed k (multiples of 90 degrees); k is drawn uniformly among them. [0] disables rotation.
+
+    Returns (from ``__call__``):
+        ``{"views": [corrupted], "targets": [clean], "masks": [(H, W) bool], "replace_masks": [(H, W) bool],
+        "rotations": [int]}``, one entry per crop; images are normalised (3, H, W) float32 tensors.
+    """
+
+    def __init__(
+        self,
+        crops: Sequence[CropSpec],
+        corruptions: CorruptionPipeline,
+        mean: Sequence[float],
+        std: Sequence[float],
+        rotations: Sequence[int] = (0, 1, 2, 3),
+    ) -> None:
+        if not crops:
+            raise VitsslError("SiT needs at least one view; give it two crops")
+        if not rotations or any(k not in (0, 1, 2, 3) for k in rotations):
+            raise VitsslError(f"sit.rotations must be a non-empty list of values in 0..3, got {list(rotations)}")
+        self.crops = list(crops)
+        self.corruptions = corruptions
+        self.rotations = [int(k) for k in rotations]
+        self._mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
+
+    def normalise(self, image: Tensor) -> Tensor:
+        return (image - self._mean) / self._std
+
+    def __call__(self, image: Image.Image, generator: torch.Generator) -> dict[str, list[Any]]:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        draws = crop_ops.Draws(generator)
+        out: dict[str, list[Any]] = {"views": [], "targets": [], "masks": [], "replace_masks": [], "rotations": []}
+        for crop in self.crops:
+            k = self.rotations[draws.below(len(self.rotations))]
+            clean = rotate(_to_unit_tensor(_augment(image, crop, draws)), k)
+            corrupted = self.corruptions(clean, draws, generator)
+            out["views"].append(self.normalise(corrupted.image))
+            out["targets"].append(self.normalise(clean))
+            out["masks"].append(corrupted.mask)
+            out["replace_masks"].append(corrupted.replace_mask)
+            out["rotations"].append(k)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(views={len(self.crops)}, rotations={self.rotations}, {self.corruptions})"
+
+
+class SiTCollate:
+    """Stacks SiT samples view-major and performs the random replace across the batch.
+
+    Sample i's replaced rectangles come from the clean view of sample i + 1 (cyclically) at the same place: a
+    deterministic choice, so the batch is a function of the sampler's order and the samples' seeds only.
+
+    Returns (from ``__call__``):
+        ``{"views": [V x (B, 3, H, W)] corrupted, "targets": [V x (B, 3, H, W)] clean, "masks": [V x (B, H, W)]
+        bool (every corrupted pixel, replaced ones included), "rotations": [V x (B,)] long, "label", "index",
+        "skipped"}``.
+    """
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        first = samples[0]["views"]
+        if not isinstance(first, dict) or "targets" not in first:
+            raise TypeError("SiTCollate needs samples built by SiTViewTransform (dicts with views and targets)")
+        parts = [s["views"] for s in samples]
+        batch: dict[str, Any] = {"views": [], "targets": [], "masks": [], "rotations": []}
+        for v in range(len(first["views"])):
+            views = torch.stack([p["views"][v] for p in parts])
+            targets = torch.stack([p["targets"][v] for p in parts])
+            masks = torch.stack([p["masks"][v] for p in parts])
+            replace = torch.stack([p["replace_masks"][v] for p in parts])
+            if len(parts) < 2:
+                replace = torch.zeros_like(replace)  # no other image to copy from
+            batch["views"].append(replace_in_batch(views, targets, replace))
+            batch["targets"].append(targets)
+            batch["masks"].append(masks | replace)
+            batch["rotations"].append(torch.tensor([p["rotations"][v] for p in parts], dtype=torch.long))
+        batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
+        batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
+        batch["skipped"] = sum(int(s.get("skipped", 0)) for s in samples)
+        return batch
