@@ -1,0 +1,243 @@
+"""The SiT method: network layout, one training step, the masked variant, pictures, and a tiny run end to end."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tests.conftest import TINY_OVERRIDES
+
+from vitssl.config import load_config
+from vitssl.data.seeding import sample_generator
+from vitssl.data.sit_views import SiTCollate
+from vitssl.engine.schedules import StepState
+from vitssl.engine.trainer import Trainer
+from vitssl.errors import VitsslError
+from vitssl.methods import build_method
+from vitssl.models.sit_heads import ReconstructionHead, build_sit_backbone
+
+SIT_TINY = [
+    "method=sit",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.backbone=vit_tiny",
+    "model.patch_size=4",
+    "model.depth=1",
+    "crops.global_size=16",
+    "sit.blur_kernel=[3, 5]",
+    "train.progress=false",
+]
+
+
+def _cfg(*extra):
+    return load_config(None, [*SIT_TINY, *extra])
+
+
+def _batch(method, n=4, seed=0):
+    transform, collate = method.train_transform(), method.train_collate()
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(seed)
+    samples = []
+    for i in range(n):
+        pixels = torch.randint(0, 256, (20, 20, 3), generator=gen, dtype=torch.uint8).numpy()
+        views = transform(Image.fromarray(pixels), sample_generator(0, 0, i))
+        samples.append({"views": views, "label": 0, "index": i, "skipped": 0})
+    return collate(samples)
+
+
+def test_backbone_has_rotation_and_contrastive_tokens_with_position_embeddings():
+    backbone = build_sit_backbone("vit_tiny", 4, 16, 1, 0.0)
+    model = backbone.model
+    assert backbone.num_prefix_tokens == 2
+    assert model.pos_embed.shape == (1, 16 + 2, 192)  # N + 2 positions
+    tokens = backbone.tokens_by_role(torch.randn(3, 3, 16, 16))
+    assert tokens.rotation.shape == tokens.contrastive.shape == (3, 192)
+    assert tokens.patches.shape == (3, 16, 192) and tokens.grid == (4, 4)
+    assert not torch.allclose(tokens.rotation, tokens.contrastive)
+    # other image sizes work too (interpolated position embeddings)
+    assert backbone.tokens_by_role(torch.randn(1, 3, 24, 32)).patches.shape == (1, 6 * 8, 192)
+
+
+@pytest.mark.parametrize(("patch", "rows", "cols"), [(4, 4, 4), (8, 3, 5), (16, 1, 2)])
+def test_reconstruction_head_reassembles_patches_in_place(patch, rows, cols):
+    head = ReconstructionHead(dim=6, patch_size=patch)
+    tokens = torch.randn(2, rows * cols, 6)
+    image = head(tokens, (rows, cols))
+    assert image.shape == (2, 3, rows * patch, cols * patch)
+    # the same as folding each token's pixels (channel-major, like ConvTranspose2d with kernel = stride = patch)
+    folded = F.fold(head.net(tokens).transpose(1, 2), (rows * patch, cols * patch), kernel_size=patch, stride=patch)
+    assert torch.allclose(image, folded)
+
+
+def test_training_step_gives_all_losses_weights_and_rotation_accuracy():
+    torch.manual_seed(0)
+    method = build_method(_cfg())
+    batch = _batch(method)
+    out = method.training_step(batch, StepState(step=0, steps_per_epoch=1, total_steps=1))
+    assert torch.isfinite(out.loss)
+    for key in ("loss_rot", "loss_con", "loss_rec", "weight_rot", "weight_con", "weight_rec", "rot_acc"):
+        assert key in out.metrics, key
+    assert out.metrics["weight_rec"].item() == pytest.approx(torch.exp(torch.tensor(-0.5)).item())
+    out.loss.backward()
+    model = method.student["backbone"].model
+    for param in (model.cls_token, model.reg_token, model.pos_embed, method.student["rot"].weight):
+        assert param.grad is not None and param.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in method.weighting.parameters())
+
+
+def test_tokens_and_uncertainties_get_no_weight_decay():
+    method = build_method(_cfg())
+    groups = method.param_groups()
+    no_decay = {id(p) for p in groups[1]["params"]}
+    model = method.student["backbone"].model
+    assert id(model.cls_token) in no_decay and id(model.reg_token) in no_decay
+    assert all(id(p) in no_decay for p in method.weighting.parameters())
+    assert id(model.patch_embed.proj.weight) not in no_decay
+    total = sum(len(g["params"]) for g in groups)
+    assert total == len(list(method.parameters()))  # nothing left out, nothing twice
+
+
+def test_fixed_weighting_and_rotation_off():
+    method = build_method(_cfg("sit.weighting=fixed", "sit.rotations=[0]", "sit.rec_weight=2.0"))
+    out = method.training_step(_batch(method), StepState(step=0, steps_per_epoch=1, total_steps=1))
+    assert "loss_rot" not in out.metrics and "rot" not in method.student
+    expected = out.metrics["loss_con"] + 2.0 * out.metrics["loss_rec"]
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_reconstruction_loss_falls_when_overfitting_one_batch():
+    torch.manual_seed(0)
+    method = build_method(_cfg("sit.weighting=fixed", "sit.rot_weight=0", "sit.con_weight=0"))
+    batch = _batch(method, n=4)
+    state = StepState(step=0, steps_per_epoch=1, total_steps=1)
+    opt = torch.optim.AdamW(method.parameters(), lr=2e-3, weight_decay=0.0)
+    first = None
+    for _ in range(60):
+        opt.zero_grad()
+        out = method.training_step(batch, state)
+        out.loss.backward()
+        opt.step()
+        first = first if first is not None else out.metrics["loss_rec"].item()
+    last = out.metrics["loss_rec"].item()
+    assert last < 0.5 * first, (first, last)
+
+
+def test_masked_variant_uses_an_ema_teacher_and_only_corrupted_pixels():
+    cfg = _cfg(
+        "sit.variant=masked",
+        "sit.drop_fill=zeros",
+        "sit.drop_area=[0.5, 0.5]",
+        "sit.replace_area=[0.3, 0.3]",
+        "sit.replace_p=0.5",
+        "sit.replace_excludes_drop=true",
+        "sit.grayscale_p=0",
+        "sit.blur_p=0",
+    )
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    assert method.rotations == [0] and "rot" not in method.student
+    teacher, student = method.teacher["backbone"].model, method.student["backbone"].model
+    assert torch.equal(teacher.pos_embed, student.pos_embed)
+    batch = _batch(method)
+    assert all(m.float().mean() >= 0.3 for m in batch["masks"][0])
+    state = StepState(step=0, steps_per_epoch=1, total_steps=10)
+    state.values = method.schedule(0, 1, 10)
+    assert state.values["teacher_momentum"] == pytest.approx(0.996)
+    out = method.training_step(batch, state)
+    assert set(out.metrics) >= {"loss_con", "loss_rec", "weight_con", "weight_rec"}
+    out.loss.backward()
+    assert all(p.grad is None for p in method.teacher.parameters())
+    with torch.no_grad():
+        for p in method.student.parameters():
+            p.add_(1.0)
+    method.after_optimizer_step(state)
+    assert not torch.equal(teacher.pos_embed, student.pos_embed)
+    assert torch.allclose(teacher.pos_embed, student.pos_embed - 0.996, atol=1e-5)
+    assert method.eval_backbone() is method.teacher["backbone"]
+
+
+def test_masked_reconstruction_ignores_clean_pixels():
+    method = build_method(_cfg("sit.variant=masked", "sit.drop_area=[0.5, 0.5]", "sit.drop_fill=zeros"))
+    batch = _batch(method)
+    views = torch.cat(batch["views"])
+    recon = method.reconstruct(views)
+    masks = torch.cat(batch["masks"])
+    from vitssl.losses import reconstruction_l1
+
+    base = reconstruction_l1(recon, torch.cat(batch["targets"]), masks)
+    changed = torch.cat(batch["targets"]).clone()
+    changed[~masks.unsqueeze(1).expand_as(changed)] += 5.0  # change only clean pixels of the target
+    assert reconstruction_l1(recon, changed, masks).item() == pytest.approx(base.item())
+
+
+@pytest.mark.parametrize("feature", ["contrastive", "rotation", "patch_mean", "tokens_mean"])
+def test_knn_feature_choice(feature):
+    method = build_method(_cfg(f"sit.knn_feature={feature}"))
+    images = torch.randn(2, 3, 16, 16)
+    backbone = method.eval_backbone().eval()
+    pooled = backbone.pooled(images)
+    tokens = backbone.tokens_by_role(images)
+    expected = {
+        "contrastive": tokens.contrastive,
+        "rotation": tokens.rotation,
+        "patch_mean": tokens.patches.mean(1),
+        "tokens_mean": torch.cat([tokens.rotation[:, None], tokens.contrastive[:, None], tokens.patches], 1).mean(1),
+    }[feature]
+    assert torch.allclose(pooled, expected, atol=1e-6)
+
+
+def test_visualise_writes_a_grid(tmp_path):
+    method = build_method(_cfg())
+    path = method.visualise(_batch(method), tmp_path, 7)
+    assert path.name == "reconstruction_step000007.png" and path.stat().st_size > 0
+    from PIL import Image
+
+    width, height = Image.open(path).size
+    assert height > width / 4 * 3  # four rows of four images
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sit.drop_area=[0.4, 0.2]", "sit.drop_area"),
+        ("sit.blur_kernel=[4, 8]", "sit.blur_kernel"),
+        ("sit.rotations=[0, 5]", "sit.rotations"),
+        ("sit.grayscale_p=2", "sit.grayscale_p"),
+        ("data.batch_size=1", "batch_size"),
+    ],
+)
+def test_bad_sit_settings_name_the_key(override, message):
+    with pytest.raises(VitsslError, match=message):
+        _cfg(override)
+
+
+def test_tiny_run_end_to_end_with_pictures_and_resume(tiny_image_folder, tmp_path):
+    overrides = [
+        *SIT_TINY,
+        f"data.train={tiny_image_folder}",
+        f"data.val={tiny_image_folder}",
+        f"train.out_dir={tmp_path}",
+        "optim.epochs=2",
+        "train.picture_every=3",
+        "train.checkpoint_every=3",
+    ]
+    result = Trainer(load_config(None, overrides)).fit()
+    assert result.steps == 12 and result.knn is not None
+    pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert pictures == [f"reconstruction_step{s:06d}.png" for s in (3, 6, 9, 12)]
+    # the checkpoint loads back (weights_only) into the same method for evaluation
+    from vitssl.eval.knn_eval import load_method
+
+    _, method = load_method(tmp_path)
+    assert method.name == "sit"
+    assert torch.equal(
+        method.student["backbone"].model.reg_token,
+        torch.load(tmp_path / "last.pt", weights_only=True)["method"]["student.backbone.model.reg_token"],
+    )
+
+
+def test_dino_keeps_its_default_transform_and_collate():
+    from vitssl.data.loader import collate_views
+
+    dino = build_method(load_config(None, TINY_OVERRIDES))
+    assert dino.train_transform() is None and dino.train_collate() is collate_views
+    assert isinstance(build_method(_cfg()).train_collate(), SiTCollate)
