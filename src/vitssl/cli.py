@@ -91,7 +91,14 @@ def _add_knn(sub: argparse._SubParsersAction) -> None:
 
 # Further subcommands live in their own modules; each module has ``register(sub)`` that adds its parser and sets
 # ``func``. Importing them lazily here keeps ``vitssl --help`` fast.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "vitssl.commands.linear",
+    "vitssl.commands.attention",
+    "vitssl.commands.segment",
+    "vitssl.commands.finetune",
+    "vitssl.commands.pca",
+    "vitssl.commands.report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,75 @@
+"""``vitssl pca``: the first three principal components of patch features, as RGB pictures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vitssl.commands._shared import add_checkpoint, add_device
+
+EPILOG = """\
+examples:
+  vitssl pca runs/demo a.png b.png c.png d.png
+  vitssl pca runs/cifar photo1.jpg photo2.jpg --resize 64 --threshold 0.5 --out pca.png
+  vitssl pca runs/demo *.png --no-background-removal
+
+Writes RUN/pca.png (images on top, PCA colours below) and RUN/pca.npy ((images, rows, cols, 3) when all images
+share a size). Use several images of the same kind of object: the PCA is joint, so matching parts get matching
+colours when the features are semantic."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pca",
+        help="PCA of patch features mapped to RGB (background removed by thresholding the first component)",
+        description="A joint PCA over the final-norm patch tokens of all given images; the first component, "
+        "standardised and oriented so that image borders score low, is thresholded to remove the background; a "
+        "second PCA over the foreground patches gives the three components shown as red, green and blue "
+        "(DINOv2, Oquab et al. 2023, figure 1).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_checkpoint(p)
+    p.add_argument("images", nargs="+", help="image files of any size (cropped to a multiple of the patch size)")
+    p.add_argument("--out", type=Path, help="PNG to write (default: RUN/pca.png; the .npy goes next to it)")
+    p.add_argument("--resize", type=int, help="resize the short side to this many pixels first (default: keep)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help="cut on the standardised first component; patches below it are background (default 0: the mean; "
+        "raise it to keep less)",
+    )
+    p.add_argument("--no-background-removal", action="store_true", help="colour every patch (plain 3-component PCA)")
+    add_device(p, workers=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from vitssl.eval.attention_io import patch_multiple
+    from vitssl.eval.common import denormalise, image_to_tensor, load_backbone, load_image, pick_device, run_dir_of
+    from vitssl.eval.figures import image_pairs_grid
+    from vitssl.eval.pca import pca_rgb
+
+    device = str(pick_device(args.device))
+    images = [load_image(p) for p in args.images]  # every file checked before any work
+    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    tensors, tokens = [], []
+    with torch.no_grad():
+        for image in images:
+            x = image_to_tensor(image, cfg.data.mean, cfg.data.std, patch_multiple(backbone), args.resize)
+            feats = backbone(x.to(device))
+            tensors.append(x)
+            tokens.append(feats.tokens[0].float().cpu().reshape(*feats.grid, -1))
+    result = pca_rgb(tokens, remove_background=not args.no_background_removal, threshold=args.threshold)
+    out = args.out or run_dir_of(args.checkpoint) / "pca.png"
+    pictures = [denormalise(x, cfg.data.mean, cfg.data.std)[0] for x in tensors]
+    title = f"PCA of patch features, components explain {', '.join(f'{r:.0%}' for r in result.explained)}"
+    image_pairs_grid(pictures, result.colours, out, title)
+    if len({c.shape for c in result.colours}) == 1:
+        np.save(out.with_suffix(".npy"), np.stack(result.colours))
+    print(f"wrote {out} ({len(images)} images; foreground {np.mean([m.mean() for m in result.foreground]):.0%})")
+    return 0
