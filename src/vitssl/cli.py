@@ -98,6 +98,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitssl.commands.finetune",
     "vitssl.commands.pca",
     "vitssl.commands.report",
+    "vitssl.commands.reconstruct",
 )
 
 
