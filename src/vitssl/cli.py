@@ -99,6 +99,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitssl.commands.pca",
     "vitssl.commands.report",
     "vitssl.commands.reconstruct",
+    "vitssl.commands.correspond",
 )
 
 
