@@ -33,10 +33,22 @@ def _time_steps(trainer: Trainer, batches, steps: int) -> float:
     return trainer.images_per_step * steps / (time.perf_counter() - start)
 
 
+def _clone(batch: dict) -> dict:
+    """A copy of every tensor of a batch (views, and whatever else the method's collate adds: SiT's targets)."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.clone()
+        elif isinstance(value, list) and all(isinstance(v, torch.Tensor) for v in value):
+            value = [v.clone() for v in value]
+        out[key] = value
+    return out
+
+
 def model_step_rate(trainer: Trainer, steps: int) -> float:
     """Images/s of forward + backward + update on one fixed, pre-made batch (no data loading)."""
     batch = next(trainer.batches_from(0, 0))
-    fixed = iter(lambda: {"views": [v.clone() for v in batch["views"]]}, None)
+    fixed = iter(lambda: _clone(batch), None)
     trainer.optimizer_step(fixed, trainer.state_at(0))  # warm-up
     return _time_steps(trainer, fixed, steps)
 

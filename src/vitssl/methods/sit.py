@@ -288,6 +288,27 @@ class SiT(Method):
         )
 
 
+@torch.no_grad()
+def rotation_accuracy(method: SiT, images: Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy (%) of the rotation head on ``images`` (normalised, upright), each shown in all the
+    method's rotations: 100 / len(rotations) is chance. The network is put in eval mode for the measurement."""
+    if not method.use_rotation:
+        raise VitsslError("this SiT run has no rotation task (sit.rotations=[0] or the masked variant)")
+    was_training = method.training
+    method.eval()
+    correct, total = 0, 0
+    try:
+        for chunk in images.split(batch_size):
+            for k in method.rotations:  # the label of a rotation by k quarter turns is k
+                tokens = method.student["backbone"].tokens_by_role(torch.rot90(chunk, k, dims=(-2, -1)))
+                predicted = method.student["rot"](tokens.rotation).argmax(-1)
+                correct += int((predicted == k).sum())
+                total += chunk.shape[0]
+    finally:
+        method.train(was_training)
+    return 100.0 * correct / total
+
+
 @register_method("sit")
 def _build_sit(cfg: PretrainConfig) -> SiT:
     return SiT(cfg)

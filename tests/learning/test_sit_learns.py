@@ -1,0 +1,83 @@
+"""Learning tests for SiT: a short CPU pretraining must beat the same network at initialisation on 20-NN top-1
+(the feature is the contrastive token, as the presets set), and the rotation head must do far better than chance
+on held-out images.
+
+The recipes are the shipped presets with fixed, short step budgets (measured wall times are in docs/sit.md).
+"""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitssl.config import load_config
+from vitssl.engine.trainer import Trainer
+from vitssl.methods.sit import rotation_accuracy
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sit"
+
+
+def pretrain_and_compare(cfg):
+    trainer = Trainer(cfg)
+    assert trainer.knn is not None
+    before = trainer.knn.evaluate(trainer.method.eval_backbone())[20]["top1"]
+    result = trainer.fit()
+    after = result.knn[20]["top1"]
+    print(f"20-NN top-1: init {before:.2f}% -> pretrained {after:.2f}% ({result.steps} steps)")
+    return trainer, before, after, result
+
+
+def held_out_rotation_accuracy(trainer, count=1000):
+    queries = trainer.knn.queries
+    images = torch.stack([queries[i]["views"] for i in range(min(count, len(queries)))])
+    accuracy = rotation_accuracy(trainer.method, images)
+    print(f"rotation accuracy on {len(images)} held-out images x 4 rotations: {accuracy:.1f}% (chance 25%)")
+    return accuracy
+
+
+@pytest.mark.slow
+def test_sit_learns_on_synthetic_shapes(tmp_path):
+    cfg = load_config(
+        CONFIGS / "demo.yaml",
+        [f"train.out_dir={tmp_path}", "train.progress=false", "train.knn_every=0", "train.picture_every=0"],
+    )
+    trainer, before, after, result = pretrain_and_compare(cfg)
+    assert result.skipped_steps == 0 and math.isfinite(result.final_loss)
+    assert after >= before + 10
+    assert (tmp_path / "pictures" / f"reconstruction_step{result.steps:06d}.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def cifar_run(cifar10_root, tmp_path_factory):
+    """One short SiT pretraining on CIFAR-10 (a few minutes on 2 cores), shared by the tests below."""
+    out = tmp_path_factory.mktemp("sit_cifar_run")
+    cfg = load_config(
+        CONFIGS / "vit_tiny_cifar10.yaml",
+        [
+            f"data.train={cifar10_root / 'train'}",
+            f"data.val={cifar10_root / 'test'}",
+            f"train.out_dir={out}",
+            "train.progress=false",
+            "train.knn_every=0",
+            "train.picture_every=0",
+            # patch 8 (4 x 4 tokens) instead of the preset's 4: about 3x more images per CPU minute
+            "model.patch_size=8",
+            "optim.epochs=0.4",
+        ],
+    )
+    trainer, before, after, result = pretrain_and_compare(cfg)
+    return trainer, before, after, result
+
+
+@pytest.mark.slow
+def test_sit_learns_on_cifar10(cifar_run):
+    _, before, after, result = cifar_run
+    assert result.skipped_steps == 0 and math.isfinite(result.final_loss)
+    assert after >= before + 3
+
+
+@pytest.mark.slow
+def test_sit_rotation_head_learns_on_cifar10(cifar_run):
+    trainer, *_ = cifar_run
+    assert held_out_rotation_accuracy(trainer) >= 40.0
