@@ -1,5 +1,7 @@
 """The SiT method: network layout, one training step, the masked variant, pictures, and a tiny run end to end."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +14,10 @@ from vitssl.engine.schedules import StepState
 from vitssl.engine.trainer import Trainer
 from vitssl.errors import VitsslError
 from vitssl.methods import build_method
+from vitssl.methods.sit import rotation_accuracy
 from vitssl.models.sit_heads import ReconstructionHead, build_sit_backbone
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sit"
 SIT_TINY = [
     "method=sit",
     "data.batch_size=4",
@@ -229,6 +233,12 @@ def test_tiny_run_end_to_end_with_pictures_and_resume(tiny_image_folder, tmp_pat
 
     _, method = load_method(tmp_path)
     assert method.name == "sit"
+    from vitssl.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["reconstruct", str(tmp_path), str(tiny_image_folder), "--count", "3", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert main(["reconstruct", str(tmp_path), str(tmp_path / "missing")]) == 2
     assert torch.equal(
         method.student["backbone"].model.reg_token,
         torch.load(tmp_path / "last.pt", weights_only=True)["method"]["student.backbone.model.reg_token"],
@@ -241,3 +251,20 @@ def test_dino_keeps_its_default_transform_and_collate():
     dino = build_method(load_config(None, TINY_OVERRIDES))
     assert dino.train_transform() is None and dino.train_collate() is collate_views
     assert isinstance(build_method(_cfg()).train_collate(), SiTCollate)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_presets_load_and_build(preset):
+    cfg = load_config(CONFIGS / preset)
+    method = build_method(cfg)
+    assert method.name == "sit" and method.eval_backbone().feature == "contrastive"
+    assert (cfg.sit.variant == "masked") == (method.teacher is not None)
+
+
+def test_rotation_accuracy_is_a_percentage_and_needs_the_rotation_task():
+    torch.manual_seed(0)
+    method = build_method(_cfg())
+    accuracy = rotation_accuracy(method, torch.randn(6, 3, 16, 16))
+    assert 0.0 <= accuracy <= 100.0 and method.training
+    with pytest.raises(VitsslError, match="no rotation task"):
+        rotation_accuracy(build_method(_cfg("sit.rotations=[0]")), torch.randn(2, 3, 16, 16))
