@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.conftest import TINY_OVERRIDES
 
+from conftest import TINY_OVERRIDES
 from vitssl.config import load_config
 from vitssl.data.seeding import sample_generator
 from vitssl.data.sit_views import SiTCollate
