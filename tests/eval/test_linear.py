@@ -77,3 +77,19 @@ def test_linear_command_standard_mode(tiny_run, capsys):
     assert main(["linear", str(tiny_run), "--epochs", "2", "--batch-size", "8", "--num-workers", "0"]) == 0
     assert "standard" in capsys.readouterr().out
     assert len(json.loads((tiny_run / "linear.json").read_text())["history"]) == 2
+
+
+def test_fast_lr_sweep_keeps_the_best_head(tiny_run, capsys):
+    args = ["linear", str(tiny_run), "--fast", "--epochs", "3", "--lr", "1e-6", "0.5", "--num-workers", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "lr sweep" in out
+    result = json.loads((tiny_run / "linear_fast.json").read_text())
+    assert set(result["sweep"]) == {"1e-06", "0.5"}
+    assert result["final"]["top1"] == max(result["sweep"].values())
+    assert result["lr"] == float(max(result["sweep"], key=result["sweep"].get))
+
+
+def test_sweep_needs_fast_mode(tiny_run, capsys):
+    assert main(["linear", str(tiny_run), "--lr", "0.1", "0.01", "--num-workers", "0"]) == 2
+    assert "--fast" in capsys.readouterr().err

@@ -10,7 +10,7 @@ EPILOG = """\
 examples:
   vitssl linear runs/demo --fast --epochs 30
   vitssl linear runs/cifar --train cifar10/train --val cifar10/test --epochs 100
-  vitssl linear runs/cifar/last.pt --fast --max-train 5000 --max-val 1000 --lr 0.01
+  vitssl linear runs/cifar/last.pt --fast --max-train 5000 --max-val 1000 --lr 0.001 0.01 0.1
 
 Writes RUN/linear.json (RUN/linear_fast.json in fast mode) with every epoch, the final and the best epoch, and
 the trained layer as RUN/linear_head.pt (linear_head_fast.pt). The best epoch is chosen on the validation set,
@@ -53,9 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr",
         type=float,
-        default=1e-3,
-        help="learning rate per 256 images, scaled linearly with --batch-size (default 1e-3 as in DINO; "
-        "short runs on small data often want 1e-2..1e-1: sweep it, the probe is cheap in --fast mode)",
+        nargs="+",
+        default=[1e-3],
+        help="learning rate per 256 images, scaled linearly with --batch-size (default 1e-3 as in DINO; short runs "
+        "on small data often want 1e-2..1e-1). Several values with --fast: a sweep on the same features, keeping "
+        "the head with the best final top-1 (chosen on the validation set, so say so when you quote it)",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per step (default 256)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         n_last_blocks=args.n_last_blocks,
         avgpool=args.avgpool,
         epochs=args.epochs,
-        lr=args.lr,
+        lr=args.lr[0],
+        sweep=tuple(args.lr) if len(args.lr) > 1 else (),
         batch_size=args.batch_size,
         momentum=args.momentum,
         weight_decay=args.weight_decay,

@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image side after resize + centre crop, a multiple of the patch (default: the run's eval size)",
     )
     p.add_argument("--binary", action="store_true", help="treat every non-zero mask class as one foreground class")
+    p.add_argument(
+        "--semantic",
+        action="store_true",
+        help="synthetic data: label the foreground with the shape's class (11 classes) instead of 1; asks the "
+        "probe what the object is, not only where",
+    )
     p.add_argument("--max-train", type=int, default=2000, help="training pairs used (default 2000)")
     p.add_argument("--max-val", type=int, default=1000, help="validation pairs used (default 1000)")
     p.add_argument("--epochs", type=int, default=20, help="probe epochs over the frozen tokens (default 20)")
@@ -60,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
     cfg, backbone = load_backbone(args.checkpoint, device=device)
     size = args.size or eval_transform(cfg).size
     common = {"size": size, "mean": cfg.data.mean, "std": cfg.data.std, "cache_dir": cfg.data.cache_dir}
-    train = load_pairs(args.train_pairs, "train", max_images=args.max_train, binary=args.binary, **common)
-    val = load_pairs(args.val_pairs, "val", max_images=args.max_val, binary=args.binary, **common)
+    train = load_pairs(
+        args.train_pairs, "train", max_images=args.max_train, binary=args.binary, semantic=args.semantic, **common
+    )
+    val = load_pairs(
+        args.val_pairs, "val", max_images=args.max_val, binary=args.binary, semantic=args.semantic, **common
+    )
     settings = SegmentSettings(args.epochs, args.lr, batch_size=args.batch_size, device=device)
     results: dict[str, dict] = {}
     networks = [("pretrained", backbone)]

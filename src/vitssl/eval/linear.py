@@ -15,7 +15,7 @@ Two modes:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +56,7 @@ class LinearSettings:
     num_workers: int = 2
     device: str = "cpu"
     seed: int = 0
+    sweep: tuple[float, ...] = ()
 
 
 @dataclass
@@ -69,6 +70,8 @@ class LinearResult:
     classes: list[str]
     history: list[dict[str, float]] = field(default_factory=list)
     head: nn.Linear | None = None
+    lr: float = 0.0
+    sweep: dict[str, float] = field(default_factory=dict)
 
     @property
     def final(self) -> dict[str, float]:
@@ -185,9 +188,20 @@ def linear_probe(cfg: PretrainConfig, backbone: Backbone, s: LinearSettings) -> 
         feature_dim=val_x.shape[1],
         classes=list(train.classes),
     )
+    result.lr = s.lr
+    if s.sweep and not s.fast:
+        raise VitsslError("several --lr values (a sweep) need --fast: each value re-encodes every epoch otherwise")
     if s.fast:
         train_x, train_y = encode_dataset(backbone, train, n, avgpool, s, "features (train)")
-        result.head, result.history = train_linear_on_features(train_x, train_y, val_x, val_y, len(train.classes), s)
+        # A sweep reuses the features: one head per learning rate, the one with the best final top-1 is kept.
+        for lr in s.sweep or (s.lr,):
+            trial = replace(s, lr=lr)
+            head, history = train_linear_on_features(train_x, train_y, val_x, val_y, len(train.classes), trial)
+            result.sweep[str(lr)] = history[-1]["top1"]
+            if result.head is None or history[-1]["top1"] > result.final["top1"]:
+                result.head, result.history, result.lr = head, history, lr
+        if len(result.sweep) < 2:
+            result.sweep = {}
     else:
         result.head, result.history = _train_augmented(cfg, backbone, train, val_x, val_y, n, avgpool, s)
     return result
@@ -247,8 +261,13 @@ def save_linear(result: LinearResult, run_dir: Path, extra: dict) -> tuple[Path,
 def format_linear(result: LinearResult) -> str:
     """A short human-readable summary; the mode line says whether this was the fast mode."""
     f, b = result.final, result.best
+    sweep = ""
+    if result.sweep:
+        trials = ", ".join(f"{lr}: {top1:.2f}%" for lr, top1 in result.sweep.items())
+        sweep = f"  lr sweep (final top-1; the best is kept, chosen on the validation set): {trials}\n"
     return (
-        f"linear probe [{result.mode}]\n"
+        f"linear probe [{result.mode}], lr {result.lr:g} per 256 images\n"
+        f"{sweep}"
         f"  feature: pooled output of the last {result.n_last_blocks} block(s)"
         f"{' + patch mean' if result.avgpool else ''}, {result.feature_dim}-d, {len(result.classes)} classes\n"
         f"  final (epoch {f['epoch']}): top-1 {f['top1']:.2f}%  top-5 {f['top5']:.2f}%\n"

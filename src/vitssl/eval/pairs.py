@@ -81,6 +81,7 @@ def load_pairs(
     max_images: int | None = None,
     binary: bool = False,
     seed: int = 0,
+    semantic: bool = False,
 ) -> Pairs:
     """Load image/mask pairs at `size` x `size` (bicubic images, nearest-neighbour masks).
 
@@ -93,8 +94,13 @@ def load_pairs(
         max_images: Keep a fixed random subset of this many pairs.
         binary: Map every non-zero, non-ignored class to 1.
         seed: Seed of that subset.
+        semantic: Synthetic data only: label foreground pixels with their image's shape class (1..10, 0 is
+            background) instead of 1, which asks the probe for what the object is, not only where.
     """
     paths, foreground_masks = list_pairs(spec, role, cache_dir)
+    if semantic and not foreground_masks:
+        raise VitsslError("--semantic is for the synthetic dataset; a folder's masks carry their own classes")
+    class_names = sorted({image.parent.name for image, _ in paths})
     if max_images is not None and max_images < len(paths):
         keep = stratified_subset([0] * len(paths), max_images, seed)
         paths = [paths[i] for i in sorted(keep)]
@@ -109,7 +115,8 @@ def load_pairs(
             )
         mask = np.asarray(_fit(Image.open(mask_file).convert("L"), size, Image.Resampling.NEAREST), dtype=np.int64)
         if foreground_masks:
-            mask = (mask > 127).astype(np.int64)
+            label = class_names.index(image_path.parent.name) + 1 if semantic else 1
+            mask = (mask > 127).astype(np.int64) * label
         elif binary:
             mask = np.where(mask == IGNORE, IGNORE, (mask > 0).astype(np.int64))
         images.append((np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0 - m) / s)
@@ -117,4 +124,6 @@ def load_pairs(
     masks_t = torch.from_numpy(np.stack(masks))
     valid = masks_t[masks_t != IGNORE]
     num_classes = int(valid.max()) + 1 if len(valid) else 1
+    if semantic:
+        num_classes = len(class_names) + 1
     return Pairs(torch.from_numpy(np.stack(images)), masks_t, max(num_classes, 2), spec)
