@@ -73,3 +73,14 @@ def test_finetune_with_randaugment_mixup_cutmix_runs(tiny_run):
     args = ["finetune", str(tiny_run), "--epochs", "1", "--batch-size", "8", "--num-workers", "0", "--device", "cpu"]
     assert main(args) == 0
     assert json.loads((tiny_run / "finetune.json").read_text())["settings"]["mixup"] == 0.8
+
+
+def test_layer_ids_of_a_swin():
+    backbone = build_backbone("swin_mini_32", img_size=32)
+    model = Classifier(backbone, num_classes=3)
+    ids = {name: layer_id(name, backbone, 6) for name, _ in model.named_parameters()}
+    assert ids["backbone.model.patch_embed.proj.weight"] == 0
+    assert ids["backbone.model.layers.0.blocks.1.attn.qkv.weight"] == 2
+    assert ids["backbone.model.layers.1.downsample.reduction.weight"] == 3  # merging joins its stage's first block
+    assert ids["backbone.model.layers.2.blocks.1.attn.relative_position_bias_table"] == 6
+    assert ids["backbone.model.norm.weight"] == 7 and ids["heads.0.weight"] == 7

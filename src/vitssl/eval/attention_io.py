@@ -29,10 +29,11 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
 
 def patch_multiple(backbone: Backbone) -> int:
     """Input sides must be multiples of this: the patch for ViT; patch x 2^(stages-1) x window for Swin."""
+    stride = getattr(backbone, "stride", None)
+    if stride is not None:
+        return int(stride)
     if is_swin(backbone):
-        model = backbone.model
-        patch = backbone.patch_size
-        return patch * 2 ** (len(model.layers) - 1)
+        return backbone.patch_size * 2 ** (len(backbone.model.layers) - 1)
     return backbone.patch_size
 
 

@@ -2,9 +2,7 @@
 
 The linear-probe feature follows DINO (Caron et al. 2021, arXiv 2104.14294, appendix: the [CLS] tokens of the
 last n blocks, each through the final norm, optionally with the mean of the last block's patch tokens) and
-EsViT (Li et al. 2021, arXiv 2106.09785: the token means of the last 4 Swin blocks, only the last stage's
-through the final norm). They are computed with forward hooks on the timm model's blocks, so training code keeps
-its fused kernels and no backbone code is patched.
+EsViT (Li et al. 2021, arXiv 2106.09785: the token means of the last 4 Swin blocks).
 """
 
 from __future__ import annotations
@@ -64,52 +62,19 @@ def blocks_of(backbone: Backbone) -> list[nn.Module]:
     return list(model.blocks)
 
 
-def _capture_outputs(backbone: Backbone, modules: list[nn.Module], images: Tensor) -> list[Tensor]:
-    """Run the backbone once and return the outputs of `modules` (in the given order)."""
-    outputs: dict[int, Tensor] = {}
-    handles = [
-        m.register_forward_hook(lambda _m, _a, out, i=i: outputs.__setitem__(i, out)) for i, m in enumerate(modules)
-    ]
-    try:
-        backbone.model.forward_features(images)
-    finally:
-        for h in handles:
-            h.remove()
-    return [outputs[i] for i in range(len(modules))]
-
-
 def block_features(backbone: Backbone, images: Tensor, n: int, avgpool: bool = False) -> Tensor:
     """The linear-probe feature: pooled outputs of the last `n` blocks, concatenated, (B, sum of widths).
 
     ViT (DINO): [CLS] of each of the last n blocks through the final norm; with `avgpool` also the mean of the
     last block's patch tokens (DINO's choice for ViT-B). Swin (EsViT): the token mean of each of the last n
-    blocks; blocks of the last stage go through the final norm, earlier ones are used raw, as in EsViT's code.
+    blocks (see ``Backbone.intermediate``, which computes them with forward hooks).
     """
     blocks = blocks_of(backbone)
     if not 1 <= n <= len(blocks):
         raise VitsslError(f"--n-last-blocks must lie in 1..{len(blocks)} for this backbone, got {n}")
-    model = backbone.model
-    if getattr(backbone, "intermediate", None) is not None and not avgpool:
-        feats = backbone.intermediate(images, n)
-        return feats if isinstance(feats, Tensor) else torch.cat(list(feats), dim=1)
-    outs = _capture_outputs(backbone, blocks[-n:], images)
-    if is_swin(backbone):
-        last_stage = set(map(id, model.layers[-1].blocks))
-        pooled = []
-        for block, out in zip(blocks[-n:], outs):
-            tokens = out.reshape(out.shape[0], -1, out.shape[-1])  # (B, H, W, C) -> (B, HW, C)
-            if id(block) in last_stage:
-                tokens = model.norm(tokens)
-            pooled.append(tokens.mean(dim=1))
-        if avgpool:
-            raise VitsslError("--avgpool is for ViT; Swin features are token means already")
-        return torch.cat(pooled, dim=1)
-    prefix = backbone.num_prefix_tokens
-    normed = [model.norm(out) for out in outs]
-    parts = [x[:, 0] for x in normed]
-    if avgpool:
-        parts.append(normed[-1][:, prefix:].mean(dim=1))
-    return torch.cat(parts, dim=1)
+    if avgpool and is_swin(backbone):
+        raise VitsslError("--avgpool is for ViT; Swin features are token means already")
+    return torch.cat(list(backbone.intermediate(images, n, patch_mean=avgpool)), dim=1)
 
 
 def default_n_last_blocks(backbone: Backbone) -> tuple[int, bool]:
