@@ -268,3 +268,20 @@ def test_rotation_accuracy_is_a_percentage_and_needs_the_rotation_task():
     assert 0.0 <= accuracy <= 100.0 and method.training
     with pytest.raises(VitsslError, match="no rotation task"):
         rotation_accuracy(build_method(_cfg("sit.rotations=[0]")), torch.randn(2, 3, 16, 16))
+
+
+def test_tiny_masked_run_end_to_end(tiny_image_folder, tmp_path):
+    overrides = [
+        *SIT_TINY,
+        "sit.variant=masked",
+        f"data.train={tiny_image_folder}",
+        f"train.out_dir={tmp_path}",
+        "optim.epochs=1",
+        "data.num_workers=1",  # the collate step and the transform travel to a worker process
+    ]
+    trainer = Trainer(load_config(None, overrides))
+    start = trainer.method.teacher["backbone"].model.pos_embed.clone()
+    result = trainer.fit()
+    assert result.steps == 6 and result.skipped_steps == 0
+    assert not torch.equal(trainer.method.teacher["backbone"].model.pos_embed, start)  # the EMA moved the teacher
+    assert (tmp_path / "pictures" / "reconstruction_step000006.png").is_file()
