@@ -244,9 +244,10 @@ class SiTConfig:
         0.996, "Masked variant: initial EMA momentum of the teacher, raised to 1 by a cosine schedule."
     )
     knn_feature: Literal["contrastive", "rotation", "patch_mean", "tokens_mean"] = _f(
-        "patch_mean",
+        "contrastive",
         "Feature that k-NN (and eval_backbone().pooled) uses: the contrastive token, the rotation token, the mean "
-        "of the patch tokens, or the mean of all final tokens. Masked variant: the teacher's.",
+        "of the patch tokens, or the mean of all final tokens. Masked variant: the teacher's. The contrastive "
+        "token measured best (reconstruction pulls the patch tokens towards pixels; see docs/sit.md).",
     )
     picture_images: int = _f(8, "Images in each reconstruction picture (clean / corrupted / reconstructed / mask).")
 

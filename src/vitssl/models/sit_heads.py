@@ -57,7 +57,7 @@ class SiTBackbone(Backbone):
             patch tokens (``patch_mean``) or of all final tokens (``tokens_mean``).
     """
 
-    def __init__(self, model: nn.Module, feature: KNNFeature = "patch_mean") -> None:
+    def __init__(self, model: nn.Module, feature: KNNFeature = "contrastive") -> None:
         super().__init__(model)
         if self.num_prefix_tokens != 2:
             raise VitsslError(
@@ -93,7 +93,7 @@ def build_sit_backbone(
     img_size: int,
     depth: int | None,
     drop_path_rate: float,
-    feature: KNNFeature = "patch_mean",
+    feature: KNNFeature = "contrastive",
 ) -> SiTBackbone:
     """A randomly initialised ViT with a rotation token ([CLS]) and a contrastive token (a register token)."""
     base = build_backbone(
