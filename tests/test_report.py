@@ -28,6 +28,8 @@ def reported_run(tiny_image_folder, tmp_path_factory):
     assert main(["attention", str(run), str(image), "--device", "cpu"]) == 0
     knn = ["knn", str(run), "--train", str(tiny_image_folder), "--val", str(tiny_image_folder), "--k", "3"]
     assert main([*knn, "--num-workers", "0", "--device", "cpu"]) == 0
+    # a SiT run's reconstruction grid (vitssl reconstruct) is shown too; any PNG stands in for it here
+    shutil.copyfile(next((run / "attention").glob("*.png")), run / "reconstruction.png")
     assert main(["report", str(run)]) == 0
     return run
 
@@ -40,6 +42,7 @@ def test_report_content(reported_run):
     sources = re.findall(r'<img src="([^"]+)"', text)
     assert any(s.startswith("curve_loss") for s in sources) and any("attention" in s for s in sources)
     assert any(s.startswith("curve_knn") for s in sources) and any(s.startswith("curve_lr") for s in sources)
+    assert "pic_reconstruction.png" in sources
     for src in sources:  # every picture sits next to the page: the folder is self-contained
         assert (page.parent / src).stat().st_size > 1000
     assert "http://" not in text and "https://" not in text and "<script" not in text

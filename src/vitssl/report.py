@@ -40,8 +40,19 @@ _RESULT_FILES = (
     "finetune.json",
     "segment.json",
     "attention_score.json",
+    "correspondence.json",
 )
-_PICTURE_GLOBS = ("attention/*.png", "pca*.png", "pictures/*.png", "*recon*.png", "knn_comparison.png", "curves.png")
+# (pattern, how many of its files at most: the newest by name, e.g. the last pictures a SiT run drew)
+_PICTURE_GLOBS = (
+    ("attention/*.png", 12),
+    ("pca*.png", 4),
+    ("reconstruction*.png", 4),
+    ("*recon*.png", 4),
+    ("pictures/*.png", 6),
+    ("correspondence*.png", 4),
+    ("knn_comparison.png", 1),
+    ("curves.png", 1),
+)
 _MAX_PICTURES = 40
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -133,8 +144,9 @@ def _result_html(name: str, data: dict) -> str:
 def _collect_pictures(run_dir: Path, out_dir: Path) -> list[tuple[str, str]]:
     """Copy the run's pictures next to the page (the report folder travels alone); (caption, file name)."""
     found: list[Path] = []
-    for pattern in _PICTURE_GLOBS:
-        found += [p for p in sorted(run_dir.glob(pattern)) if out_dir not in p.parents and p not in found]
+    for pattern, limit in _PICTURE_GLOBS:
+        matches = [p for p in sorted(run_dir.glob(pattern)) if out_dir not in p.parents and p not in found]
+        found += matches[-limit:]
     pictures = []
     for path in found[:_MAX_PICTURES]:
         rel = path.relative_to(run_dir)
