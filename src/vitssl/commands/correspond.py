@@ -41,7 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "crop size); larger crops give more, smaller regions",
     )
     p.add_argument("--max-images", type=int, default=1000, help="images scored with --score (default 1000)")
-    p.add_argument("--jitter", type=float, default=0.4, help="colour-jitter strength of view 2 (default 0.4; 0 = none)")
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.2,
+        help="colour-jitter strength of view 2 (brightness, contrast; half of it for saturation; default 0.2; "
+        "0 = a pure flip). The score depends strongly on it: see docs/esvit.md for measured values",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of view 2's jitter and of the image subset (default 0)")
     p.add_argument("--compare-init", action="store_true", help="also score the same network at initialisation")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/correspondence.png)")

@@ -74,7 +74,7 @@ class FlipPairTransform:
     """View 1: the deterministic evaluation crop. View 2: its horizontal flip with colour jitter drawn from the
     sample's generator (so a score is reproducible and independent of the loader's workers)."""
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], jitter: float = 0.4) -> None:
+    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], jitter: float = 0.2) -> None:
         self.crop = EvalTransform(size, mean, std)
         self.mean, self.std = tuple(mean), tuple(std)
         self.jitter = jitter
