@@ -126,7 +126,11 @@ def _result_html(name: str, data: dict) -> str:
         return _table(rows, ["network", "k", "top-1 %", "top-5 %"])
     if name.startswith(("linear", "finetune")):
         f, b = data.get("final", {}), data.get("best", {})
-        mode = data.get("mode", "fine-tuning")
+        mode = str(data.get("mode", "fine-tuning"))
+        if "lr" in data and not isinstance(data["lr"], list):
+            mode += f"; lr {data['lr']:g} per 256 images"
+        if data.get("sweep"):
+            mode += "; lr sweep (final top-1 %): " + ", ".join(f"{k}: {v}" for k, v in data["sweep"].items())
         rows = [
             ["final", f.get("epoch"), f.get("top1"), f.get("top5")],
             ["best", b.get("epoch"), b.get("top1"), b.get("top5")],

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     cfg, backbone = load_backbone(args.checkpoint, at_init=args.at_init, device=device)
     result = linear_probe(cfg, backbone, settings)
     print(format_linear(result))
-    extra = {"checkpoint": str(args.checkpoint), "at_init": args.at_init, "lr": args.lr, "epochs": args.epochs}
+    extra = {"checkpoint": str(args.checkpoint), "at_init": args.at_init, "lr_values": args.lr, "epochs": args.epochs}
     json_path, head_path = save_linear(result, run_dir_of(args.checkpoint), extra)
     print(f"wrote {json_path} and {head_path}")
     return 0

@@ -68,9 +68,8 @@ def render_attention(
         stem = out_dir / f"{name}_attention"
         out_dir.mkdir(parents=True, exist_ok=True)
         np.save(stem.with_suffix(".npy"), maps.cpu().numpy().astype(np.float32))
-        title = (
-            f"{path.name}: last-block {kind} attention, {maps.shape[0]} heads, {maps.shape[1]}x{maps.shape[2]} patches"
-        )
+        heads, rows, cols = maps.shape
+        title = f"{name}{path.suffix}: last-block {kind} attention, {heads} heads, {rows}x{cols} patches"
         png = attention_grid(
             denormalise(x, cfg.data.mean, cfg.data.std)[0],
             big.cpu().numpy(),
