@@ -108,7 +108,10 @@ def rectangles_until(
 class Corruption(Protocol):
     """One corruption: ``corruption(image, draws, generator) -> (corrupted image, mask of touched pixels)``."""
 
-    p: float
+    @property
+    def p(self) -> float:
+        """Probability of applying it to a view."""
+        ...
 
     def __call__(self, image: Tensor, draws: Draws, generator: torch.Generator) -> tuple[Tensor, Tensor]: ...
 

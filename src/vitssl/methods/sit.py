@@ -13,6 +13,7 @@ pixels and matches an EMA teacher that sees the clean views (symmetric InfoNCE);
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,7 @@ from vitssl.config import PretrainConfig
 from vitssl.data.corruptions import (
     BlurPatch,
     ColourDistortion,
+    Corruption,
     CorruptionPipeline,
     GrayscalePatch,
     RandomDrop,
@@ -81,7 +83,7 @@ def corruption_pipeline(cfg: PretrainConfig) -> CorruptionPipeline:
     patch, blur patch, random drop and random replace); those with probability 0 are left out."""
     s = cfg.sit
     mean, std = cfg.data.mean, cfg.data.std
-    steps = [
+    steps: list[Corruption] = [
         ColourDistortion(p=s.distort_p, strength=s.distort_strength),
         GrayscalePatch(p=s.grayscale_p, side=_pair(s.grayscale_side)),
         BlurPatch(
@@ -113,10 +115,12 @@ def validate_sit(cfg: PretrainConfig) -> None:
     s = cfg.sit
     for key in ("grayscale_side", "blur_side", "drop_side", "replace_side", "drop_area", "replace_area"):
         lo_hi = getattr(s, key)
-        low_ok = lo_hi[0] > 0 if key.endswith("side") else lo_hi[0] >= 0 if len(lo_hi) == 2 else False
-        if len(lo_hi) != 2 or not low_ok or not lo_hi[0] <= lo_hi[1] <= 1:
-            bound = "0 < min" if key.endswith("side") else "0 <= min"
-            raise VitsslError(f"sit.{key} must be two fractions {bound} <= max <= 1, got {lo_hi}")
+        is_side = key.endswith("side")  # a side must be > 0; an area fraction may start at 0
+        ok = len(lo_hi) == 2 and (lo_hi[0] > 0 if is_side else lo_hi[0] >= 0) and lo_hi[0] <= lo_hi[1] <= 1
+        if not ok:
+            raise VitsslError(
+                f"sit.{key} must be two fractions {'0 <' if is_side else '0 <='} min <= max <= 1, got {lo_hi}"
+            )
     for key in ("grayscale_p", "blur_p", "drop_p", "replace_p", "distort_p"):
         if not 0 <= getattr(s, key) <= 1:
             raise VitsslError(f"sit.{key} is a probability and must lie in [0, 1], got {getattr(s, key)}")
@@ -166,7 +170,9 @@ class SiT(Method):
             self.teacher.requires_grad_(False)
             names = dict(self.student.named_parameters())
             self._ema_pairs = [(p, names[n]) for n, p in self.teacher.named_parameters()]
-            self.weighting: nn.Module = FixedWeighting({"con": s.con_weight, "rec": s.rec_weight})
+            self.weighting: UncertaintyWeighting | FixedWeighting = FixedWeighting(
+                {"con": s.con_weight, "rec": s.rec_weight}
+            )
         else:
             tasks = ["rot", "con", "rec"] if self.use_rotation else ["con", "rec"]
             if s.weighting == "uncertainty":
@@ -191,6 +197,11 @@ class SiT(Method):
             net["rec"] = ReconstructionHead(dim, backbone.patch_size, s.rec_hidden_dim)
         return net
 
+    @staticmethod
+    def backbone_of(net: nn.ModuleDict) -> SiTBackbone:
+        """The SiT backbone of the student or the teacher."""
+        return cast(SiTBackbone, net["backbone"])
+
     # -- data ----------------------------------------------------------------------------------------------
     @property
     def views(self) -> list[CropSpec]:
@@ -212,12 +223,12 @@ class SiT(Method):
     # -- one step ------------------------------------------------------------------------------------------
     def reconstruct(self, images: Tensor) -> Tensor:
         """The student's reconstruction of (corrupted) images, (B, 3, H, W) in normalised pixel space."""
-        tokens = self.student["backbone"].tokens_by_role(images)
+        tokens = self.backbone_of(self.student).tokens_by_role(images)
         return self.student["rec"](tokens.patches, tokens.grid)
 
     def training_step(self, batch: dict, state: StepState) -> StepOutput:
         views, targets = torch.cat(batch["views"]), torch.cat(batch["targets"])
-        tokens = self.student["backbone"].tokens_by_role(views)
+        tokens = self.backbone_of(self.student).tokens_by_role(views)
         z1, z2 = self.student["con"](tokens.contrastive).chunk(NUM_VIEWS)
         recon = self.student["rec"](tokens.patches, tokens.grid)
         metrics: dict[str, Tensor | float] = {}
@@ -225,7 +236,7 @@ class SiT(Method):
         if self.masked:
             assert self.teacher is not None
             with torch.no_grad():
-                t_tokens = self.teacher["backbone"].tokens_by_role(targets)
+                t_tokens = self.backbone_of(self.teacher).tokens_by_role(targets)
                 t1, t2 = self.teacher["con"](t_tokens.contrastive).chunk(NUM_VIEWS)
             losses["con"] = symmetric_info_nce(z1, z2, t1, t2, self.cfg.sit.masked_temperature)
             losses["rec"] = reconstruction_l1(recon, targets, torch.cat(batch["masks"]))
@@ -260,8 +271,7 @@ class SiT(Method):
 
     def eval_backbone(self) -> SiTBackbone:
         """The student's backbone (the teacher's in the masked variant); ``pooled`` is ``sit.knn_feature``."""
-        net = self.teacher if self.teacher is not None else self.student
-        return net["backbone"]
+        return self.backbone_of(self.teacher if self.teacher is not None else self.student)
 
     # -- pictures ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -300,7 +310,7 @@ def rotation_accuracy(method: SiT, images: Tensor, batch_size: int = 256) -> flo
     try:
         for chunk in images.split(batch_size):
             for k in method.rotations:  # the label of a rotation by k quarter turns is k
-                tokens = method.student["backbone"].tokens_by_role(torch.rot90(chunk, k, dims=(-2, -1)))
+                tokens = method.backbone_of(method.student).tokens_by_role(torch.rot90(chunk, k, dims=(-2, -1)))
                 predicted = method.student["rot"](tokens.rotation).argmax(-1)
                 correct += int((predicted == k).sum())
                 total += chunk.shape[0]

@@ -69,14 +69,18 @@ class SiTBackbone(Backbone):
             )
         self.feature = feature
 
+    def final_tokens(self, images: Tensor) -> Tensor:
+        """(B, 2 + N, D) tokens after the final norm: rotation, contrastive, then the patches."""
+        return self.model.forward_features(images)  # type: ignore[operator]  # a timm ViT method
+
     def tokens_by_role(self, images: Tensor) -> SiTTokens:
         """One forward pass, returning the rotation token, the contrastive token and the patch tokens."""
-        out = self.model.forward_features(images)  # (B, 2 + N, D) after the final norm
+        out = self.final_tokens(images)
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         return SiTTokens(out[:, ROTATION_TOKEN], out[:, CONTRASTIVE_TOKEN], out[:, 2:], grid)
 
     def forward(self, images: Tensor) -> Features:
-        out = self.model.forward_features(images)
+        out = self.final_tokens(images)
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         pooled = {
             "rotation": lambda: out[:, ROTATION_TOKEN],
