@@ -38,6 +38,7 @@ _RESULT_FILES = (
     "linear_init.json",
     "linear_fast_init.json",
     "finetune.json",
+    "finetune_init.json",
     "segment.json",
     "attention_score.json",
     "correspondence.json",

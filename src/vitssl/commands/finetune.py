@@ -63,6 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=64, help="images per step (default 64; even with mixup)")
     p.add_argument("--seed", type=int, default=0, help="seed of the head, the views and the order (default 0)")
+    p.add_argument(
+        "--at-init",
+        action="store_true",
+        help="fine-tune the same network from its initialisation instead (the baseline pretraining must beat); "
+        "writes finetune_init.json / finetuned_init.pt",
+    )
     add_device(p)
     p.set_defaults(func=run)
 
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         seed=args.seed,
     )
-    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    cfg, backbone = load_backbone(args.checkpoint, at_init=args.at_init, device=device)
     train_spec, val_spec = args.train or knn_memory_spec(cfg), args.val or cfg.data.val
     if not train_spec or not val_spec:
         raise VitsslError("no labelled folders to fine-tune on; pass --train FOLDER and --val FOLDER")
@@ -108,12 +114,17 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir_of(args.checkpoint)
     final, best = history[-1], max(history, key=lambda r: r["top1"])
     print(f"fine-tuned: final top-1 {final['top1']:.2f}% (epoch {final['epoch']}), best {best['top1']:.2f}%")
-    payload = {"checkpoint": str(args.checkpoint), "settings": vars(s), "classes": train.classes}
+    payload = {
+        "checkpoint": str(args.checkpoint),
+        "at_init": args.at_init,
+        "settings": vars(s),
+        "classes": train.classes,
+    }
     payload.update(final=final, best=best, history=history)
-    (run_dir / "finetune.json").write_text(json.dumps(payload, indent=2))
+    suffix = "_init" if args.at_init else ""
+    json_path, model_path = run_dir / f"finetune{suffix}.json", run_dir / f"finetuned{suffix}.pt"
+    json_path.write_text(json.dumps(payload, indent=2))
     state = {k.removeprefix("model."): v.cpu() for k, v in model.backbone.state_dict().items()}
-    torch.save(
-        {"backbone": state, "heads": model.heads.state_dict(), "classes": train.classes}, run_dir / "finetuned.pt"
-    )
-    print(f"wrote {run_dir / 'finetune.json'} and {run_dir / 'finetuned.pt'}")
+    torch.save({"backbone": state, "heads": model.heads.state_dict(), "classes": train.classes}, model_path)
+    print(f"wrote {json_path} and {model_path}")
     return 0
