@@ -139,3 +139,15 @@ def test_vit_intermediate_last_block_is_the_pooled_feature():
         torch.testing.assert_close(feats[1], backbone.pooled(x))
         torch.testing.assert_close(feats[2], backbone(x).tokens.mean(1))
     assert [f.shape for f in feats] == [(2, 192)] * 3
+
+
+@pytest.mark.parametrize("backbone", [[], TINY_SWIN])
+def test_non_square_crops_work(backbone):
+    method = tiny_esvit(*backbone)
+    g = torch.Generator().manual_seed(0)
+    crops = [torch.randn(2, 3, 16, 24, generator=g) for _ in range(2)] + [torch.randn(2, 3, 8, 16, generator=g)]
+    out = method.training_step({"views": crops}, state())
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    grid = method.student["backbone"](crops[0]).grid
+    assert grid == ((4, 6) if not backbone else (2, 3))
