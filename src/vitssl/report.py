@@ -202,7 +202,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 def _summary(records: list[dict]) -> str:
     losses = [r for r in records if isinstance(r.get("loss"), (int, float))]
     knn = [r for r in records if isinstance(r.get("knn_top1"), (int, float))]
-    rows = []
+    rows: list[list[object]] = []
     if losses:
         rows += [["optimiser steps", int(losses[-1]["step"])], ["final loss", f"{losses[-1]['loss']:.4f}"]]
     if knn:

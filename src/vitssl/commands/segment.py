@@ -65,12 +65,27 @@ def run(args: argparse.Namespace) -> int:
     device = str(pick_device(args.device))
     cfg, backbone = load_backbone(args.checkpoint, device=device)
     size = args.size or eval_transform(cfg).size
-    common = {"size": size, "mean": cfg.data.mean, "std": cfg.data.std, "cache_dir": cfg.data.cache_dir}
     train = load_pairs(
-        args.train_pairs, "train", max_images=args.max_train, binary=args.binary, semantic=args.semantic, **common
+        args.train_pairs,
+        "train",
+        size,
+        cfg.data.mean,
+        cfg.data.std,
+        cfg.data.cache_dir,
+        args.max_train,
+        args.binary,
+        semantic=args.semantic,
     )
     val = load_pairs(
-        args.val_pairs, "val", max_images=args.max_val, binary=args.binary, semantic=args.semantic, **common
+        args.val_pairs,
+        "val",
+        size,
+        cfg.data.mean,
+        cfg.data.std,
+        cfg.data.cache_dir,
+        args.max_val,
+        args.binary,
+        semantic=args.semantic,
     )
     settings = SegmentSettings(args.epochs, args.lr, batch_size=args.batch_size, device=device)
     results: dict[str, dict] = {}

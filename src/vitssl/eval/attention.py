@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,9 +50,10 @@ def swin_query_attention(backbone: Backbone, images: Tensor, query: tuple[int, i
         images: (B, 3, H, W) normalised images.
         query: (row, col) of the query on the last-stage grid; default the centre.
     """
-    block = backbone.model.layers[-1].blocks[-1]
-    attn_module = block.attn
-    captured: dict[str, object] = {}
+    model: Any = backbone.model  # timm's SwinTransformer: its submodules are reached by attribute
+    block = model.layers[-1].blocks[-1]
+    attn_module: Any = block.attn
+    captured: dict[str, Any] = {}
 
     def block_hook(_m: object, args: tuple) -> None:
         captured["grid"] = tuple(args[0].shape[1:3])  # the block's input is (B, H, W, C)
@@ -65,19 +67,19 @@ def swin_query_attention(backbone: Backbone, images: Tensor, query: tuple[int, i
         attn_module.register_forward_pre_hook(attn_hook, with_kwargs=True),
     ]
     try:
-        backbone.model.forward_features(images)
+        model.forward_features(images)
     finally:
         for h in handles:
             h.remove()
-    rows, cols = captured["grid"]  # type: ignore[misc]
+    rows, cols = int(captured["grid"][0]), int(captured["grid"][1])
     qr, qc = query if query is not None else (rows // 2, cols // 2)
     if not (0 <= qr < rows and 0 <= qc < cols):
         raise VitsslError(f"--query {qr},{qc} is outside the last-stage grid of {rows}x{cols} patches")
-    probs = _window_softmax(attn_module, captured["x"], captured["mask"])  # type: ignore[arg-type]
+    probs = _window_softmax(attn_module, captured["x"], captured["mask"])
     return _scatter_window(probs, block, len(images), rows, cols, qr, qc)
 
 
-def _window_softmax(attn_module: torch.nn.Module, x: Tensor, mask: Tensor | None) -> Tensor:
+def _window_softmax(attn_module: Any, x: Tensor, mask: Tensor | None) -> Tensor:
     """Explicit windowed attention probabilities (nW*B, heads, N, N), as timm's WindowAttention computes them."""
     b_, n, _ = x.shape
     heads = attn_module.num_heads
@@ -92,9 +94,7 @@ def _window_softmax(attn_module: torch.nn.Module, x: Tensor, mask: Tensor | None
     return logits.softmax(dim=-1)
 
 
-def _scatter_window(
-    probs: Tensor, block: torch.nn.Module, batch: int, rows: int, cols: int, qr: int, qc: int
-) -> Tensor:
+def _scatter_window(probs: Tensor, block: Any, batch: int, rows: int, cols: int, qr: int, qc: int) -> Tensor:
     """Put the query's row of its window back on the (unshifted, unpadded) grid."""
     wh, ww = block.window_size
     sh, sw = block.shift_size
@@ -194,8 +194,8 @@ def score_foreground(backbone: Backbone, pairs: Iterator[tuple[Tensor, Tensor]],
 
 def read_mask(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """A mask PNG as an integer array; resized with nearest neighbour when `size` (w, h) is given."""
-    mask = Image.open(path)
+    mask: Image.Image = Image.open(path)
     mask.load()
     if size is not None and mask.size != size:
-        mask = mask.resize(size, Image.NEAREST)
+        mask = mask.resize(size, Image.Resampling.NEAREST)
     return np.asarray(mask)

@@ -29,12 +29,7 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
 
 def patch_multiple(backbone: Backbone) -> int:
     """Input sides must be multiples of this: the patch for ViT; patch x 2^(stages-1) x window for Swin."""
-    stride = getattr(backbone, "stride", None)
-    if stride is not None:
-        return int(stride)
-    if is_swin(backbone):
-        return backbone.patch_size * 2 ** (len(backbone.model.layers) - 1)
-    return backbone.patch_size
+    return int(getattr(backbone, "stride", backbone.patch_size))
 
 
 @torch.no_grad()
@@ -62,8 +57,8 @@ def render_attention(
         x = image_to_tensor(pil, cfg.data.mean, cfg.data.std, patch_multiple(backbone), resize).to(device)
         maps = attention_maps(backbone, x, query)[0]  # (heads, rows, cols)
         all_maps = torch.cat([maps, maps.mean(dim=0, keepdim=True)])
-        size = tuple(x.shape[-2:])
-        masks = upsample(keep_mass(all_maps, threshold)[None], size)[0].bool()  # type: ignore[arg-type]
+        size = (x.shape[-2], x.shape[-1])
+        masks = upsample(keep_mass(all_maps, threshold)[None], size)[0].bool()
         big = upsample(all_maps[None], size, mode="nearest")[0]
         stem = out_dir / f"{name}_attention"
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def is_swin(backbone: Backbone) -> bool:
 
 def blocks_of(backbone: Backbone) -> list[nn.Module]:
     """All transformer blocks in forward order (Swin: every stage's blocks, flattened)."""
-    model = backbone.model
+    model: Any = backbone.model  # timm submodules are reached by attribute
     if is_swin(backbone):
         return [block for layer in model.layers for block in layer.blocks]
     return list(model.blocks)
@@ -101,7 +102,9 @@ def image_to_tensor(
     if resize:
         w, h = image.size
         scale = resize / min(w, h)
-        image = image.resize((max(multiple, round(w * scale)), max(multiple, round(h * scale))), Image.BICUBIC)
+        image = image.resize(
+            (max(multiple, round(w * scale)), max(multiple, round(h * scale))), Image.Resampling.BICUBIC
+        )
     w, h = image.size
     cw, ch = (w // multiple) * multiple, (h // multiple) * multiple
     if cw == 0 or ch == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,11 +59,11 @@ class Classifier(nn.Module):
             raise VitsslError("--sit-heads needs a SiT checkpoint (rotation and contrastive tokens); drop the flag")
         self.backbone = backbone
         self.sit_heads = sit_heads
-        dim = backbone.embed_dim if not is_swin(backbone) else int(backbone.model.num_features)
-        self.heads = nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(2 if sit_heads else 1))
-        for head in self.heads:
+        heads = [nn.Linear(backbone.embed_dim, num_classes) for _ in range(2 if sit_heads else 1)]
+        for head in heads:
             nn.init.trunc_normal_(head.weight, std=0.02)
             nn.init.zeros_(head.bias)
+        self.heads = nn.ModuleList(heads)
 
     def forward(self, images: Tensor) -> Tensor:
         if self.sit_heads:
@@ -80,7 +81,8 @@ def layer_id(name: str, backbone: Backbone, num_layers: int) -> int:
     if not rest:
         return num_layers + 1
     if is_swin(backbone):
-        depths = [len(layer.blocks) for layer in backbone.model.layers]
+        model: Any = backbone.model
+        depths = [len(layer.blocks) for layer in model.layers]
         if rest[0] == "layers":
             stage = int(rest[1])
             offset = sum(depths[:stage])

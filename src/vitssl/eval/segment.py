@@ -58,7 +58,8 @@ class LinearSegmenter(nn.Module):
         self.norm = nn.BatchNorm2d(dim, affine=False)
         self.classifier = nn.Conv2d(dim, num_classes, kernel_size=1)
         nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        if self.classifier.bias is not None:
+            nn.init.zeros_(self.classifier.bias)
 
     def forward(self, tokens: Tensor, size: tuple[int, int]) -> Tensor:
         logits = self.classifier(self.norm(tokens))
