@@ -13,6 +13,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from vitssl.config import PretrainConfig
 from vitssl.data.build import eval_transform
+from vitssl.errors import VitsslError
 from vitssl.eval.attention import JaccardScore, attention_maps, keep_mass, score_foreground, upsample
 from vitssl.eval.common import denormalise, image_to_tensor, is_swin, load_image
 from vitssl.eval.figures import attention_grid
@@ -55,6 +56,7 @@ def render_attention(
     names = unique_names([path for path, _ in images])
     for (path, pil), name in tqdm(zip(images, names), desc="attention maps", unit="image", disable=len(images) < 4):
         x = image_to_tensor(pil, cfg.data.mean, cfg.data.std, patch_multiple(backbone), resize).to(device)
+        _check_token_count(x, backbone, path)
         maps = attention_maps(backbone, x, query)[0]  # (heads, rows, cols)
         all_maps = torch.cat([maps, maps.mean(dim=0, keepdim=True)])
         size = (x.shape[-2], x.shape[-1])
@@ -75,6 +77,22 @@ def render_attention(
         )
         written.append((png, stem.with_suffix(".npy")))
     return written
+
+
+MAX_TOKENS = 4096
+"""Above this many patches the explicit (tokens x tokens) attention of a ViT takes gigabytes: ask for --resize."""
+
+
+def _check_token_count(x: Tensor, backbone: Backbone, path: Path) -> None:
+    stride = patch_multiple(backbone)
+    tokens = (x.shape[-2] // stride) * (x.shape[-1] // stride)
+    if tokens > MAX_TOKENS and not is_swin(backbone):
+        short = min(x.shape[-2:])
+        fit = int(short * (MAX_TOKENS / tokens) ** 0.5) // stride * stride
+        raise VitsslError(
+            f"{path.name} gives {tokens} patches of {stride} px, too many for an explicit attention map; "
+            f"pass --resize {fit} (or smaller)"
+        )
 
 
 def _batches(images: Tensor, masks: Tensor, batch_size: int, device: str) -> Iterator[tuple[Tensor, Tensor]]:
