@@ -8,7 +8,7 @@ PYTEST_FLAGS ?=
 .PHONY: help install demo test test-fast lint format bench clean
 
 help:
-	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate k-NN, write pictures (runs/demo)"
+	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate, write pictures and a report (runs/demo)"
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
@@ -25,7 +25,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vitssl pretrain configs/demo.yaml
 	$(BIN)/vitssl knn runs/demo --k 10 20 --compare-init
-	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png"
+	$(BIN)/vitssl attention runs/demo --score
+	$(BIN)/vitssl report runs/demo
+	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png; report: runs/demo/report/index.html"
 
 # pytest exits with 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)
