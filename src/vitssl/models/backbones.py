@@ -216,7 +216,10 @@ def build_backbone(
     kwargs.update(PRESET_KWARGS.get(name, {}))
     if swin:
         if depth is not None:
-            raise VitsslError("model.depth applies to ViT backbones; a Swin has one depth per stage (pass depths)")
+            raise VitsslError(
+                "model.depth applies to ViT backbones; remove it (a Swin has one depth per stage: pick a preset "
+                "such as swin_mini_32, swin_tiny_32, swin_tiny or another timm Swin name)"
+            )
         kwargs["strict_img_size"] = False
     else:
         kwargs["dynamic_img_size"] = True
