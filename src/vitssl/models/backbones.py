@@ -176,11 +176,6 @@ def _resolve_name(name: str) -> str:
     raise VitsslError(f"unknown backbone '{name}'; {hint} (any timm ViT or Swin name also works)")
 
 
-def is_swin_name(name: str) -> bool:
-    """Whether a preset or timm name denotes a Swin Transformer."""
-    return _resolve_name(name).startswith("swin")
-
-
 def build_backbone(
     name: str,
     patch_size: int | None = None,
