@@ -145,9 +145,10 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _run_knn(args: argparse.Namespace) -> int:
-    from vitssl.engine.trainer import resolve_device
+    from vitssl.device import resolve_device
     from vitssl.eval.knn import format_knn_table
-    from vitssl.eval.knn_eval import KNNSettings, evaluate_knn, load_method, save_knn_json
+    from vitssl.eval.knn_eval import KNNSettings, evaluate_knn, save_knn_json
+    from vitssl.eval.loading import load_method
 
     settings = KNNSettings(
         train=args.train,

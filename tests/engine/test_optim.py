@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from vitssl.engine.optim import clip_gradients_per_tensor_, ema_update_, param_groups
+from vitssl.optim import clip_gradients_per_tensor_, ema_update_, param_groups
 
 
 def test_param_groups_exclude_biases_and_1d_tensors():

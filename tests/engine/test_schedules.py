@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from vitssl.engine.schedules import StepState, cosine_schedule, linear_warmup
+from vitssl.schedules import StepState, cosine_schedule, linear_warmup
 
 
 def test_cosine_schedule_known_values():

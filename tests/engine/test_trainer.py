@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
+from vitssl.checkpoints import load_checkpoint
 from vitssl.config import load_config
-from vitssl.engine.checkpoint import load_checkpoint
 from vitssl.engine.trainer import Trainer
 from vitssl.errors import VitsslError
 

@@ -6,11 +6,11 @@ from PIL import Image
 
 from conftest import TINY_OVERRIDES
 from vitssl.cli import main
+from vitssl.data.normalise import to_image
 from vitssl.eval.correspondence import (
     FlipPairTransform,
     Matches,
     best_matches,
-    denormalise,
     draw_matches,
     flip_accuracy,
 )
@@ -54,7 +54,7 @@ def test_flip_pair_is_the_mirror_of_view_one_without_jitter():
     pair = FlipPairTransform(16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), jitter=0.0)
     v1, v2 = pair(image, torch.Generator().manual_seed(0))
     torch.testing.assert_close(v2, v1.flip(-1))
-    assert denormalise(v1, (0.5,) * 3, (0.25,) * 3).size == (16, 16)
+    assert to_image(v1, (0.5,) * 3, (0.25,) * 3).size == (16, 16)
 
 
 def test_drawing_has_both_views_side_by_side():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vitssl.config import load_config
-from vitssl.engine.schedules import StepState
 from vitssl.methods import build_method
+from vitssl.schedules import StepState
 
 TINY = [
     "model.backbone=vit_tiny",

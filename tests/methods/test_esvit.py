@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from vitssl.config import load_config
-from vitssl.engine.schedules import StepState
 from vitssl.methods import EsViT, build_method
 from vitssl.models import build_backbone
+from vitssl.schedules import StepState
 
 TINY = [
     "method=esvit",

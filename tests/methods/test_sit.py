@@ -10,12 +10,12 @@ from conftest import TINY_OVERRIDES
 from vitssl.config import load_config
 from vitssl.data.seeding import sample_generator
 from vitssl.data.sit_views import SiTCollate
-from vitssl.engine.schedules import StepState
 from vitssl.engine.trainer import Trainer
 from vitssl.errors import VitsslError
 from vitssl.methods import build_method
 from vitssl.methods.sit import rotation_accuracy
 from vitssl.models.sit_heads import ReconstructionHead, build_sit_backbone
+from vitssl.schedules import StepState
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sit"
 SIT_TINY = [
@@ -229,7 +229,7 @@ def test_tiny_run_end_to_end_with_pictures_and_resume(tiny_image_folder, tmp_pat
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert pictures == [f"reconstruction_step{s:06d}.png" for s in (3, 6, 9, 12)]
     # the checkpoint loads back (weights_only) into the same method for evaluation
-    from vitssl.eval.knn_eval import load_method
+    from vitssl.eval.loading import load_method
 
     _, method = load_method(tmp_path)
     assert method.name == "sit"

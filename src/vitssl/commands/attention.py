@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
 from vitssl.errors import VitsslError
 
 EPILOG = """\
@@ -75,13 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitssl.checkpoints import run_dir_of
     from vitssl.eval.attention_io import render_attention, save_scores, score_networks
-    from vitssl.eval.common import load_backbone, pick_device, run_dir_of
+    from vitssl.eval.loading import load_backbone
 
     if not args.images and not args.score:
         raise VitsslError("nothing to do: pass image files to draw, and/or --score to measure the Jaccard index")
-    device = str(pick_device(args.device))
-    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    device, cfg, backbone = load_frozen(args)
     run_dir = run_dir_of(args.checkpoint)
     if args.images:
         out_dir = args.out or run_dir / "attention"

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
+
+if TYPE_CHECKING:
+    import torch
+
+    from vitssl.config import PretrainConfig
+    from vitssl.models.backbones import Backbone
 
 EPILOG = """\
 examples:
@@ -75,26 +82,22 @@ def run(args: argparse.Namespace) -> int:
     return _draw(args)
 
 
-def _setup(args: argparse.Namespace, at_init: bool = False):
-    from vitssl.engine.trainer import resolve_device
-    from vitssl.eval.knn_eval import load_method
+def _setup(args: argparse.Namespace, at_init: bool = False) -> tuple[PretrainConfig, Backbone, torch.device, int]:
+    """The run's config, its frozen evaluation backbone, the device and the side of the crop fed to it."""
+    import torch
 
-    cfg, method = load_method(args.checkpoint, at_init=at_init)
-    device = resolve_device(args.device)
+    device, cfg, backbone = load_frozen(args, at_init=at_init)
     size = args.size or cfg.data.eval_size or cfg.crops.global_size
-    return cfg, method.eval_backbone().to(device).eval(), device, size
-
-
-def _run_dir(checkpoint: str) -> Path:
-    path = Path(checkpoint)
-    return path if path.is_dir() else path.parent
+    return cfg, backbone, torch.device(device), size
 
 
 def _draw(args: argparse.Namespace) -> int:
     import torch
 
+    from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
-    from vitssl.eval.correspondence import FlipPairTransform, denormalise, draw_matches, match_views
+    from vitssl.data.normalise import to_image
+    from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
 
     cfg, backbone, device, size = _setup(args)
     pair = FlipPairTransform(size, cfg.data.mean, cfg.data.std, jitter=args.jitter)
@@ -106,9 +109,9 @@ def _draw(args: argparse.Namespace) -> int:
         view1, view2 = pair(first, generator)
     matches = match_views(backbone, view1.to(device), view2.to(device), top=args.top)
     picture = draw_matches(
-        denormalise(view1, cfg.data.mean, cfg.data.std), denormalise(view2, cfg.data.mean, cfg.data.std), matches
+        to_image(view1, cfg.data.mean, cfg.data.std), to_image(view2, cfg.data.mean, cfg.data.std), matches
     )
-    out = args.out or _run_dir(args.checkpoint) / "correspondence.png"
+    out = args.out or run_dir_of(args.checkpoint) / "correspondence.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
     sims = ", ".join(f"{s:.2f}" for s in matches.similarity.tolist())
@@ -120,6 +123,7 @@ def _draw(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import json
 
+    from vitssl.checkpoints import run_dir_of
     from vitssl.data.folders import ImageFolderDataset
     from vitssl.data.loader import build_loader
     from vitssl.data.named import NAMED_DATASETS, resolve_dataset
@@ -148,7 +152,7 @@ def _score(args: argparse.Namespace) -> int:
     print(f"flip-correspondence accuracy (top-{args.top} matches per image, {len(dataset)} images, {size} px):")
     for name, value in results.items():
         print(f"  {name:<11} {value:6.2f}%")
-    out = _run_dir(args.checkpoint) / "correspondence.json"
+    out = run_dir_of(args.checkpoint) / "correspondence.json"
     out.write_text(json.dumps({"top": args.top, "images": len(dataset), "size": size, **results}, indent=2))
     print(f"wrote {out}")
     return 0

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, add_labelled_sets
+from vitssl.commands._shared import add_checkpoint, add_device, add_labelled_sets, provenance, run_protocol
+
+if TYPE_CHECKING:
+    from vitssl.config import PretrainConfig
+    from vitssl.eval.finetune import FinetuneSettings
+    from vitssl.models.backbones import Backbone
 
 EPILOG = """\
 examples:
@@ -74,18 +82,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    return run_protocol(args, partial(_finetune, args))
 
-    import torch
 
-    from vitssl.data.build import build_labelled_dataset, eval_transform
-    from vitssl.engine.knn_monitor import knn_memory_spec
-    from vitssl.errors import VitsslError
-    from vitssl.eval.common import load_backbone, pick_device, run_dir_of
-    from vitssl.eval.finetune import Classifier, FinetuneSettings, finetune, train_transform
+def _finetune(
+    args: argparse.Namespace, cfg: PretrainConfig, backbone: Backbone, device: str, run_dir: Path
+) -> tuple[Path, Path]:
+    from vitssl.data.build import eval_transform
+    from vitssl.eval.finetune import Classifier, finetune, save_finetune, train_transform
+    from vitssl.eval.loading import labelled_sets
 
-    device = str(pick_device(args.device))
-    s = FinetuneSettings(
+    s = _settings(args, device)
+    train, val = labelled_sets(cfg, args.train, args.val, args.max_train, args.max_val, "fine-tune on")
+    train.transform = train_transform(cfg, eval_transform(cfg).size, s)
+    model = Classifier(backbone, len(train.classes), sit_heads=args.sit_heads)
+    history = finetune(model, train, val, s)
+    final, best = history[-1], max(history, key=lambda r: r["top1"])
+    print(f"fine-tuned: final top-1 {final['top1']:.2f}% (epoch {final['epoch']}), best {best['top1']:.2f}%")
+    return save_finetune(model, history, train.classes, run_dir, {**provenance(args), "settings": vars(s)})
+
+
+def _settings(args: argparse.Namespace, device: str) -> FinetuneSettings:
+    from vitssl.eval.finetune import FinetuneSettings
+
+    return FinetuneSettings(
         epochs=args.epochs,
         lr=args.lr,
         min_lr=args.min_lr,
@@ -102,29 +122,3 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         seed=args.seed,
     )
-    cfg, backbone = load_backbone(args.checkpoint, at_init=args.at_init, device=device)
-    train_spec, val_spec = args.train or knn_memory_spec(cfg), args.val or cfg.data.val
-    if not train_spec or not val_spec:
-        raise VitsslError("no labelled folders to fine-tune on; pass --train FOLDER and --val FOLDER")
-    train = build_labelled_dataset(cfg, train_spec, "train", args.max_train, "--train")
-    val = build_labelled_dataset(cfg, val_spec, "val", args.max_val, "--val")
-    train.transform = train_transform(cfg, eval_transform(cfg).size, s)
-    model = Classifier(backbone, len(train.classes), sit_heads=args.sit_heads)
-    history = finetune(model, train, val, s)
-    run_dir = run_dir_of(args.checkpoint)
-    final, best = history[-1], max(history, key=lambda r: r["top1"])
-    print(f"fine-tuned: final top-1 {final['top1']:.2f}% (epoch {final['epoch']}), best {best['top1']:.2f}%")
-    payload = {
-        "checkpoint": str(args.checkpoint),
-        "at_init": args.at_init,
-        "settings": vars(s),
-        "classes": train.classes,
-    }
-    payload.update(final=final, best=best, history=history)
-    suffix = "_init" if args.at_init else ""
-    json_path, model_path = run_dir / f"finetune{suffix}.json", run_dir / f"finetuned{suffix}.pt"
-    json_path.write_text(json.dumps(payload, indent=2))
-    state = {k.removeprefix("model."): v.cpu() for k, v in model.backbone.state_dict().items()}
-    torch.save({"backbone": state, "heads": model.heads.state_dict(), "classes": train.classes}, model_path)
-    print(f"wrote {json_path} and {model_path}")
-    return 0

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, add_labelled_sets
+from vitssl.commands._shared import add_checkpoint, add_device, add_labelled_sets, provenance, run_protocol
+
+if TYPE_CHECKING:
+    from vitssl.config import PretrainConfig
+    from vitssl.models.backbones import Backbone
 
 EPILOG = """\
 examples:
@@ -69,10 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.eval.common import load_backbone, pick_device, run_dir_of
+    return run_protocol(args, partial(_probe, args))
+
+
+def _probe(args: argparse.Namespace, cfg: PretrainConfig, backbone: Backbone, device: str, run_dir: Path) -> list[Path]:
     from vitssl.eval.linear import LinearSettings, format_linear, linear_probe, save_linear
 
-    device = str(pick_device(args.device))
     settings = LinearSettings(
         train=args.train,
         val=args.val,
@@ -91,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         seed=args.seed,
     )
-    cfg, backbone = load_backbone(args.checkpoint, at_init=args.at_init, device=device)
     result = linear_probe(cfg, backbone, settings)
     print(format_linear(result))
-    extra = {"checkpoint": str(args.checkpoint), "at_init": args.at_init, "lr_values": args.lr, "epochs": args.epochs}
-    json_path, head_path = save_linear(result, run_dir_of(args.checkpoint), extra)
-    print(f"wrote {json_path} and {head_path}")
-    return 0
+    extra = {**provenance(args), "lr_values": args.lr, "epochs": args.epochs}
+    return list(save_linear(result, run_dir, extra))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
 
 EPILOG = """\
 examples:
@@ -49,14 +49,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from vitssl.checkpoints import run_dir_of
+    from vitssl.data.normalise import denormalise
     from vitssl.eval.attention_io import patch_multiple
-    from vitssl.eval.common import denormalise, image_to_tensor, load_backbone, load_image, pick_device, run_dir_of
     from vitssl.eval.figures import image_pairs_grid
+    from vitssl.eval.images import image_to_tensor, load_image
     from vitssl.eval.pca import pca_rgb
 
-    device = str(pick_device(args.device))
     images = [load_image(p) for p in args.images]  # every file checked before any work
-    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    device, cfg, backbone = load_frozen(args)
     tensors, tokens = [], []
     with torch.no_grad():
         for image in images:

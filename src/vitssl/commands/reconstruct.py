@@ -66,13 +66,15 @@ def _image_files(specs: list[str], count: int) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
     from vitssl.data.multicrop import CropSpec
     from vitssl.data.seeding import sample_generator
     from vitssl.data.sit_views import SiTViewTransform
-    from vitssl.engine.trainer import resolve_device
+    from vitssl.device import resolve_device
     from vitssl.errors import VitsslError
-    from vitssl.eval.knn_eval import load_method
+    from vitssl.eval.features import batch_field
+    from vitssl.eval.loading import load_method
     from vitssl.methods.sit import SiT, corruption_pipeline
     from vitssl.methods.sit_pictures import save_reconstruction_grid
 
@@ -95,12 +97,10 @@ def run(args: argparse.Namespace) -> int:
     batch = method.train_collate()(samples)
     device = resolve_device(args.device)
     method.to(device)
+    views, targets, masks = (batch_field(batch, name)[0] for name in ("views", "targets", "masks"))
     with torch.no_grad():
-        recon = method.reconstruct(batch["views"][0].to(device)).cpu()
-    run_dir = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent
-    out = args.out or run_dir / "reconstruction.png"
-    save_reconstruction_grid(
-        batch["targets"][0], batch["views"][0], recon, batch["masks"][0], cfg.data.mean, cfg.data.std, out
-    )
+        recon = method.reconstruct(views.to(device)).cpu()
+    out = args.out or run_dir_of(args.checkpoint) / "reconstruction.png"
+    save_reconstruction_grid(targets, views, recon, masks, cfg.data.mean, cfg.data.std, out)
     print(f"wrote {out} ({len(files)} images: clean / corrupted / reconstructed / mask)")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
 
 EPILOG = """\
 examples:
@@ -57,13 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from vitssl.checkpoints import run_dir_of
     from vitssl.data.build import eval_transform
-    from vitssl.eval.common import load_backbone, pick_device, run_dir_of
+    from vitssl.eval.loading import load_backbone
     from vitssl.eval.pairs import load_pairs
     from vitssl.eval.segment import SegmentSettings, segmentation_probe
 
-    device = str(pick_device(args.device))
-    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    device, cfg, backbone = load_frozen(args)
     size = args.size or eval_transform(cfg).size
     train = load_pairs(
         args.train_pairs,

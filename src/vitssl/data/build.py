@@ -56,3 +56,11 @@ def build_labelled_dataset(
         subset_seed=cfg.train.seed,
         config_key=config_key,
     )
+
+
+def knn_memory_spec(cfg: PretrainConfig) -> str | None:
+    """The labelled memory set: ``data.knn_train``, else ``data.train`` when it is labelled."""
+    if cfg.data.knn_train:
+        return cfg.data.knn_train
+    _, labelled = resolve_dataset(cfg.data.train, "train", cfg.data.cache_dir)
+    return cfg.data.train if labelled else None

@@ -15,36 +15,19 @@ import torch
 from tqdm.auto import tqdm
 
 from vitssl import __version__
+from vitssl import distributed as dist
+from vitssl.checkpoints import LAST, load_checkpoint, rng_state, save_atomic, set_rng_state
 from vitssl.config import PretrainConfig, save_config, to_dict
 from vitssl.data.build import build_pretrain_dataset
 from vitssl.data.loader import build_loader
-from vitssl.engine import distributed as dist
-from vitssl.engine.checkpoint import LAST, load_checkpoint, rng_state, save_atomic, set_rng_state
-from vitssl.engine.knn_monitor import KNNMonitor
+from vitssl.device import resolve_device, resolve_precision
 from vitssl.engine.logger import MetricsLogger, to_float
-from vitssl.engine.optim import build_optimizer, clip_gradients_per_tensor_
 from vitssl.engine.resume import check_resumable
-from vitssl.engine.schedules import StepState, cosine_schedule
 from vitssl.errors import VitsslError
+from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods.base import Method, build_method
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VitsslError("train.device asks for CUDA but no GPU is visible; use train.device=cpu")
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32."""
-    if name == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+from vitssl.optim import build_optimizer, clip_gradients_per_tensor_
+from vitssl.schedules import StepState, cosine_schedule
 
 
 @dataclass
@@ -347,4 +330,4 @@ def fit(cfg: PretrainConfig) -> FitResult:
     return Trainer(cfg).fit()
 
 
-__all__ = ["Trainer", "FitResult", "fit", "resolve_device", "resolve_precision", "to_float"]
+__all__ = ["Trainer", "FitResult", "fit", "to_float"]

@@ -24,7 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from vitssl.errors import VitsslError
-from vitssl.eval.common import is_swin
+from vitssl.eval.blocks import is_swin
 from vitssl.models.backbones import Backbone
 
 

@@ -19,6 +19,8 @@ from torch import Tensor
 
 from vitssl.data import crop_ops
 from vitssl.data.multicrop import EvalTransform
+from vitssl.data.normalise import to_image
+from vitssl.eval.features import batch_field
 from vitssl.models.backbones import Backbone
 
 MATCH_COLOURS = [
@@ -83,7 +85,7 @@ class FlipPairTransform:
     def __call__(self, image: Image.Image, generator: torch.Generator) -> list[Tensor]:
         view1 = self.crop(image)
         # back to pixels (exact: the crop came from 8-bit pixels), mirrored, then jittered
-        flipped = denormalise(view1, self.mean, self.std).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipped = to_image(view1, self.mean, self.std).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         j = self.jitter
         if j > 0:
             flipped = crop_ops.color_jitter(flipped, j, j, j * 0.5, 0.05, crop_ops.Draws(generator))
@@ -96,7 +98,7 @@ def flip_correspondence_accuracy(backbone: Backbone, loader, device: torch.devic
     backbone.eval()
     total, count = 0.0, 0
     for batch in loader:
-        view1, view2 = (v.to(device) for v in batch["views"])
+        view1, view2 = (v.to(device) for v in batch_field(batch, "views"))
         f1, f2 = backbone(view1), backbone(view2)
         source, target, _ = best_matches(f1.tokens, f2.tokens, top)
         acc = flip_accuracy(source, target, f1.grid)
@@ -132,11 +134,3 @@ def _cell_box(index: int, grid: tuple[int, int], display: int, x0: int) -> tuple
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
     return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-
-
-def denormalise(view: Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
-    """A normalised (3, H, W) view back to an RGB image."""
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    pixels = (view.detach().cpu().float() * s + m).clamp(0, 1).mul(255).round().byte()
-    return Image.fromarray(pixels.permute(1, 2, 0).numpy())

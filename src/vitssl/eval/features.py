@@ -8,7 +8,8 @@ every process ends up with the features of all of them, so the k-NN vote that fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -22,7 +23,7 @@ from vitssl.errors import VitsslError
 @torch.no_grad()
 def extract_features(
     encode: Callable[[Tensor], Tensor],
-    loader: Iterable[dict],
+    loader: Iterable[Any],
     device: torch.device | str = "cpu",
     progress: bool | str = False,
 ) -> tuple[Tensor, Tensor]:
@@ -34,7 +35,8 @@ def extract_features(
     Args:
         encode: Maps images (B, 3, H, W) on `device` to one feature vector per image, (B, D), e.g. a
             backbone's pooled [CLS] output.
-        loader: Yields dicts with "images" (B, 3, H, W) and "label" (B,).
+        loader: Yields batches with "images" (B, 3, H, W) and "label" (B,): typed batches or dicts (see
+            :func:`batch_field`).
         device: Where `encode` runs; the results are returned on the CPU.
         progress: Show a tqdm progress bar when truthy; a string is used as its description.
 
@@ -114,7 +116,28 @@ def _communication_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _batches(loader: Iterable[dict], progress: bool | str) -> Iterator[dict]:
+def batch_field(batch: Any, name: str) -> Any:
+    """One field of a loader batch: a typed batch's attribute (``batch.images``) or a dict batch's key.
+
+    Transitional: the loaders are moving from dict batches to small dataclasses, and every evaluation module
+    reads its batches through here so that both kinds work until the move is done.
+    """
+    if isinstance(batch, Mapping):
+        return batch[name]
+    return getattr(batch, name)
+
+
+def images_of(batch: Any) -> Tensor:
+    """The (B, 3, H, W) images of an evaluation batch."""
+    return batch_field(batch, "images")
+
+
+def labels_of(batch: Any) -> Tensor:
+    """The (B,) integer labels of a labelled evaluation batch."""
+    return torch.as_tensor(batch_field(batch, "label"))
+
+
+def _batches(loader: Iterable[Any], progress: bool | str) -> Iterator[Any]:
     """Iterate over the loader, behind a progress bar when asked for one."""
     if not progress:
         return iter(loader)
@@ -122,15 +145,16 @@ def _batches(loader: Iterable[dict], progress: bool | str) -> Iterator[dict]:
     return iter(tqdm(loader, desc=description, unit="batch", dynamic_ncols=True))
 
 
-def _unpack(batch: dict) -> tuple[Tensor, Tensor]:
+def _unpack(batch: Any) -> tuple[Tensor, Tensor]:
     """The images and labels of one batch, with a clear error when the loader yields something else."""
-    if not isinstance(batch, dict) or "images" not in batch or "label" not in batch:
-        found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+    try:
+        images, labels = images_of(batch), labels_of(batch)
+    except (KeyError, AttributeError):
+        found = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
         raise VitsslError(
             f"Feature extraction needs batches with keys 'images' and 'label', got {found}; "
             "use a labelled evaluation loader."
-        )
-    images, labels = batch["images"], torch.as_tensor(batch["label"])
+        ) from None
     if labels.shape != (len(images),):
         raise VitsslError(
             f"A batch has {len(images)} images but labels of shape {tuple(labels.shape)}; "

@@ -9,8 +9,10 @@ rotation and contrastive tokens can each feed a linear classifier whose logits a
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,11 @@ from vitssl.config import PretrainConfig
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, set_loader_epoch
 from vitssl.errors import VitsslError
-from vitssl.eval.common import blocks_of, cosine_lr, is_swin
+from vitssl.eval.blocks import blocks_of, is_swin
+from vitssl.eval.features import images_of, labels_of
 from vitssl.eval.linear import accuracy
 from vitssl.models.backbones import Backbone
+from vitssl.schedules import cosine_schedule
 
 
 @dataclass
@@ -175,9 +179,18 @@ def evaluate(model: nn.Module, dataset: ImageFolderDataset, s: FinetuneSettings)
     loader = build_loader(dataset, s.batch_size, s.num_workers, seed=s.seed, shuffle=False, drop_last=False)
     logits, labels = [], []
     for batch in loader:
-        logits.append(model(batch["images"].to(s.device)).float().cpu())
-        labels.append(batch["label"])
+        logits.append(model(images_of(batch).to(s.device)).float().cpu())
+        labels.append(labels_of(batch))
     return accuracy(torch.cat(logits), torch.cat(labels))
+
+
+def finetune_lr(step: int, total: int, peak: float, warmup: int, final: float) -> float:
+    """The shared cosine schedule, except that warm-up step i trains at peak x (i + 1) / warmup.
+
+    Counting the current step as done keeps the first step from being wasted at lr 0 (as BEiT / MAE's
+    per-iteration schedule does); from the end of the warm-up on it is exactly :func:`cosine_schedule`.
+    """
+    return cosine_schedule(step + 1 if step < warmup else step, total, peak, final, warmup)
 
 
 def finetune(
@@ -205,8 +218,8 @@ def finetune(
         losses = []
         bar = tqdm(loader, desc=f"fine-tune epoch {epoch + 1}/{s.epochs}", unit="batch")
         for batch in bar:
-            images, labels = batch["images"].to(s.device), batch["label"].to(s.device)
-            lr = cosine_lr(step, total, peak, warmup, s.min_lr)
+            images, labels = images_of(batch).to(s.device), labels_of(batch).to(s.device)
+            lr = finetune_lr(step, total, peak, warmup, s.min_lr)
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             if mixup is not None and len(images) % 2 == 0:
@@ -227,3 +240,19 @@ def finetune(
         history.append({**record, "top5": round(top5, 2), "lr": lr})
         print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  top-1 {top1:.2f}%  top-5 {top5:.2f}%")
     return history
+
+
+def save_finetune(
+    model: Classifier, history: list[dict[str, float]], classes: list[str], run_dir: Path, extra: dict
+) -> tuple[Path, Path]:
+    """Write ``finetune.json`` (final, best and every epoch) and ``finetuned.pt`` (``_init`` variants when
+    ``extra["at_init"]``). The backbone is saved under timm's parameter names ("model." stripped), so timm can
+    load it directly."""
+    suffix = "_init" if extra.get("at_init") else ""
+    json_path, model_path = run_dir / f"finetune{suffix}.json", run_dir / f"finetuned{suffix}.pt"
+    final, best = history[-1], max(history, key=lambda r: r["top1"])
+    payload = {**extra, "classes": classes, "final": final, "best": best, "history": history}
+    json_path.write_text(json.dumps(payload, indent=2))
+    state = {k.removeprefix("model."): v.cpu() for k, v in model.backbone.state_dict().items()}
+    torch.save({"backbone": state, "heads": model.heads.state_dict(), "classes": classes}, model_path)
+    return json_path, model_path

@@ -1,4 +1,9 @@
-"""``vitssl knn``: weighted k-NN of a pretrained (or freshly initialised) backbone on labelled folders."""
+"""Weighted k-NN of a backbone on labelled datasets: the ``vitssl knn`` command and the trainer's online monitor.
+
+Both build a labelled memory set and a query set, encode them with the backbone's pooled feature and vote with
+:func:`vitssl.eval.knn.weighted_knn`. The command evaluates a finished run on (optionally capped) folders; the
+monitor (METHODS.md section 1.5) builds fixed, capped subsets once and scores the backbone during pretraining.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +13,22 @@ from pathlib import Path
 
 import torch
 
-from vitssl.config import PretrainConfig, from_dict
-from vitssl.data.build import build_labelled_dataset
+from vitssl.config import PretrainConfig
+from vitssl.data.build import build_labelled_dataset, knn_memory_spec
+from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader
-from vitssl.engine.checkpoint import load_checkpoint
-from vitssl.engine.knn_monitor import knn_memory_spec
 from vitssl.errors import VitsslError
 from vitssl.eval.features import extract_features
 from vitssl.eval.knn import weighted_knn
-from vitssl.methods.base import Method, build_method
-
-
-def load_method(checkpoint: str | Path, at_init: bool = False) -> tuple[PretrainConfig, Method]:
-    """Rebuild the method of a run folder or checkpoint file, with its trained weights (or, with ``at_init``,
-    the exact weights the run started from: same config, same seed)."""
-    ckpt = load_checkpoint(checkpoint)
-    cfg = from_dict(ckpt["config"])
-    torch.manual_seed(cfg.train.seed)
-    method = build_method(cfg)
-    if not at_init:
-        try:
-            method.load_state_dict(ckpt["method"])
-        except RuntimeError as exc:
-            raise VitsslError(
-                f"checkpoint {checkpoint} does not match its own config "
-                f"({str(exc).splitlines()[0]}); was it written by another vitssl version?"
-            ) from None
-    return cfg, method.eval()
+from vitssl.eval.loading import labelled_sets
+from vitssl.methods import Method
+from vitssl.models.backbones import Backbone
 
 
 @dataclass
 class KNNSettings:
+    """Options of :func:`evaluate_knn` (the CLI's help texts explain each)."""
+
     train: str | None = None
     val: str | None = None
     ks: tuple[int, ...] = (10, 20, 100, 200)
@@ -50,35 +40,106 @@ class KNNSettings:
     device: str = "cpu"
 
 
+def dataset_features(
+    backbone: Backbone,
+    dataset: ImageFolderDataset,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    progress: bool | str = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit-norm pooled features and labels of a whole labelled dataset, in dataset order."""
+    loader = build_loader(
+        dataset, batch_size=batch_size, num_workers=num_workers, seed=0, shuffle=False, drop_last=False
+    )
+    return extract_features(backbone.pooled, loader, device, progress=progress)
+
+
 @torch.no_grad()
+def knn_on_datasets(
+    backbone: Backbone,
+    memory: ImageFolderDataset,
+    queries: ImageFolderDataset,
+    ks: tuple[int, ...],
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    temperature: float = 0.07,
+    progress: bool = False,
+) -> dict[int, dict[str, float]]:
+    """Weighted k-NN of ``queries`` against ``memory`` on the backbone's pooled features (the caller sets eval
+    mode); ``batch_size``, ``num_workers`` and ``device`` are those of the feature extraction."""
+    train_x, train_y = dataset_features(
+        backbone, memory, batch_size, num_workers, device, progress="features (memory)" if progress else False
+    )
+    test_x, test_y = dataset_features(
+        backbone, queries, batch_size, num_workers, device, progress="features (queries)" if progress else False
+    )
+    return weighted_knn(
+        train_x, train_y, test_x, test_y, ks=ks, temperature=temperature, num_classes=len(memory.classes)
+    )
+
+
 def evaluate_knn(cfg: PretrainConfig, method: Method, s: KNNSettings) -> dict[int, dict[str, float]]:
-    train_spec = s.train or knn_memory_spec(cfg)
-    val_spec = s.val or cfg.data.val
-    if not train_spec or not val_spec:
-        raise VitsslError(
-            "no labelled folders to evaluate on; pass --train FOLDER and --val FOLDER (root/<class>/<images>)"
-        )
-    memory = build_labelled_dataset(cfg, train_spec, "train", s.max_train, "--train")
-    queries = build_labelled_dataset(cfg, val_spec, "val", s.max_val, "--val")
+    """``vitssl knn``: the method's evaluation backbone on ``s.train`` / ``s.val`` (default: the run's sets)."""
+    memory, queries = labelled_sets(cfg, s.train, s.val, s.max_train, s.max_val, "evaluate on")
     device = torch.device(s.device)
     backbone = method.eval_backbone().to(device).eval()
-    feats = []
-    for name, dataset in (("memory", memory), ("queries", queries)):
-        loader = build_loader(
-            dataset,
-            batch_size=s.batch_size,
-            num_workers=s.num_workers,
-            seed=0,
-            shuffle=False,
-            drop_last=False,
-        )
-        feats.append(extract_features(backbone.pooled, loader, device, progress=f"features ({name})"))
-    (train_x, train_y), (test_x, test_y) = feats
-    return weighted_knn(
-        train_x, train_y, test_x, test_y, ks=s.ks, temperature=s.temperature, num_classes=len(memory.classes)
+    return knn_on_datasets(
+        backbone,
+        memory,
+        queries,
+        s.ks,
+        batch_size=s.batch_size,
+        num_workers=s.num_workers,
+        device=device,
+        temperature=s.temperature,
+        progress=True,
     )
 
 
 def save_knn_json(results: dict[str, dict[int, dict[str, float]]], path: Path, extra: dict) -> None:
+    """Write ``{**extra, name: {k: {"top1", "top5"}}}`` for every evaluated network (e.g. pretrained, init)."""
     payload = {**extra, **{name: {str(k): v for k, v in r.items()} for name, r in results.items()}}
     path.write_text(json.dumps(payload, indent=2))
+
+
+class KNNMonitor:
+    """The trainer's online k-NN: builds the two labelled, capped subsets once and scores a backbone on them."""
+
+    def __init__(self, cfg: PretrainConfig, device: torch.device) -> None:
+        memory_spec = knn_memory_spec(cfg)
+        if cfg.data.val is None or memory_spec is None:
+            raise VitsslError("the online k-NN needs data.val and a labelled data.knn_train (or data.train)")
+        t = cfg.train
+        self.cfg = cfg
+        self.device = device
+        self.memory = build_labelled_dataset(cfg, memory_spec, "train", t.knn_max_train, "data.knn_train")
+        self.queries = build_labelled_dataset(cfg, cfg.data.val, "val", t.knn_max_val, "data.val")
+
+    @classmethod
+    def maybe(cls, cfg: PretrainConfig, device: torch.device) -> KNNMonitor | None:
+        """A monitor when the config names labelled memory and query sets, else None (no online k-NN)."""
+        if not cfg.data.val or knn_memory_spec(cfg) is None:
+            return None
+        return cls(cfg, device)
+
+    @torch.no_grad()
+    def evaluate(self, backbone: Backbone, ks: tuple[int, ...] | None = None) -> dict[int, dict[str, float]]:
+        """k-NN accuracy at ``ks`` (default: ``train.knn_k``); the backbone's train/eval mode is restored."""
+        was_training = backbone.training
+        backbone.eval()
+        # Large batches are cheap without gradients; few workers because training loaders already hold the CPU.
+        try:
+            return knn_on_datasets(
+                backbone,
+                self.memory,
+                self.queries,
+                ks or (self.cfg.train.knn_k,),
+                batch_size=max(self.cfg.data.batch_size, 128),
+                num_workers=min(self.cfg.data.num_workers, 2),
+                device=self.device,
+            )
+        finally:
+            backbone.train(was_training)

@@ -24,14 +24,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from vitssl.config import PretrainConfig
-from vitssl.data.build import build_labelled_dataset, eval_transform
+from vitssl.data.build import eval_transform
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, set_loader_epoch
 from vitssl.data.multicrop import CropSpec, MultiCropTransform
-from vitssl.engine.knn_monitor import knn_memory_spec
 from vitssl.errors import VitsslError
-from vitssl.eval.common import block_features, cosine_lr, default_n_last_blocks
+from vitssl.eval.blocks import block_features, default_n_last_blocks
+from vitssl.eval.features import batch_field, images_of, labels_of
+from vitssl.eval.loading import labelled_sets
 from vitssl.models.backbones import Backbone
+from vitssl.schedules import cosine_schedule
 
 FAST_MODE_LABEL = "FAST MODE: frozen features extracted once, no augmentation"
 STANDARD_MODE_LABEL = "standard: RandomResizedCrop + flip re-encoded every epoch"
@@ -127,7 +129,7 @@ def train_linear_on_features(
         for start in range(0, len(order), s.batch_size):
             idx = order[start : start + s.batch_size]
             for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, peak)
+                group["lr"] = cosine_schedule(step, total, peak, 0.0)
             loss = F.cross_entropy(head(train_x[idx].to(device)), train_y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -154,18 +156,13 @@ def encode_dataset(
     loader = build_loader(dataset, s.batch_size, s.num_workers, seed=s.seed, shuffle=False, drop_last=False)
     feats, labels = [], []
     for batch in tqdm(loader, desc=desc, unit="batch"):
-        feats.append(block_features(backbone, batch["images"].to(s.device), n, avgpool).float().cpu())
-        labels.append(batch["label"])
+        feats.append(block_features(backbone, images_of(batch).to(s.device), n, avgpool).float().cpu())
+        labels.append(labels_of(batch))
     return torch.cat(feats), torch.cat(labels)
 
 
 def _datasets(cfg: PretrainConfig, s: LinearSettings) -> tuple[ImageFolderDataset, ImageFolderDataset]:
-    train_spec = s.train or knn_memory_spec(cfg)
-    val_spec = s.val or cfg.data.val
-    if not train_spec or not val_spec:
-        raise VitsslError("no labelled folders to probe on; pass --train FOLDER and --val FOLDER (root/<class>/<img>)")
-    train = build_labelled_dataset(cfg, train_spec, "train", s.max_train, "--train")
-    val = build_labelled_dataset(cfg, val_spec, "val", s.max_val, "--val")
+    train, val = labelled_sets(cfg, s.train, s.val, s.max_train, s.max_val, "probe on")
     if train.classes != val.classes:
         raise VitsslError(f"--train has classes {train.classes[:5]}... but --val {val.classes[:5]}...; use matching")
     return train, val
@@ -232,10 +229,10 @@ def _train_augmented(
         losses = []
         for batch in tqdm(loader, desc=f"linear probe epoch {epoch + 1}/{s.epochs}", unit="batch"):
             with torch.no_grad():
-                x = block_features(backbone, batch["views"][0].to(s.device), n, avgpool)
+                x = block_features(backbone, batch_field(batch, "views")[0].to(s.device), n, avgpool)
             for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, peak)
-            loss = F.cross_entropy(head(x), batch["label"].to(s.device))
+                group["lr"] = cosine_schedule(step, total, peak, 0.0)
+            loss = F.cross_entropy(head(x), labels_of(batch).to(s.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

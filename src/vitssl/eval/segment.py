@@ -18,9 +18,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from vitssl.errors import VitsslError
-from vitssl.eval.common import cosine_lr
 from vitssl.eval.pairs import IGNORE, Pairs
 from vitssl.models.backbones import Backbone
+from vitssl.schedules import cosine_schedule
 
 
 @dataclass
@@ -100,7 +100,7 @@ def train_segmenter(train_tokens: Tensor, train_masks: Tensor, num_classes: int,
             if len(idx) < 2:
                 continue  # BatchNorm needs two samples
             for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, total, s.lr)
+                group["lr"] = cosine_schedule(step, total, s.lr, 0.0)
             logits = model(train_tokens[idx].to(s.device), size)  # type: ignore[arg-type]
             loss = F.cross_entropy(logits, train_masks[idx].to(s.device), ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)

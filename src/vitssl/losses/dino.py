@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitssl.engine.distributed import all_reduce_sum
+from vitssl.distributed import all_reduce_sum
 
 
 def dino_cross_entropy(student_logp: Tensor, teacher_p: Tensor) -> Tensor:

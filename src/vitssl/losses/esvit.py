@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitssl.engine.distributed import all_reduce_sum
+from vitssl.distributed import all_reduce_sum
 from vitssl.losses.dino import dino_cross_entropy
 
 # Rows of (tokens x K) processed at once by the region cross-entropy; bounds the temporary memory to about

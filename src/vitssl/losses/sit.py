@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitssl.engine.distributed import is_distributed, rank, world_size
+from vitssl.distributed import is_distributed, rank, world_size
 from vitssl.errors import VitsslError
 
 __all__ = [

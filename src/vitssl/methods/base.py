@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from vitssl.engine.schedules import StepState
+from vitssl.schedules import StepState
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig

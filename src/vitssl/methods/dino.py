@@ -14,13 +14,13 @@ from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
 from vitssl.data.multicrop import CropSpec, dino_crops
-from vitssl.engine.optim import ema_update_, param_groups
-from vitssl.engine.schedules import StepState, cosine_schedule, linear_warmup
 from vitssl.losses.dino import DINOLoss
 from vitssl.methods.base import Method, StepOutput, register_method
 from vitssl.methods.multicrop import forward_per_resolution
 from vitssl.models.backbones import Backbone, build_backbone
 from vitssl.models.heads import DINOHead
+from vitssl.optim import ema_update_, param_groups
+from vitssl.schedules import StepState, cosine_schedule, linear_warmup
 
 NUM_GLOBAL_CROPS = 2
 

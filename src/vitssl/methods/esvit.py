@@ -14,14 +14,14 @@ import torch
 from torch import Tensor
 
 from vitssl.config import PretrainConfig
-from vitssl.engine.optim import ema_update_
-from vitssl.engine.schedules import StepState
 from vitssl.losses.esvit import EsViTLoss
 from vitssl.methods.base import StepOutput, register_method
 from vitssl.methods.dino import DINO, NUM_GLOBAL_CROPS, build_dino_head
 from vitssl.methods.multicrop import forward_per_resolution, resolution_groups
 from vitssl.models.backbones import Features
 from vitssl.models.heads import DINOHead
+from vitssl.optim import ema_update_
+from vitssl.schedules import StepState
 
 VIEW_HEAD = "head"  # kept under DINO's name so DINO tooling (and checkpoints' key layout) stays familiar
 REGION_HEAD = "region_head"

@@ -30,8 +30,6 @@ from vitssl.data.corruptions import (
 )
 from vitssl.data.multicrop import CropSpec
 from vitssl.data.sit_views import SiTCollate, SiTViewTransform
-from vitssl.engine.optim import ema_update_, param_groups
-from vitssl.engine.schedules import StepState, cosine_schedule
 from vitssl.errors import VitsslError
 from vitssl.losses.sit import (
     FixedWeighting,
@@ -49,6 +47,8 @@ from vitssl.models.sit_heads import (
     SiTBackbone,
     build_sit_backbone,
 )
+from vitssl.optim import ema_update_, param_groups
+from vitssl.schedules import StepState, cosine_schedule
 
 NUM_VIEWS = 2
 # a_t of the uncertainty weighting: 1 for the classification-type losses, 0.5 for the L1 (METHODS.md 3.3)

@@ -1,4 +1,6 @@
-"""Atomic, resumable checkpoints that load with ``torch.load(weights_only=True)``."""
+"""Atomic, resumable checkpoints that load with ``torch.load(weights_only=True)``, and the run folder they live in.
+
+A leaf module: the trainer writes checkpoints, the evaluation commands read them, and neither imports the other."""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def run_dir_of(checkpoint: str | Path) -> Path:
+    """The run folder of a run folder or of a checkpoint file inside one (the file's folder)."""
+    path = Path(checkpoint)
+    return path if path.is_dir() else path.parent
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

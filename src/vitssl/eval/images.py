@@ -1,0 +1,43 @@
+"""Single image files as network inputs, for the commands that draw on images the user passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from vitssl.data.images import load_rgb
+from vitssl.errors import VitsslError
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """An RGB image, or a one-line error naming the file when it is missing or not an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise VitsslError(f"image {path} does not exist; pass the path of an image file")
+    return load_rgb(path)
+
+
+def image_to_tensor(
+    image: Image.Image, mean: list[float], std: list[float], multiple: int, resize: int | None = None
+) -> Tensor:
+    """A (1, 3, H, W) normalised tensor; the short side optionally resized, both sides cropped to `multiple`."""
+    if resize:
+        w, h = image.size
+        scale = resize / min(w, h)
+        image = image.resize(
+            (max(multiple, round(w * scale)), max(multiple, round(h * scale))), Image.Resampling.BICUBIC
+        )
+    w, h = image.size
+    cw, ch = (w // multiple) * multiple, (h // multiple) * multiple
+    if cw == 0 or ch == 0:
+        raise VitsslError(f"image of {w}x{h} px is smaller than one {multiple} px patch; use --resize")
+    left, top = (w - cw) // 2, (h - ch) // 2
+    image = image.crop((left, top, left + cw, top + ch))
+    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    return ((array - m) / s).unsqueeze(0)
