@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import model_step_rate  # noqa: E402
 
 from vitssl.config import load_config  # noqa: E402
-from vitssl.engine.trainer import Trainer  # noqa: E402
+from vitssl.commands.training import build_trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PRESETS = [
@@ -49,7 +49,7 @@ def main() -> None:
     for config in args.configs:
         overrides = ["data.train=synthetic", "data.val=null", "train.out_dir=/tmp/vitssl-bench-presets"]
         cfg = load_config(config, [*overrides, "train.progress=false", "data.num_workers=0"])
-        trainer = Trainer(cfg)
+        trainer = build_trainer(cfg)
         trainer.method.train()
         rates = [model_step_rate(trainer, args.steps) for _ in range(args.repeats)]
         rows.append((config, describe(trainer), statistics.median(rates), min(rates), max(rates)))

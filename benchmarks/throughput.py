@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from vitssl.config import load_config
-from vitssl.engine.trainer import Trainer
+from vitssl.commands.training import build_trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -81,7 +81,7 @@ def main() -> None:
     cfg = load_config(
         args.config, [*args.overrides, "train.out_dir=/tmp/vitssl-bench", "train.progress=false", "data.val=null"]
     )
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     trainer.method.train()
     rows = []
     for name, fn in (

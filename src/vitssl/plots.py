@@ -160,20 +160,20 @@ def _parse_line(line: str) -> dict | None:
     return record
 
 
-def _series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
+def metric_series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
     """(steps, values) of one metric, sorted by step, keeping the last value logged for each step.
 
     After a resume the steps between the last checkpoint and the crash are logged twice; the later value is
-    the one the resumed run actually continued from.
+    the one the resumed run actually continued from. Records without a step are skipped.
     """
-    latest = {record["step"]: record[key] for record in records if _is_number(record.get(key))}
+    latest = {record["step"]: record[key] for record in records if "step" in record and _is_number(record.get(key))}
     steps = sorted(latest)
     return steps, [float(latest[step]) for step in steps]
 
 
 def _panel_series(records: list[dict], panel: _Panel) -> dict[str, tuple[list[float], list[float]]]:
     """The non-empty series of a panel's keys, by key."""
-    found = {key: _series(records, key) for key in panel.keys}
+    found = {key: metric_series(records, key) for key in panel.keys}
     return {key: series for key, series in found.items() if series[0]}
 
 

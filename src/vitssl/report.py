@@ -18,7 +18,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from vitssl.errors import VitsslError
-from vitssl.plots import read_metrics
+from vitssl.plots import metric_series, read_metrics
 
 # (title, file stem, predicate on metric names)
 _CURVES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -73,23 +73,13 @@ def _matches(key: str, patterns: tuple[str, ...], stem: str) -> bool:
     return key in patterns
 
 
-def _series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
-    latest: dict[float, float] = {}
-    for r in records:  # a resumed run may repeat steps: keep the latest value
-        value = r.get(key)
-        if isinstance(value, (int, float)) and "step" in r:
-            latest[float(r["step"])] = float(value)
-    steps = sorted(latest)
-    return steps, [latest[s] for s in steps]
-
-
 def draw_curves(records: list[dict], out_dir: Path) -> list[tuple[str, str]]:
     """One PNG per curve group that has data; returns (title, file name) pairs."""
     keys = sorted({k for r in records for k in r if k != "step"})
     written = []
     for title, stem, patterns in _CURVES:
         chosen = [k for k in keys if _matches(k, patterns, stem)]
-        series = [(k, *_series(records, k)) for k in chosen]
+        series = [(k, *metric_series(records, k)) for k in chosen]
         series = [s for s in series if s[1]]
         if not series:
             continue

@@ -39,4 +39,4 @@ def test_resolves_as_labelled_folder_and_loads_views(cifar10_root: Path, tmp_pat
     transform = MultiCropTransform(dino_crops(32, local_count=6, local_size=16), CIFAR10_MEAN, CIFAR10_STD)
     dataset = ImageFolderDataset(root, labelled=True, transform=transform, max_images=64)
     batch = next(iter(build_loader(dataset, batch_size=16, num_workers=0, seed=0)))
-    assert [tuple(v.shape) for v in batch["views"]] == [(16, 3, 32, 32)] * 2 + [(16, 3, 16, 16)] * 6
+    assert [tuple(v.shape) for v in batch.views] == [(16, 3, 32, 32)] * 2 + [(16, 3, 16, 16)] * 6

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vitssl.data.batches import EvalBatch
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, collate_views, set_loader_epoch
 from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, EvalTransform, MultiCropTransform, dino_crops
@@ -31,8 +32,8 @@ def _batches(loader: torch.utils.data.DataLoader) -> list[dict]:
 def _assert_same(first: list[dict], second: list[dict]) -> None:
     assert len(first) == len(second)
     for a, b in zip(first, second):
-        assert torch.equal(a["index"], b["index"]) and torch.equal(a["label"], b["label"])
-        assert all(torch.equal(x, y) for x, y in zip(a["views"], b["views"]))
+        assert torch.equal(a.index, b.index) and torch.equal(a.label, b.label)
+        assert all(torch.equal(x, y) for x, y in zip(a.views, b.views))
 
 
 def test_collate_is_crop_major() -> None:
@@ -46,16 +47,16 @@ def test_collate_is_crop_major() -> None:
     ]
     samples[1]["skipped"] = 2
     batch = collate_views(samples)
-    assert [tuple(v.shape) for v in batch["views"]] == [(3, 3, 4, 4), (3, 3, 2, 2)]
-    assert batch["views"][1][2, 0, 0, 0] == -2.0
-    assert batch["label"].dtype == torch.long and batch["label"].tolist() == [0, 1, 2]
-    assert batch["index"].tolist() == [10, 11, 12] and batch["skipped"] == 2
+    assert [tuple(v.shape) for v in batch.views] == [(3, 3, 4, 4), (3, 3, 2, 2)]
+    assert batch.views[1][2, 0, 0, 0] == -2.0
+    assert batch.label.dtype == torch.long and batch.label.tolist() == [0, 1, 2]
+    assert batch.index.tolist() == [10, 11, 12] and batch.skipped == 2
 
 
 def test_collate_single_tensor_views_as_images() -> None:
     samples = [{"views": torch.zeros(3, 5, 5), "label": 1, "index": i, "skipped": 0} for i in range(4)]
     batch = collate_views(samples)
-    assert "views" not in batch and batch["images"].shape == (4, 3, 5, 5)
+    assert isinstance(batch, EvalBatch) and batch.images.shape == (4, 3, 5, 5)
 
 
 def test_collate_rejects_untransformed_images(folder: Path) -> None:
@@ -69,7 +70,7 @@ def test_same_batches_with_zero_and_two_workers(folder: Path) -> None:
     serial = _batches(build_loader(dataset, batch_size=5, num_workers=0, seed=4, epoch=1))
     parallel = _batches(build_loader(dataset, batch_size=5, num_workers=2, seed=4, epoch=1))
     assert len(serial) == 4  # 24 images, whole batches of 5
-    assert [tuple(v.shape) for v in serial[0]["views"]] == [(5, 3, 16, 16)] * 2 + [(5, 3, 8, 8)] * 3
+    assert [tuple(v.shape) for v in serial[0].views] == [(5, 3, 16, 16)] * 2 + [(5, 3, 8, 8)] * 3
     _assert_same(serial, parallel)
 
 
@@ -79,7 +80,7 @@ def test_epochs_differ_and_set_loader_epoch_switches_both_order_and_views(folder
     epoch0 = _batches(loader)
     set_loader_epoch(loader, 1)
     epoch1 = _batches(loader)
-    assert epoch0[0]["index"].tolist() != epoch1[0]["index"].tolist()
+    assert epoch0[0].index.tolist() != epoch1[0].index.tolist()
     set_loader_epoch(loader, 0)
     _assert_same(epoch0, _batches(loader))
 
@@ -99,8 +100,8 @@ def test_ranks_split_the_epoch(folder: Path) -> None:
     for rank in range(2):
         loader = build_loader(dataset, batch_size=3, num_workers=0, seed=1, rank=rank, world_size=2)
         for batch in loader:
-            assert batch["images"].shape == (3, 3, 8, 8)
-            seen += batch["index"].tolist()
+            assert batch.images.shape == (3, 3, 8, 8)
+            seen += batch.index.tolist()
     assert sorted(seen) == list(range(24))
 
 
@@ -108,5 +109,5 @@ def test_skipped_files_are_counted_in_batches(corrupt_folder: Path) -> None:
     dataset = ImageFolderDataset(corrupt_folder, labelled=True, cache="none", transform=_multicrop())
     loader = build_loader(dataset, batch_size=4, num_workers=0, seed=0, shuffle=False, drop_last=False)
     with pytest.warns(UserWarning, match="skipping"):
-        total = sum(batch["skipped"] for batch in loader)
+        total = sum(batch.skipped for batch in loader)
     assert total == 2

@@ -5,8 +5,8 @@ import torch
 
 from conftest import TINY_OVERRIDES
 from vitssl.checkpoints import load_checkpoint
+from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
-from vitssl.engine.trainer import Trainer
 from vitssl.errors import VitsslError
 
 
@@ -43,11 +43,11 @@ def losses(run_dir):
 
 
 def test_resume_continues_exactly(image_folder, tmp_path):
-    straight = Trainer(tiny_cfg(image_folder, tmp_path / "a")).fit()
+    straight = build_trainer(tiny_cfg(image_folder, tmp_path / "a")).fit()
     assert straight.steps == 12  # 24 images / 4 per step * 2 epochs
-    first = Trainer(tiny_cfg(image_folder, tmp_path / "b")).fit(stop_at_step=5)
+    first = build_trainer(tiny_cfg(image_folder, tmp_path / "b")).fit(stop_at_step=5)
     assert first.steps == 5 and (tmp_path / "b" / "last.pt").exists()
-    resumed = Trainer(tiny_cfg(image_folder, tmp_path / "b")).fit()
+    resumed = build_trainer(tiny_cfg(image_folder, tmp_path / "b")).fit()
     assert resumed.steps == 12
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     a = load_checkpoint(tmp_path / "a")["method"]
@@ -57,7 +57,7 @@ def test_resume_continues_exactly(image_folder, tmp_path):
 
 
 def test_checkpoint_is_weights_only_and_complete(image_folder, tmp_path):
-    Trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5")).fit()
+    build_trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5")).fit()
     ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     assert {"method", "optimizer", "step", "rng", "config", "version"} <= set(ckpt)
     assert "loss_fn.center" in ckpt["method"] and "teacher.backbone.model.cls_token" in ckpt["method"]
@@ -65,15 +65,15 @@ def test_checkpoint_is_weights_only_and_complete(image_folder, tmp_path):
 
 
 def test_resume_with_another_recipe_is_refused(image_folder, tmp_path):
-    Trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5")).fit()
+    build_trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5")).fit()
     before = (tmp_path / "r" / "last.pt").read_bytes()
     with pytest.raises(VitsslError, match=r"different config: optim.lr"):
-        Trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5", "optim.lr=0.1")).fit()
+        build_trainer(tiny_cfg(image_folder, tmp_path / "r", "optim.epochs=0.5", "optim.lr=0.1")).fit()
     assert (tmp_path / "r" / "last.pt").read_bytes() == before
 
 
 def test_nonfinite_loss_is_skipped_then_stops_cleanly(image_folder, tmp_path):
-    trainer = Trainer(tiny_cfg(image_folder, tmp_path / "n", "train.max_nonfinite=3"))
+    trainer = build_trainer(tiny_cfg(image_folder, tmp_path / "n", "train.max_nonfinite=3"))
     real_step = trainer.method.training_step
     calls = {"n": 0}
 
@@ -105,4 +105,4 @@ def test_nonfinite_loss_is_skipped_then_stops_cleanly(image_folder, tmp_path):
 
 def test_too_small_dataset_error(image_folder, tmp_path):
     with pytest.raises(VitsslError, match="fewer than one optimiser step"):
-        Trainer(tiny_cfg(image_folder, tmp_path / "s", "data.batch_size=64"))
+        build_trainer(tiny_cfg(image_folder, tmp_path / "s", "data.batch_size=64"))

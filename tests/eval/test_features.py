@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitssl.errors import VitsslError
-from vitssl.eval.features import extract_features
+from vitssl.eval.features import batch_field, extract_features
 
 
 class _TinyEncoder(nn.Module):
@@ -61,6 +62,35 @@ def test_labels_given_as_lists_are_accepted() -> None:
     loader = [{"images": torch.randn(2, 3, 4, 4), "label": [7, 3]}]
     _, labels = extract_features(_TinyEncoder(), loader)
     assert labels.tolist() == [7, 3]
+
+
+@dataclass
+class _TypedBatch:
+    """Stands in for the loaders' typed batches (attributes instead of dict keys)."""
+
+    images: Tensor
+    label: Tensor
+
+
+def test_typed_batches_give_the_same_features_as_dict_batches() -> None:
+    torch.manual_seed(0)
+    encoder = _TinyEncoder().eval()
+    loader = _loader([3, 2])
+    typed = [_TypedBatch(batch["images"], batch["label"]) for batch in loader]
+    expected, expected_labels = extract_features(encoder, loader)
+    features, labels = extract_features(encoder, typed)
+    torch.testing.assert_close(features, expected)
+    assert labels.tolist() == expected_labels.tolist()
+    assert batch_field(typed[0], "images") is typed[0].images and batch_field(loader[0], "label") is loader[0]["label"]
+
+
+def test_typed_batch_without_labels_raises() -> None:
+    @dataclass
+    class Unlabelled:
+        images: Tensor
+
+    with pytest.raises(VitsslError, match="keys 'images' and 'label'"):
+        extract_features(_TinyEncoder(), [Unlabelled(torch.randn(2, 3, 4, 4))])
 
 
 def test_empty_loader_raises() -> None:

@@ -5,8 +5,9 @@ import torch
 
 from vitssl.cli import main
 from vitssl.errors import VitsslError
-from vitssl.eval.finetune import Classifier, FinetuneSettings, SeededTransform, layer_id, param_groups
+from vitssl.eval.finetune import Classifier, FinetuneSettings, SeededTransform, finetune_lr, layer_id, param_groups
 from vitssl.models.backbones import build_backbone
+from vitssl.schedules import cosine_schedule
 
 
 def _classifier(depth=3):
@@ -91,3 +92,11 @@ def test_finetune_at_init_writes_its_own_files(tiny_run):
     assert main([*args, "--cutmix", "0", "--num-workers", "0", "--device", "cpu"]) == 0
     assert json.loads((tiny_run / "finetune_init.json").read_text())["at_init"] is True
     assert (tiny_run / "finetuned_init.pt").is_file()
+
+
+def test_finetune_warmup_counts_the_current_step() -> None:
+    peak, total, warmup = 1.0, 20, 4
+    assert [finetune_lr(s, total, peak, warmup, 0.0) for s in range(warmup)] == [0.25, 0.5, 0.75, 1.0]
+    for step in range(warmup, total):
+        assert finetune_lr(step, total, peak, warmup, 0.1) == cosine_schedule(step, total, peak, 0.1, warmup)
+    assert finetune_lr(0, total, peak, 0, 0.0) == peak  # no warm-up: the cosine from its top

@@ -1,9 +1,9 @@
 import json
 
 import torch
-from vitssl.eval.common import block_features, default_n_last_blocks
 
 from vitssl.cli import main
+from vitssl.eval.blocks import block_features, default_n_last_blocks
 from vitssl.eval.linear import FAST_MODE_LABEL, LinearSettings, accuracy, make_linear_head, train_linear_on_features
 from vitssl.models.backbones import build_backbone
 

@@ -11,30 +11,19 @@ from pathlib import Path
 import pytest
 
 from vitssl.config import load_config
-from vitssl.engine.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def pretrain_and_compare(cfg):
-    trainer = Trainer(cfg)
-    assert trainer.knn is not None
-    before = trainer.knn.evaluate(trainer.method.eval_backbone())[20]["top1"]
-    result = trainer.fit()
-    after = result.knn[20]["top1"]
-    print(f"20-NN top-1: init {before:.2f}% -> pretrained {after:.2f}% ({result.steps} steps)")
-    return before, after, result
-
-
 @pytest.mark.slow
-def test_dino_learns_on_synthetic_shapes(tmp_path):
+def test_dino_learns_on_synthetic_shapes(tmp_path, pretrain_and_compare):
     cfg = load_config(CONFIGS / "demo.yaml", [f"train.out_dir={tmp_path}", "train.progress=false", "train.knn_every=0"])
-    before, after, _ = pretrain_and_compare(cfg)
-    assert after >= before + 10
+    run = pretrain_and_compare(cfg)
+    assert run.after >= run.before + 10
 
 
 @pytest.fixture(scope="module")
-def cifar_run(cifar10_root, tmp_path_factory):
+def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
     """One short DINO pretraining on CIFAR-10 (about 7 minutes on 2 cores), shared by the tests below."""
     out = tmp_path_factory.mktemp("cifar_run")
     cfg = load_config(
@@ -53,9 +42,9 @@ def cifar_run(cifar10_root, tmp_path_factory):
             "optim.epochs=0.8",
         ],
     )
-    before, after, result = pretrain_and_compare(cfg)
+    run = pretrain_and_compare(cfg)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return before, after, result, [r for r in records if "teacher_entropy" in r], cfg
+    return run.before, run.after, run.result, [r for r in records if "teacher_entropy" in r], cfg
 
 
 @pytest.mark.slow

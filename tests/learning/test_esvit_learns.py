@@ -16,50 +16,32 @@ from vitssl.config import load_config
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader
 from vitssl.data.named import resolve_dataset
-from vitssl.engine.trainer import Trainer
 from vitssl.eval.correspondence import FlipPairTransform, flip_correspondence_accuracy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def pretrain_and_compare(cfg):
-    trainer = Trainer(cfg)
-    assert trainer.knn is not None
-    init_backbone = _copy_backbone(trainer)
-    before = trainer.knn.evaluate(trainer.method.eval_backbone())[20]["top1"]
-    result = trainer.fit()
-    after = result.knn[20]["top1"]
-    print(f"20-NN top-1: init {before:.2f}% -> pretrained {after:.2f}% ({result.steps} steps)")
-    return before, after, result, trainer, init_backbone
-
-
-def _copy_backbone(trainer):
-    import copy
-
-    return copy.deepcopy(trainer.method.eval_backbone()).eval()
-
-
 @pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
+def synthetic_run(tmp_path_factory, pretrain_and_compare):
     out = tmp_path_factory.mktemp("esvit_synthetic")
     cfg = load_config(
         CONFIGS / "demo.yaml",
         ["method=esvit", "name=esvit_demo", f"train.out_dir={out}", "train.progress=false", "train.knn_every=0"],
     )
-    return pretrain_and_compare(cfg)
+    return pretrain_and_compare(cfg, keep_init=True)
 
 
 @pytest.mark.slow
 def test_esvit_learns_on_synthetic_shapes(synthetic_run):
-    before, after, result, *_ = synthetic_run
+    result = synthetic_run.result
     assert math.isfinite(result.final_loss) and result.skipped_steps == 0
-    assert after >= before + 10
+    assert synthetic_run.after >= synthetic_run.before + 10
 
 
 @pytest.mark.slow
 def test_trained_regions_correspond_better_than_at_init(synthetic_run):
     """Flip-correspondence (METHODS.md 2.4) on 500 held-out synthetic images, view 2 = flip + jitter 0.2."""
-    *_, trainer, init_backbone = synthetic_run
+    trainer, init_backbone = synthetic_run.trainer, synthetic_run.init_backbone
     cfg = trainer.cfg
     root, _ = resolve_dataset("synthetic:test", "train", cfg.data.cache_dir)
     pairs = FlipPairTransform(cfg.crops.global_size, cfg.data.mean, cfg.data.std, jitter=0.2)
@@ -73,7 +55,7 @@ def test_trained_regions_correspond_better_than_at_init(synthetic_run):
 
 
 @pytest.fixture(scope="module")
-def cifar_run(cifar10_root, tmp_path_factory):
+def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
     """One short EsViT pretraining on CIFAR-10 (the ViT-Tiny preset at patch 8, as the DINO test), shared below."""
     out = tmp_path_factory.mktemp("esvit_cifar")
     cfg = load_config(
@@ -91,9 +73,9 @@ def cifar_run(cifar10_root, tmp_path_factory):
             "optim.epochs=0.8",
         ],
     )
-    before, after, result, *_ = pretrain_and_compare(cfg)
+    run = pretrain_and_compare(cfg)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return before, after, result, [r for r in records if "teacher_entropy" in r], cfg
+    return run.before, run.after, run.result, [r for r in records if "teacher_entropy" in r], cfg
 
 
 @pytest.mark.slow

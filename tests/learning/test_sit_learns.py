@@ -12,20 +12,9 @@ import pytest
 import torch
 
 from vitssl.config import load_config
-from vitssl.engine.trainer import Trainer
 from vitssl.methods.sit import rotation_accuracy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sit"
-
-
-def pretrain_and_compare(cfg):
-    trainer = Trainer(cfg)
-    assert trainer.knn is not None
-    before = trainer.knn.evaluate(trainer.method.eval_backbone())[20]["top1"]
-    result = trainer.fit()
-    after = result.knn[20]["top1"]
-    print(f"20-NN top-1: init {before:.2f}% -> pretrained {after:.2f}% ({result.steps} steps)")
-    return trainer, before, after, result
 
 
 def held_out_rotation_accuracy(trainer, count=1000):
@@ -37,7 +26,7 @@ def held_out_rotation_accuracy(trainer, count=1000):
 
 
 @pytest.mark.slow
-def test_sit_learns_on_synthetic_shapes(tmp_path):
+def test_sit_learns_on_synthetic_shapes(tmp_path, pretrain_and_compare):
     cfg = load_config(
         CONFIGS / "demo.yaml",
         [
@@ -51,14 +40,15 @@ def test_sit_learns_on_synthetic_shapes(tmp_path):
             "optim.epochs=6",
         ],
     )
-    trainer, before, after, result = pretrain_and_compare(cfg)
+    run = pretrain_and_compare(cfg)
+    result = run.result
     assert result.skipped_steps == 0 and math.isfinite(result.final_loss)
-    assert after >= before + 10
+    assert run.after >= run.before + 10
     assert (tmp_path / "pictures" / f"reconstruction_step{result.steps:06d}.png").is_file()
 
 
 @pytest.fixture(scope="module")
-def cifar_run(cifar10_root, tmp_path_factory):
+def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
     """One short SiT pretraining on CIFAR-10 (625 steps of 32 images, a few minutes on 2 cores), shared below."""
     out = tmp_path_factory.mktemp("sit_cifar_run")
     cfg = load_config(
@@ -75,8 +65,8 @@ def cifar_run(cifar10_root, tmp_path_factory):
             "optim.epochs=0.4",
         ],
     )
-    trainer, before, after, result = pretrain_and_compare(cfg)
-    return trainer, before, after, result
+    run = pretrain_and_compare(cfg)
+    return run.trainer, run.before, run.after, run.result
 
 
 @pytest.mark.slow
@@ -103,7 +93,7 @@ def test_sit_learns_on_cifar10(cifar_run):
 
 
 @pytest.fixture(scope="module")
-def cifar_masked_run(cifar10_root, tmp_path_factory):
+def cifar_masked_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
     """One short pretraining of the masked variant on CIFAR-10 (625 steps of 32 images, patch 8)."""
     out = tmp_path_factory.mktemp("sit_masked_cifar_run")
     cfg = load_config(
@@ -118,7 +108,8 @@ def cifar_masked_run(cifar10_root, tmp_path_factory):
             "model.patch_size=8",
         ],
     )
-    return pretrain_and_compare(cfg)
+    run = pretrain_and_compare(cfg)
+    return run.trainer, run.before, run.after, run.result
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vitssl.config import load_config
+from vitssl.data.batches import ViewBatch
 from vitssl.methods import build_method
 from vitssl.schedules import StepState
 
@@ -52,7 +53,7 @@ def test_teacher_starts_equal_and_gets_no_gradients():
     m = tiny_method()
     for pt, ps in zip(m.teacher.parameters(), m.student.parameters()):
         assert torch.equal(pt, ps) and not pt.requires_grad
-    out = m.training_step({"views": views(4)}, state())
+    out = m.training_step(ViewBatch(views=views(4)), state())
     out.loss.backward()
     assert all(p.grad is None for p in m.teacher.parameters())
     assert any(p.grad is not None for p in m.student.parameters())
@@ -63,7 +64,7 @@ def test_one_backbone_call_per_resolution():
     calls = []
     m.student["backbone"].register_forward_hook(lambda mod, args, out: calls.append(args[0].shape))
     m.teacher["backbone"].register_forward_hook(lambda mod, args, out: calls.append(("t", args[0].shape)))
-    m.training_step({"views": views(3)}, state())
+    m.training_step(ViewBatch(views=views(3)), state())
     assert calls == [("t", (6, 3, 16, 16)), (6, 3, 16, 16), (6, 3, 8, 8)]
 
 
@@ -71,11 +72,11 @@ def test_gradient_accumulation_matches_full_batch():
     full, half = tiny_method(), tiny_method()
     batch = views(8)
     s = state()
-    out = full.training_step({"views": batch}, s)
+    out = full.training_step(ViewBatch(views=batch), s)
     out.loss.backward()
     losses = []
     for part in (slice(0, 4), slice(4, 8)):
-        o = half.training_step({"views": [v[part] for v in batch]}, s)
+        o = half.training_step(ViewBatch(views=[v[part] for v in batch]), s)
         (o.loss / 2).backward()
         losses.append(o.loss.item())
     assert sum(losses) / 2 == pytest.approx(out.loss.item(), rel=1e-5)
@@ -93,7 +94,7 @@ def test_last_layer_frozen_in_first_epoch_only():
     m = tiny_method("dino.freeze_last_layer=1")
     for step, frozen in ((5, True), (10, False)):
         m.zero_grad()
-        m.training_step({"views": views(2)}, state(step=step)).loss.backward()
+        m.training_step(ViewBatch(views=views(2)), state(step=step)).loss.backward()
         m.before_optimizer_step(state(step=step))
         assert (m.student["head"].last_layer.weight_v.grad is None) == frozen
 
@@ -105,7 +106,7 @@ def test_teacher_ema_and_centre_update_once_per_optimizer_step():
         for p in m.student.parameters():
             p.add_(1.0)
     teacher_before = copy.deepcopy(m.teacher.state_dict())
-    m.training_step({"views": views(2)}, state())
+    m.training_step(ViewBatch(views=views(2)), state())
     assert torch.equal(m.loss_fn.center, torch.zeros_like(m.loss_fn.center))  # forward moved nothing
     m.after_optimizer_step(state())
     name = "backbone.model.cls_token"
@@ -127,6 +128,6 @@ def test_diagnostics_logged_on_log_steps():
     m = tiny_method()
     s = state()
     s.log = True
-    metrics = m.training_step({"views": views(4)}, s).metrics
+    metrics = m.training_step(ViewBatch(views=views(4)), s).metrics
     assert set(metrics) >= {"teacher_entropy", "kl_to_uniform", "center_norm", "feature_std"}
     assert 0 <= float(metrics["teacher_entropy"]) <= torch.log(torch.tensor(32.0)) + 1e-4

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vitssl.config import load_config
+from vitssl.data.batches import ViewBatch
 from vitssl.methods import EsViT, build_method
 from vitssl.models import build_backbone
 from vitssl.schedules import StepState
@@ -47,7 +48,7 @@ def state(step=100, spe=10, log=True):
 @pytest.mark.parametrize("backbone", [[], TINY_SWIN])
 def test_step_trains_both_heads_and_logs_region_statistics(backbone):
     method = tiny_esvit(*backbone)
-    out = method.training_step({"views": views(4)}, state())
+    out = method.training_step(ViewBatch(views=views(4)), state())
     out.loss.backward()
     assert torch.isfinite(out.loss)
     assert method.student["head"].last_layer.weight_v.grad is not None
@@ -59,26 +60,26 @@ def test_step_trains_both_heads_and_logs_region_statistics(backbone):
 def test_zero_local_crops_and_two_local_sizes():
     zero = tiny_esvit("crops.local_count=0")
     assert len(zero.views) == 2
-    zero.training_step({"views": views(3, sizes=(16, 16))}, state()).loss.backward()
+    zero.training_step(ViewBatch(views=views(3, sizes=(16, 16))), state()).loss.backward()
     two_sizes = tiny_esvit()
-    out = two_sizes.training_step({"views": views(3, sizes=(16, 16, 8, 8, 12, 12))}, state())
+    out = two_sizes.training_step(ViewBatch(views=views(3, sizes=(16, 16, 8, 8, 12, 12))), state())
     out.loss.backward()
     assert torch.isfinite(out.loss)
 
 
 def test_region_loss_waits_for_its_start_epoch():
     method = tiny_esvit("esvit.region_loss_start=2")
-    early = method.training_step({"views": views(4)}, state(step=10, spe=10))  # epoch 1.0 < 2
+    early = method.training_step(ViewBatch(views=views(4)), state(step=10, spe=10))  # epoch 1.0 < 2
     early.loss.backward()
     assert "loss_region" not in early.metrics and early.metrics["region_on"] == 0.0
     assert all(p.grad is None for p in method.student["region_head"].parameters())
-    late = method.training_step({"views": views(4)}, state(step=25, spe=10))
+    late = method.training_step(ViewBatch(views=views(4)), state(step=25, spe=10))
     assert "loss_region" in late.metrics and late.metrics["region_on"] == 1.0
 
 
 def test_last_layers_of_both_heads_are_frozen_in_the_first_epoch():
     method = tiny_esvit("dino.freeze_last_layer=1")
-    method.training_step({"views": views(4)}, state(step=5, spe=10)).loss.backward()
+    method.training_step(ViewBatch(views=views(4)), state(step=5, spe=10)).loss.backward()
     method.before_optimizer_step(state(step=5, spe=10))
     for head in ("head", "region_head"):
         assert method.student[head].last_layer.weight_v.grad is None
@@ -90,7 +91,7 @@ def test_teacher_follows_both_student_heads_and_both_centres_move():
     with torch.no_grad():
         for p in method.student.parameters():
             p.add_(1.0)
-    method.training_step({"views": views(4)}, state())
+    method.training_step(ViewBatch(views=views(4)), state())
     centres = (method.loss_fn.center.clone(), method.loss_fn.center_region.clone())
     method.after_optimizer_step(state())
     t_region = dict(method.teacher["region_head"].named_parameters())
@@ -146,7 +147,7 @@ def test_non_square_crops_work(backbone):
     method = tiny_esvit(*backbone)
     g = torch.Generator().manual_seed(0)
     crops = [torch.randn(2, 3, 16, 24, generator=g) for _ in range(2)] + [torch.randn(2, 3, 8, 16, generator=g)]
-    out = method.training_step({"views": crops}, state())
+    out = method.training_step(ViewBatch(views=crops), state())
     out.loss.backward()
     assert torch.isfinite(out.loss)
     grid = method.student["backbone"](crops[0]).grid

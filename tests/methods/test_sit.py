@@ -2,15 +2,16 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import TINY_OVERRIDES
+from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 from vitssl.data.seeding import sample_generator
 from vitssl.data.sit_views import SiTCollate
-from vitssl.engine.trainer import Trainer
 from vitssl.errors import VitsslError
 from vitssl.methods import build_method
 from vitssl.methods.sit import rotation_accuracy
@@ -142,7 +143,7 @@ def test_masked_variant_uses_an_ema_teacher_and_only_corrupted_pixels():
     teacher, student = method.teacher["backbone"].model, method.student["backbone"].model
     assert torch.equal(teacher.pos_embed, student.pos_embed)
     batch = _batch(method)
-    assert all(m.float().mean() >= 0.3 for m in batch["masks"][0])
+    assert all(m.float().mean() >= 0.3 for m in batch.masks[0])
     state = StepState(step=0, steps_per_epoch=1, total_steps=10)
     state.values = method.schedule(0, 1, 10)
     assert state.values["teacher_momentum"] == pytest.approx(0.996)
@@ -162,13 +163,13 @@ def test_masked_variant_uses_an_ema_teacher_and_only_corrupted_pixels():
 def test_masked_reconstruction_ignores_clean_pixels():
     method = build_method(_cfg("sit.variant=masked", "sit.drop_area=[0.5, 0.5]", "sit.drop_fill=zeros"))
     batch = _batch(method)
-    views = torch.cat(batch["views"])
+    views = torch.cat(batch.views)
     recon = method.reconstruct(views)
-    masks = torch.cat(batch["masks"])
+    masks = torch.cat(batch.masks)
     from vitssl.losses import reconstruction_l1
 
-    base = reconstruction_l1(recon, torch.cat(batch["targets"]), masks)
-    changed = torch.cat(batch["targets"]).clone()
+    base = reconstruction_l1(recon, torch.cat(batch.targets), masks)
+    changed = torch.cat(batch.targets).clone()
     changed[~masks.unsqueeze(1).expand_as(changed)] += 5.0  # change only clean pixels of the target
     assert reconstruction_l1(recon, changed, masks).item() == pytest.approx(base.item())
 
@@ -189,12 +190,16 @@ def test_knn_feature_choice(feature):
     assert torch.allclose(pooled, expected, atol=1e-6)
 
 
-def test_visualise_writes_a_grid(tmp_path):
-    method = build_method(_cfg())
-    path = method.visualise(_batch(method), tmp_path, 7)
-    assert path.name == "reconstruction_step000007.png" and path.stat().st_size > 0
+def test_pictures_returns_a_grid_and_the_run_folder_writes_it(tmp_path):
     from PIL import Image
 
+    from vitssl.engine.run_folder import RunFolder
+
+    method = build_method(_cfg())
+    grid = method.pictures(_batch(method))["reconstruction"]
+    assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
+    path = RunFolder(tmp_path).write_picture("reconstruction", 7, grid)
+    assert path.name == "reconstruction_step000007.png" and path.stat().st_size > 0
     width, height = Image.open(path).size
     assert height > width / 4 * 3  # four rows of four images
 
@@ -224,7 +229,7 @@ def test_tiny_run_end_to_end_with_pictures_and_resume(tiny_image_folder, tmp_pat
         "train.picture_every=3",
         "train.checkpoint_every=3",
     ]
-    result = Trainer(load_config(None, overrides)).fit()
+    result = build_trainer(load_config(None, overrides)).fit()
     assert result.steps == 12 and result.knn is not None
     pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert pictures == [f"reconstruction_step{s:06d}.png" for s in (3, 6, 9, 12)]
@@ -279,7 +284,7 @@ def test_tiny_masked_run_end_to_end(tiny_image_folder, tmp_path):
         "optim.epochs=1",
         "data.num_workers=1",  # the collate step and the transform travel to a worker process
     ]
-    trainer = Trainer(load_config(None, overrides))
+    trainer = build_trainer(load_config(None, overrides))
     start = trainer.method.teacher["backbone"].model.pos_embed.clone()
     result = trainer.fit()
     assert result.steps == 6 and result.skipped_steps == 0

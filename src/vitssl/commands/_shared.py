@@ -14,16 +14,19 @@ if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitss
 
 
 def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    """The positional run folder or checkpoint file."""
     p.add_argument("checkpoint", help="run folder (uses its last.pt) or a checkpoint file written by vitssl pretrain")
 
 
 def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
+    """``--device``, and ``--num-workers`` for commands that read datasets through a loader."""
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda' (default auto)")
     if workers:
         p.add_argument("--num-workers", type=int, default=2, help="data loader worker processes (default 2)")
 
 
 def add_labelled_sets(p: argparse.ArgumentParser) -> None:
+    """``--train`` / ``--val`` and their caps, defaulting to the run's labelled sets (see ``labelled_sets``)."""
     p.add_argument(
         "--train",
         help="labelled training set: folder root/<class>/<images> or a named dataset (default: the run's "

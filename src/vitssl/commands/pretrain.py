@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
+    from vitssl.engine.trainer import FitResult
 
 EPILOG = """\
 examples:
@@ -58,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(cfg: PretrainConfig):  # noqa: ANN202 - the trainer's result type is the engine's to name
+def _train(cfg: PretrainConfig) -> FitResult:
     """Build the trainer for ``cfg`` and run it to the end (resuming from the run folder's last checkpoint)."""
-    from vitssl.engine.trainer import Trainer
+    from vitssl.commands.training import pretrain
 
-    return Trainer(cfg).fit()
+    return pretrain(cfg)
 
 
 def _print_config_help() -> None:

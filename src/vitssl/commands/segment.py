@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
+
+if TYPE_CHECKING:
+    from vitssl.config import PretrainConfig
+    from vitssl.eval.pairs import Pairs
 
 EPILOG = """\
 examples:
@@ -60,33 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.checkpoints import run_dir_of
     from vitssl.data.build import eval_transform
     from vitssl.eval.loading import load_backbone
-    from vitssl.eval.pairs import load_pairs
     from vitssl.eval.segment import SegmentSettings, segmentation_probe
 
     device, cfg, backbone = load_frozen(args)
     size = args.size or eval_transform(cfg).size
-    train = load_pairs(
-        args.train_pairs,
-        "train",
-        size,
-        cfg.data.mean,
-        cfg.data.std,
-        cfg.data.cache_dir,
-        args.max_train,
-        args.binary,
-        semantic=args.semantic,
-    )
-    val = load_pairs(
-        args.val_pairs,
-        "val",
-        size,
-        cfg.data.mean,
-        cfg.data.std,
-        cfg.data.cache_dir,
-        args.max_val,
-        args.binary,
-        semantic=args.semantic,
-    )
+    train = _pairs(args, cfg, args.train_pairs, "train", size, args.max_train)
+    val = _pairs(args, cfg, args.val_pairs, "val", size, args.max_val)
     settings = SegmentSettings(args.epochs, args.lr, batch_size=args.batch_size, device=device)
     results: dict[str, dict] = {}
     networks = [("pretrained", backbone)]
@@ -100,15 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 {"state_dict": probe.state_dict(), "num_classes": results[name]["num_classes"]},
                 run_dir / "segment_probe.pt",
             )
-    print(
-        f"linear segmentation probe: {args.train_pairs} -> {args.val_pairs}, {size} px, "
-        f"{results['pretrained']['num_classes']} classes"
-    )
-    for name in ("init", "pretrained"):
-        if name in results:
-            r = results[name]
-            label = "at initialisation" if name == "init" else "pretrained"
-            print(f"  {label:<18} mIoU {r['miou']:6.2f}%   pixel accuracy {r['pixel_accuracy']:6.2f}%")
+    _print_results(args, size, results)
     payload = {
         "checkpoint": str(args.checkpoint),
         "train_pairs": args.train_pairs,
@@ -121,3 +97,23 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "segment.json").write_text(json.dumps(payload, indent=2))
     print(f"wrote {run_dir / 'segment.json'}")
     return 0
+
+
+def _pairs(args: argparse.Namespace, cfg: PretrainConfig, spec: str, split: str, size: int, cap: int) -> Pairs:
+    """Image/mask pairs of one split, resized and normalised as the run's evaluation transform does."""
+    from vitssl.eval.pairs import load_pairs
+
+    data = cfg.data
+    return load_pairs(spec, split, size, data.mean, data.std, data.cache_dir, cap, args.binary, semantic=args.semantic)
+
+
+def _print_results(args: argparse.Namespace, size: int, results: dict[str, dict]) -> None:
+    print(
+        f"linear segmentation probe: {args.train_pairs} -> {args.val_pairs}, {size} px, "
+        f"{results['pretrained']['num_classes']} classes"
+    )
+    for name in ("init", "pretrained"):
+        if name in results:
+            r = results[name]
+            label = "at initialisation" if name == "init" else "pretrained"
+            print(f"  {label:<18} mIoU {r['miou']:6.2f}%   pixel accuracy {r['pixel_accuracy']:6.2f}%")

@@ -9,6 +9,7 @@ from vitssl.config.loading import (
     load_config,
     parse_overrides,
     read_yaml,
+    require,
     save_config,
     to_dict,
     validate,
@@ -18,20 +19,20 @@ from vitssl.config.schema import (
     IMAGENET_STD,
     CropsConfig,
     DataConfig,
-    DINOConfig,
     ModelConfig,
     OptimConfig,
     PretrainConfig,
     TrainConfig,
     describe,
+    field_with_help,
 )
+from vitssl.config.sections import method_names, register_method_name, register_section, section_types
 
 __all__ = [
     "PretrainConfig",
     "DataConfig",
     "CropsConfig",
     "ModelConfig",
-    "DINOConfig",
     "OptimConfig",
     "TrainConfig",
     "IMAGENET_MEAN",
@@ -44,4 +45,10 @@ __all__ = [
     "describe",
     "validate",
     "read_yaml",
+    "require",
+    "field_with_help",
+    "register_section",
+    "register_method_name",
+    "method_names",
+    "section_types",
 ]

@@ -12,6 +12,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from vitssl.config.schema import PretrainConfig
+from vitssl.config.sections import default_sections, method_names, method_sections, section_types
 from vitssl.errors import VitsslError
 
 
@@ -78,16 +79,24 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     if not isinstance(values, dict):
         raise VitsslError(f"config section '{prefix.rstrip('.')}' must be a mapping, got {values!r}")
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("sections")]
+    open_sections = cls is PretrainConfig
+    known = section_types() if open_sections else {}
     kwargs: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     for key, value in values.items():
-        if key not in hints:
-            raise _unknown_key(str(key), names, prefix)
+        if key in known:
+            sections[key] = _build(known[key], value if value is not None else {}, f"{prefix}{key}.")
+            continue
+        if key not in names:
+            raise _unknown_key(str(key), names + sorted(known), prefix)
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value if value is not None else {}, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, tp, prefix + key)
+    if open_sections:
+        kwargs["sections"] = {**default_sections(), **sections}
     return cls(**kwargs)
 
 
@@ -154,65 +163,53 @@ def from_dict(values: dict[str, Any]) -> PretrainConfig:
     return cfg
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg: PretrainConfig) -> dict[str, Any]:
+    """The config as plain containers; method sections appear at the top level, as in the YAML files."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if not f.metadata.get("sections")}
+    plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
+    plain.update({name: dataclasses.asdict(section) for name, section in cfg.sections.items()})
+    return plain
 
 
 def save_config(cfg: PretrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def _check(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
+    """Raise a one-line :class:`VitsslError` with ``message`` unless ``ok`` (for config validation)."""
     if not ok:
         raise VitsslError(message)
 
 
 def validate(cfg: PretrainConfig) -> None:
     """Range checks that types alone cannot express."""
-    from vitssl.methods import available_methods
-
-    _check(
-        cfg.method in available_methods(),
-        f"unknown method '{cfg.method}'; choose one of {', '.join(available_methods())}",
+    require(
+        cfg.method in method_names(),
+        f"unknown method '{cfg.method}'; choose one of {', '.join(method_names())}",
     )
-    _check(cfg.data.batch_size >= 1, "data.batch_size must be >= 1")
-    _check(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
-    _check(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3, "data.mean and data.std need 3 values (RGB)")
-    _check(all(s > 0 for s in cfg.data.std), "data.std values must be positive")
-    _check(
+    require(cfg.data.batch_size >= 1, "data.batch_size must be >= 1")
+    require(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
+    require(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3, "data.mean and data.std need 3 values (RGB)")
+    require(all(s > 0 for s in cfg.data.std), "data.std values must be positive")
+    require(
         len(cfg.crops.blur_radius) == 2 and 0 < cfg.crops.blur_radius[0] <= cfg.crops.blur_radius[1],
         f"crops.blur_radius must be two numbers 0 < min <= max, got {cfg.crops.blur_radius}",
     )
     for key in ("global_scale", "local_scale"):
         lo_hi = getattr(cfg.crops, key)
-        _check(
+        require(
             len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,
             f"crops.{key} must be two numbers 0 < min <= max <= 1, got {lo_hi}",
         )
-    _check(0 <= cfg.crops.hue <= 0.5, f"crops.hue must be in [0, 0.5], got {cfg.crops.hue}")
-    _check(cfg.crops.local_count >= 0, "crops.local_count must be >= 0")
-    _check(cfg.crops.global_size > 0 and cfg.crops.local_size > 0, "crop sizes must be positive")
-    _check(cfg.optim.epochs > 0, "optim.epochs must be > 0")
-    _check(cfg.optim.accumulate >= 1, "optim.accumulate must be >= 1")
-    _check(cfg.optim.lr > 0, "optim.lr must be > 0")
-    _check(len(cfg.optim.betas) == 2, "optim.betas needs two values")
-    _check(0 <= cfg.dino.momentum_teacher <= 1, "dino.momentum_teacher must be in [0, 1]")
-    _check(0 <= cfg.dino.center_momentum < 1, "dino.center_momentum must be in [0, 1)")
-    _check(
-        cfg.dino.teacher_temp > 0 and cfg.dino.warmup_teacher_temp > 0 and cfg.dino.student_temp > 0,
-        "temperatures must be > 0",
-    )
-    _check(cfg.dino.out_dim >= 2, "dino.out_dim must be >= 2")
-    _check(
-        cfg.esvit.view_weight >= 0 and cfg.esvit.region_weight >= 0 and cfg.esvit.region_loss_start >= 0,
-        "esvit.view_weight, esvit.region_weight and esvit.region_loss_start must be >= 0",
-    )
-    if cfg.method == "sit":
-        from vitssl.methods.sit import validate_sit
-
-        validate_sit(cfg)
-    _check(cfg.train.picture_every >= 0, "train.picture_every must be >= 0 (0: pictures only at the end)")
-    _check(
+    require(0 <= cfg.crops.hue <= 0.5, f"crops.hue must be in [0, 0.5], got {cfg.crops.hue}")
+    require(cfg.crops.local_count >= 0, "crops.local_count must be >= 0")
+    require(cfg.crops.global_size > 0 and cfg.crops.local_size > 0, "crop sizes must be positive")
+    require(cfg.optim.epochs > 0, "optim.epochs must be > 0")
+    require(cfg.optim.accumulate >= 1, "optim.accumulate must be >= 1")
+    require(cfg.optim.lr > 0, "optim.lr must be > 0")
+    require(len(cfg.optim.betas) == 2, "optim.betas needs two values")
+    require(cfg.train.picture_every >= 0, "train.picture_every must be >= 0 (0: pictures only at the end)")
+    require(
         cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
         "train.log_every and train.checkpoint_every must be >= 1",
     )
@@ -220,8 +217,12 @@ def validate(cfg: PretrainConfig) -> None:
     if patch is not None:
         for key in ("global_size", "local_size"):
             size = getattr(cfg.crops, key)
-            _check(
+            require(
                 size % patch == 0,
                 f"crops.{key}={size} is not a multiple of model.patch_size={patch}; "
                 "choose sizes divisible by the patch size",
             )
+    for name in method_sections(cfg.method):
+        check = getattr(cfg.sections[name], "validate", None)
+        if callable(check):
+            check(cfg)  # each method section checks its own keys (and how they fit the rest of the recipe)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from vitssl.config import PretrainConfig
+from vitssl.data.batches import ViewBatch
 from vitssl.data.folders import ImageFolderDataset, ViewTransform
 from vitssl.data.multicrop import CropSpec, EvalTransform, MultiCropTransform
 from vitssl.data.named import resolve_dataset
+from vitssl.data.pretrain import PretrainData
 
 
 def build_pretrain_dataset(
@@ -27,6 +30,28 @@ def build_pretrain_dataset(
         subset_seed=cfg.train.seed,
         seed=cfg.train.seed,
         config_key="data.train",
+    )
+
+
+def build_pretrain_data(
+    cfg: PretrainConfig,
+    views: Sequence[CropSpec],
+    transform: ViewTransform | None,
+    collate_fn: Callable[[Sequence[dict[str, Any]]], ViewBatch],
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> PretrainData:
+    """The pretraining set of ``cfg`` with a method's views and collate function, split across processes."""
+    return PretrainData(
+        build_pretrain_dataset(cfg, views, transform),
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.train.seed,
+        collate_fn=collate_fn,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
     )
 
 

@@ -1,6 +1,6 @@
 """Batching samples into crop-major view tensors, and the loader that does it.
 
-Crop-major order (METHODS.md): ``views[v]`` is the (B, 3, h, w) batch of crop v, so a method can run its
+Crop-major order (docs/methods.md): ``views[v]`` is the (B, 3, h, w) batch of crop v, so a method can run its
 backbone once per crop resolution (all global crops together, then all local crops) as DINO does (Caron et
 al. 2021, arXiv 2104.14294).
 """
@@ -13,12 +13,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vitssl.data.batches import EvalBatch, ViewBatch
 from vitssl.data.sampler import EpochSampler
 
 __all__ = ["build_loader", "collate_views", "set_loader_epoch"]
 
 
-def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
     """Stack dataset samples into a batch.
 
     Args:
@@ -26,29 +27,28 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             ``"skipped"``, as :class:`~vitssl.data.folders.ImageFolderDataset` returns them.
 
     Returns:
-        ``{"views": [V tensors (B, 3, h, w)], "label": LongTensor (B,), "index": LongTensor (B,),
-        "skipped": int}``; when each sample's views is a single tensor (evaluation), the key ``"images"``
-        holds one (B, 3, h, w) tensor instead of ``"views"``. ``skipped`` totals the unreadable files the
-        batch's samples stepped over.
+        A :class:`ViewBatch` (``views``: V tensors (B, 3, h, w)) or, when each sample's views is a single tensor
+        (evaluation), an :class:`EvalBatch` (``images``: one (B, 3, h, w) tensor); ``skipped`` totals the
+        unreadable files the batch's samples stepped over.
 
     Raises:
         TypeError: The views are neither tensors nor lists of tensors (e.g. the dataset has no transform).
     """
     first = samples[0]["views"]
-    batch: dict[str, Any] = {}
+    common = {
+        "label": torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long),
+        "index": torch.tensor([int(sample["index"]) for sample in samples], dtype=torch.long),
+        "skipped": sum(int(sample.get("skipped", 0)) for sample in samples),
+    }
     if isinstance(first, torch.Tensor):
-        batch["images"] = torch.stack([sample["views"] for sample in samples])
-    elif isinstance(first, (list, tuple)) and all(isinstance(view, torch.Tensor) for view in first):
-        batch["views"] = [torch.stack([sample["views"][crop] for sample in samples]) for crop in range(len(first))]
-    else:
-        raise TypeError(
-            f"cannot batch views of type {type(first).__name__}; give the dataset a transform that returns "
-            "tensors (MultiCropTransform or EvalTransform)"
-        )
-    batch["label"] = torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long)
-    batch["index"] = torch.tensor([int(sample["index"]) for sample in samples], dtype=torch.long)
-    batch["skipped"] = sum(int(sample.get("skipped", 0)) for sample in samples)
-    return batch
+        return EvalBatch(images=torch.stack([sample["views"] for sample in samples]), **common)
+    if isinstance(first, (list, tuple)) and all(isinstance(view, torch.Tensor) for view in first):
+        views = [torch.stack([sample["views"][crop] for sample in samples]) for crop in range(len(first))]
+        return ViewBatch(views=views, **common)
+    raise TypeError(
+        f"cannot batch views of type {type(first).__name__}; give the dataset a transform that returns "
+        "tensors (MultiCropTransform or EvalTransform)"
+    )
 
 
 def _init_worker(worker_id: int) -> None:
@@ -69,7 +69,7 @@ def build_loader(
     shuffle: bool = True,
     drop_last: bool = True,
     pin_memory: bool = False,
-    collate_fn: Callable[[Sequence[dict[str, Any]]], dict[str, Any]] = collate_views,
+    collate_fn: Callable[[Sequence[dict[str, Any]]], Any] = collate_views,
 ) -> DataLoader[dict[str, Any]]:
     """A ``DataLoader`` over ``dataset`` with a seeded :class:`EpochSampler` and :func:`collate_views`.
 

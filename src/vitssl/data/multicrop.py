@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from vitssl.config import CropsConfig
 from vitssl.data import crop_ops
 from vitssl.errors import VitsslError
 
@@ -29,7 +30,10 @@ __all__ = [
     "CropSpec",
     "EvalTransform",
     "MultiCropTransform",
+    "augment_view",
+    "crop_spec",
     "dino_crops",
+    "dino_crops_from_config",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -168,6 +172,67 @@ def dino_crops(
     return crops
 
 
+def augment_view(
+    image: Image.Image, crop: CropSpec, draws: crop_ops.Draws, blur_and_solarize: bool = True
+) -> Image.Image:
+    """One random view of ``image``: bicubic random resized crop -> horizontal flip -> colour jitter -> grayscale
+    -> Gaussian blur -> solarize, with the crop's probabilities and strengths.
+
+    ``blur_and_solarize=False`` stops after grayscale without drawing for the last two (SiT's views, whose
+    corruptions replace them), so each caller's stream of random numbers stays what it always was.
+    """
+    box = crop_ops.random_resized_crop_box(image.width, image.height, crop.scale, crop.ratio, draws)
+    # Cropping through resize's box resamples once, from the original pixels, with antialiasing.
+    view = image.resize((crop.size, crop.size), _BICUBIC, box=box)
+    if draws.chance(crop.flip_p):
+        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if draws.chance(crop.jitter_p):
+        view = crop_ops.color_jitter(view, crop.brightness, crop.contrast, crop.saturation, crop.hue, draws)
+    if draws.chance(crop.grayscale_p):
+        view = crop_ops.grayscale(view)
+    if not blur_and_solarize:
+        return view
+    if draws.chance(crop.blur_p):
+        view = crop_ops.gaussian_blur(view, draws.uniform(*crop.blur_radius))
+    if draws.chance(crop.solarize_p):
+        view = crop_ops.solarize(view, crop.solarize_threshold)
+    return view
+
+
+def crop_spec(crops: CropsConfig, size: int, scale: Sequence[float], **fixed: Any) -> CropSpec:
+    """A :class:`CropSpec` with the photometric settings of the ``crops`` config section (one place that maps
+    config keys to crop fields); ``fixed`` sets the remaining fields (e.g. ``blur_p``, ``solarize_p``)."""
+    return CropSpec(
+        size=size,
+        scale=(float(scale[0]), float(scale[1])),
+        jitter_p=crops.jitter_p,
+        brightness=crops.brightness,
+        contrast=crops.contrast,
+        saturation=crops.saturation,
+        hue=crops.hue,
+        grayscale_p=crops.grayscale_p,
+        blur_radius=(float(crops.blur_radius[0]), float(crops.blur_radius[1])),
+        **fixed,
+    )
+
+
+def dino_crops_from_config(crops: CropsConfig) -> list[CropSpec]:
+    """DINO's multi-crop views (:func:`dino_crops`) with the sizes, scales and strengths of a ``crops`` section."""
+    shared = crop_spec(crops, crops.global_size, crops.global_scale)
+    return dino_crops(
+        global_size=crops.global_size,
+        global_scale=shared.scale,
+        local_count=crops.local_count,
+        local_size=crops.local_size,
+        local_scale=(float(crops.local_scale[0]), float(crops.local_scale[1])),
+        **{
+            name: getattr(shared, name)
+            for name in _SHARED_FIELDS
+            if name not in ("ratio", "flip_p", "solarize_threshold")
+        },
+    )
+
+
 class MultiCropTransform:
     """Builds one normalised tensor per :class:`CropSpec` from an image and a generator.
 
@@ -201,28 +266,11 @@ class MultiCropTransform:
         if image.mode != "RGB":
             image = image.convert("RGB")
         draws = crop_ops.Draws(generator)
-        return [self._to_tensor(self._augment(image, crop, draws)) for crop in self.crops]
+        return [self._to_tensor(augment_view(image, crop, draws)) for crop in self.crops]
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(crop.size) for crop in self.crops)
         return f"{type(self).__name__}(sizes=[{sizes}], mean={self.mean}, std={self.std})"
-
-    @staticmethod
-    def _augment(image: Image.Image, crop: CropSpec, draws: crop_ops.Draws) -> Image.Image:
-        box = crop_ops.random_resized_crop_box(image.width, image.height, crop.scale, crop.ratio, draws)
-        # Cropping through resize's box resamples once, from the original pixels, with antialiasing.
-        view = image.resize((crop.size, crop.size), _BICUBIC, box=box)
-        if draws.chance(crop.flip_p):
-            view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if draws.chance(crop.jitter_p):
-            view = crop_ops.color_jitter(view, crop.brightness, crop.contrast, crop.saturation, crop.hue, draws)
-        if draws.chance(crop.grayscale_p):
-            view = crop_ops.grayscale(view)
-        if draws.chance(crop.blur_p):
-            view = crop_ops.gaussian_blur(view, draws.uniform(*crop.blur_radius))
-        if draws.chance(crop.solarize_p):
-            view = crop_ops.solarize(view, crop.solarize_threshold)
-        return view
 
 
 class EvalTransform:

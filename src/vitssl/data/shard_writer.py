@@ -6,6 +6,10 @@ Every readable image becomes one sample: its file bytes as stored (under its low
 ``<prefix>-000000.tar``, ``<prefix>-000001.tar``, ... and ``<prefix>-index.json`` records the shard names,
 the samples in each and the class names, so readers know the dataset size without scanning the shards. The
 index is written last: a folder without one holds an interrupted pack.
+
+The images are packed in a seeded random order, not in path order: a training process reads a few shards at a
+time and shuffles only within a buffer, so shards packed class by class would give batches of one or two
+classes (the WebDataset documentation also advises shuffling before sharding).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import warnings
 from dataclasses import dataclass
@@ -23,6 +28,7 @@ from tqdm import tqdm
 
 from vitssl.data.discovery import has_class_layout, list_labelled, list_unlabelled
 from vitssl.data.images import UnreadableImageError, UnreadableImageWarning, load_rgb
+from vitssl.data.seeding import derive_seed
 from vitssl.errors import VitsslError
 
 __all__ = [
@@ -102,13 +108,15 @@ def pack_shards(
     prefix: str = "train",
     overwrite: bool = False,
     progress: bool | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
 ) -> PackResult:
     """Pack the images below ``folder`` into WebDataset shards in ``out_dir``.
 
     The folder is labelled when every image lies in ``folder/<class>/`` (the layout pretraining reads with
-    labels); otherwise every image below it is packed without ``cls``. Images are packed in sorted path
-    order, each fully decoded first so that corrupt files are left out (with a warning and a count) instead
-    of failing a training run later.
+    labels); otherwise every image below it is packed without ``cls``. Images are packed in a random order
+    drawn from ``seed`` (or in sorted path order), each fully decoded first so that corrupt files are left out
+    (with a warning and a count) instead of failing a training run later.
 
     Args:
         folder: The image folder.
@@ -117,6 +125,8 @@ def pack_shards(
         prefix: Shard file names start with this, e.g. ``train`` gives ``train-000000.tar``.
         overwrite: Delete shards and an index already written with this prefix instead of refusing.
         progress: Show a progress bar (None: only on a terminal).
+        shuffle: Pack in a random order drawn from ``seed`` (recommended for training); False keeps path order.
+        seed: Seed of that order.
 
     Returns:
         The files written, samples per shard, class names and the number of images left out.
@@ -129,6 +139,10 @@ def pack_shards(
     out = Path(out_dir).absolute()
     _check_arguments(shard_size, prefix)
     paths, labels, classes = _list_folder(root)
+    if shuffle:
+        order = list(range(len(paths)))
+        random.Random(derive_seed(seed)).shuffle(order)
+        paths, labels = [paths[i] for i in order], [labels[i] for i in order]
     _prepare_out_dir(out, prefix, overwrite)
     counts, errors = _write_shards(root, paths, labels, out, prefix, shard_size, progress)
     _warn_skipped(errors, root)

@@ -17,8 +17,9 @@ from PIL import Image
 from torch import Tensor
 
 from vitssl.data import crop_ops
+from vitssl.data.batches import SiTBatch
 from vitssl.data.corruptions import CorruptionPipeline, replace_in_batch
-from vitssl.data.multicrop import CropSpec
+from vitssl.data.multicrop import CropSpec, augment_view
 from vitssl.errors import VitsslError
 
 __all__ = ["SiTCollate", "SiTViewTransform", "rotate"]
@@ -29,19 +30,6 @@ _BICUBIC = Image.Resampling.BICUBIC
 def rotate(images: Tensor, k: int | Tensor) -> Tensor:
     """Rotate (..., H, W) images by k x 90 degrees counter-clockwise (exact: a permutation of pixels)."""
     return torch.rot90(images, int(k), dims=(-2, -1))
-
-
-def _augment(image: Image.Image, crop: CropSpec, draws: crop_ops.Draws) -> Image.Image:
-    """Crop, flip and photometric jitter of one view, as DINO's crops do (no blur or solarize: SiT corrupts)."""
-    box = crop_ops.random_resized_crop_box(image.width, image.height, crop.scale, crop.ratio, draws)
-    view = image.resize((crop.size, crop.size), _BICUBIC, box=box)
-    if draws.chance(crop.flip_p):
-        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if draws.chance(crop.jitter_p):
-        view = crop_ops.color_jitter(view, crop.brightness, crop.contrast, crop.saturation, crop.hue, draws)
-    if draws.chance(crop.grayscale_p):
-        view = crop_ops.grayscale(view)
-    return view
 
 
 def _to_unit_tensor(image: Image.Image) -> Tensor:
@@ -92,7 +80,7 @@ class SiTViewTransform:
         out: dict[str, list[Any]] = {"views": [], "targets": [], "masks": [], "replace_masks": [], "rotations": []}
         for crop in self.crops:
             k = self.rotations[draws.below(len(self.rotations))]
-            clean = rotate(_to_unit_tensor(_augment(image, crop, draws)), k)
+            clean = rotate(_to_unit_tensor(augment_view(image, crop, draws, blur_and_solarize=False)), k)
             corrupted = self.corruptions(clean, draws, generator)
             out["views"].append(self.normalise(corrupted.image))
             out["targets"].append(self.normalise(clean))
@@ -112,17 +100,20 @@ class SiTCollate:
     deterministic choice, so the batch is a function of the sampler's order and the samples' seeds only.
 
     Returns (from ``__call__``):
-        ``{"views": [V x (B, 3, H, W)] corrupted, "targets": [V x (B, 3, H, W)] clean, "masks": [V x (B, H, W)]
-        bool (every corrupted pixel, replaced ones included), "rotations": [V x (B,)] long, "label", "index",
-        "skipped"}``.
+        A :class:`~vitssl.data.batches.SiTBatch`: corrupted ``views``, clean ``targets``, ``masks`` (every
+        corrupted pixel, replaced ones included) and ``rotations``, one per view.
     """
 
-    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> SiTBatch:
         first = samples[0]["views"]
         if not isinstance(first, dict) or "targets" not in first:
             raise TypeError("SiTCollate needs samples built by SiTViewTransform (dicts with views and targets)")
         parts = [s["views"] for s in samples]
-        batch: dict[str, Any] = {"views": [], "targets": [], "masks": [], "rotations": []}
+        batch = SiTBatch(
+            label=torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
+            index=torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+            skipped=sum(int(s.get("skipped", 0)) for s in samples),
+        )
         for v in range(len(first["views"])):
             views = torch.stack([p["views"][v] for p in parts])
             targets = torch.stack([p["targets"][v] for p in parts])
@@ -130,11 +121,8 @@ class SiTCollate:
             replace = torch.stack([p["replace_masks"][v] for p in parts])
             if len(parts) < 2:
                 replace = torch.zeros_like(replace)  # no other image to copy from
-            batch["views"].append(replace_in_batch(views, targets, replace))
-            batch["targets"].append(targets)
-            batch["masks"].append(masks | replace)
-            batch["rotations"].append(torch.tensor([p["rotations"][v] for p in parts], dtype=torch.long))
-        batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
-        batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
-        batch["skipped"] = sum(int(s.get("skipped", 0)) for s in samples)
+            batch.views.append(replace_in_batch(views, targets, replace))
+            batch.targets.append(targets)
+            batch.masks.append(masks | replace)
+            batch.rotations.append(torch.tensor([p["rotations"][v] for p in parts], dtype=torch.long))
         return batch

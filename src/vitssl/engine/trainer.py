@@ -1,12 +1,11 @@
 """The training loop. It knows nothing about any method: a method turns a batch into a loss, the trainer turns
-the loss into an update, and writes everything a run needs into one run folder."""
+the loss into an update. The run folder, the precision and the data are collaborators handed to it."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,17 @@ from tqdm.auto import tqdm
 
 from vitssl import __version__
 from vitssl import distributed as dist
-from vitssl.checkpoints import LAST, load_checkpoint, rng_state, save_atomic, set_rng_state
-from vitssl.config import PretrainConfig, save_config, to_dict
-from vitssl.data.build import build_pretrain_dataset
-from vitssl.data.loader import build_loader
-from vitssl.device import resolve_device, resolve_precision
-from vitssl.engine.logger import MetricsLogger, to_float
+from vitssl.checkpoints import rng_state, set_rng_state
+from vitssl.config import PretrainConfig, to_dict
+from vitssl.data.batches import ViewBatch
+from vitssl.data.pretrain import PretrainData
+from vitssl.engine.logger import to_float
+from vitssl.engine.precision import Precision
 from vitssl.engine.resume import check_resumable
+from vitssl.engine.run_folder import RunFolder
 from vitssl.errors import VitsslError
 from vitssl.eval.knn_eval import KNNMonitor
-from vitssl.methods.base import Method, build_method
+from vitssl.methods.base import Method
 from vitssl.optim import build_optimizer, clip_gradients_per_tensor_
 from vitssl.schedules import StepState, cosine_schedule
 
@@ -40,39 +40,52 @@ class FitResult:
 
 
 class Trainer:
-    """Pretrains ``method`` (built from ``cfg`` when not given) and keeps the run folder resumable."""
+    """Pretrains ``method`` on ``data`` following ``cfg`` and keeps the run folder resumable.
 
-    def __init__(self, cfg: PretrainConfig, method: Method | None = None) -> None:
-        self.cfg = cfg
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        self.device = resolve_device(cfg.train.device)
-        dist.init_from_env(self.device)
-        self.run_dir = cfg.run_dir
-        torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only
-        self.method = (method or build_method(cfg)).to(self.device)
-        self.dataset = build_pretrain_dataset(cfg, self.method.views, self.method.train_transform())
+    Args:
+        method: The method, already on ``device``.
+        data: The training images with the method's views, split for this process.
+        cfg: The run's config (optimiser, schedules, logging, checkpoints).
+        device: Where training runs.
+        run_folder: Where everything is written (default: ``cfg.run_dir``, written by the main process).
+        knn: The online k-NN evaluator, or None.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        data: PretrainData,
+        cfg: PretrainConfig,
+        device: torch.device | None = None,
+        run_folder: RunFolder | None = None,
+        knn: KNNMonitor | None = None,
+    ) -> None:
+        self.cfg, self.method, self.data = cfg, method, data
+        self.device = device or torch.device("cpu")
+        self.run = run_folder or RunFolder(cfg.run_dir, main=dist.is_main())
+        self.run_dir = self.run.path
+        self.knn = knn
         self.images_per_step = cfg.data.batch_size * cfg.optim.accumulate * dist.world_size()
-        self.steps_per_epoch = len(self.dataset) // self.images_per_step
+        self.steps_per_epoch = len(data) // self.images_per_step
         if self.steps_per_epoch == 0:
             raise VitsslError(
-                f"the training set has {len(self.dataset)} images, fewer than one optimiser step "
+                f"the training set has {len(data)} images, fewer than one optimiser step "
                 f"needs ({self.images_per_step}); lower data.batch_size or optim.accumulate"
             )
         self.total_steps = max(1, round(cfg.optim.epochs * self.steps_per_epoch))
         self.peak_lr = cfg.optim.lr * self.images_per_step / 256  # linear scaling rule
         self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.amp_dtype = resolve_precision(cfg.train.precision, self.device)
-        use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.precision = Precision(cfg.train.precision, self.device)
         self.step = 0
         self.skipped_steps = 0
         self.consecutive_nonfinite = 0
         self.skipped_images = 0
-        self.logger = MetricsLogger(self.run_dir, enabled=dist.is_main())
-        self.knn = KNNMonitor.maybe(cfg, self.device)
-        self.last_batch: dict | None = None  # the latest micro-batch, for the method's pictures
+        self.last_batch: ViewBatch | None = None  # the latest micro-batch, for the method's pictures
+
+    @property
+    def logger(self):
+        return self.run.logger
 
     # -- schedules ----------------------------------------------------------------------------------------
     def state_at(self, step: int, log: bool = False) -> StepState:
@@ -94,7 +107,7 @@ class Trainer:
         return {
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "scaler": self.precision.state_dict(),
             "step": self.step,
             "skipped_steps": self.skipped_steps,
             "rng": rng_state(),
@@ -103,17 +116,15 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        path = self.run_dir / LAST
-        if dist.is_main():
-            save_atomic(self.checkpoint_dict(), path)
+        path = self.run.save_checkpoint(self.checkpoint_dict())
         dist.barrier()
         return path
 
     def _resume(self) -> bool:
-        path = self.run_dir / LAST
-        if not path.exists():
+        ckpt = self.run.read_checkpoint()
+        if ckpt is None:
             return False
-        ckpt = load_checkpoint(path)
+        path = self.run.checkpoint_path
         check_resumable(ckpt["config"], to_dict(self.cfg), path)
         try:
             self.method.load_state_dict(ckpt["method"])
@@ -122,8 +133,7 @@ class Trainer:
             raise VitsslError(
                 f"checkpoint {path} does not match this model ({str(exc).splitlines()[0]}); use a new train.out_dir"
             ) from None
-        if self.scaler is not None and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
+        self.precision.load_state_dict(ckpt.get("scaler"))
         self.step = int(ckpt["step"])
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
         set_rng_state(ckpt["rng"])
@@ -131,34 +141,18 @@ class Trainer:
         return True
 
     # -- one optimiser step -------------------------------------------------------------------------------
-    def _to_device(self, batch: dict) -> dict:
-        """Move every tensor of the batch (and every list of tensors, e.g. the views) to the device."""
-        nb = self.device.type == "cuda"
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                batch[key] = value.to(self.device, non_blocking=nb)
-            elif isinstance(value, list) and value and all(isinstance(v, torch.Tensor) for v in value):
-                batch[key] = [v.to(self.device, non_blocking=nb) for v in value]
-        return batch
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def optimizer_step(self, batches, state: StepState) -> tuple[float, dict[str, Any]]:
+    def optimizer_step(self, batches: Iterator[ViewBatch], state: StepState) -> tuple[float, dict[str, Any]]:
         self.optimizer.zero_grad(set_to_none=True)
         accumulate = self.cfg.optim.accumulate
         total = torch.zeros((), device=self.device)
         metrics: dict[str, Any] = {}
         for _ in range(accumulate):
-            batch = self._to_device(next(batches))
+            batch = next(batches).to(self.device, non_blocking=self.device.type == "cuda")
             self.last_batch = batch
-            self.skipped_images += int(batch.get("skipped", 0))
-            with self._autocast():
+            self.skipped_images += int(batch.skipped)
+            with self.precision.autocast():
                 out = self.method.training_step(batch, state)
-            loss = out.loss / accumulate
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            self.precision.backward(out.loss / accumulate)
             total += out.loss.detach().float()
             metrics = out.metrics
         loss_value = float(total.item()) / accumulate
@@ -168,15 +162,10 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.method.before_optimizer_step(state)
         dist.all_reduce_gradients_(self.params)
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
+        self.precision.unscale_(self.optimizer)
         if self.cfg.optim.clip_grad > 0:
             clip_gradients_per_tensor_(self.params, self.cfg.optim.clip_grad)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.precision.step(self.optimizer)
         self.method.after_optimizer_step(state)
         return loss_value, metrics
 
@@ -195,27 +184,9 @@ class Trainer:
             )
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def batches_from(self, epoch: int, start_step: int):
-        """An iterator over this process's micro-batches of ``epoch``, starting at optimiser step ``start_step``."""
-        self.dataset.set_epoch(epoch)
-        loader = build_loader(
-            self.dataset,
-            batch_size=self.cfg.data.batch_size,
-            num_workers=self.cfg.data.num_workers,
-            seed=self.cfg.train.seed,
-            epoch=epoch,
-            start=start_step * self.images_per_step // dist.world_size(),
-            rank=dist.rank(),
-            world_size=dist.world_size(),
-            pin_memory=self.device.type == "cuda",
-            collate_fn=self.method.train_collate(),
-        )
-        return iter(loader)
-
-    def _online_knn(self) -> dict[int, dict[str, float]] | None:
-        if self.knn is None:
-            return None
-        return self.knn.evaluate(self.method.eval_backbone())
+    def batches_from(self, epoch: int, start_step: int) -> Iterator[ViewBatch]:
+        """This process's micro-batches of ``epoch``, starting at optimiser step ``start_step`` of the epoch."""
+        return self.data.batches(epoch, start_step * self.images_per_step // dist.world_size())
 
     def fit(self, stop_at_step: int | None = None) -> FitResult:
         """Train to ``optim.epochs``, resuming from the run folder when it has a checkpoint.
@@ -225,9 +196,8 @@ class Trainer:
                 interrupted there; the schedules still span the whole run, so re-running continues exactly.
         """
         resumed = self._resume()
-        if dist.is_main():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.run_dir / "config.yaml")
+        self.run.prepare()
+        self.run.save_config(self.cfg)
         self.method.train()
         t = self.cfg.train
         bar = tqdm(
@@ -238,7 +208,8 @@ class Trainer:
             dynamic_ncols=True,
             unit="step",
         )
-        batches, epoch, loss, speed = None, -1, float("nan"), 0.0
+        batches: Iterator[ViewBatch] = iter(())
+        epoch, loss, speed = -1, float("nan"), 0.0
         last_time = time.perf_counter()
         if self.step == 0 and t.knn_every:
             self._log_knn()  # the curve starts at the network's initialisation
@@ -259,75 +230,73 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{speed:.0f}", epoch=epoch)
             if log:
-                self.logger.log(
-                    state.step,
-                    {
-                        "loss": loss,
-                        "lr": state.lr,
-                        "weight_decay": state.weight_decay,
-                        "images_per_s": speed,
-                        "epoch": state.epoch_float,
-                        "skipped_steps": self.skipped_steps,
-                        "skipped_images": self.skipped_images,
-                        **state.values,
-                        **metrics,
-                    },
-                )
-            if t.knn_every and self.step % t.knn_every == 0 and self.step < self.total_steps:
-                self._log_knn()
-            if t.picture_every and self.step % t.picture_every == 0 and self.step < self.total_steps:
-                self._picture()
-            if self.step % t.checkpoint_every == 0 and self.step < self.total_steps:
-                self.save_checkpoint()
+                self._log_step(state, loss, speed, metrics)
+            self._periodic()
         bar.close()
         self.save_checkpoint()
         if self.step < self.total_steps:
             return FitResult(self.run_dir, self.step, loss, None, self.skipped_steps)
         knn = self._log_knn()
-        self._picture()
+        self._pictures()
         self._finish(knn)
         return FitResult(self.run_dir, self.step, loss, knn, self.skipped_steps)
 
+    def _log_step(self, state: StepState, loss: float, speed: float, metrics: dict[str, Any]) -> None:
+        self.logger.log(
+            state.step,
+            {
+                "loss": loss,
+                "lr": state.lr,
+                "weight_decay": state.weight_decay,
+                "images_per_s": speed,
+                "epoch": state.epoch_float,
+                "skipped_steps": self.skipped_steps,
+                "skipped_images": self.skipped_images,
+                **state.values,
+                **{k: to_float(v) for k, v in metrics.items()},
+            },
+        )
+
+    def _periodic(self) -> None:
+        """k-NN, pictures and checkpoints every so many steps (the last step has its own, in ``fit``)."""
+        t, step = self.cfg.train, self.step
+        if step >= self.total_steps:
+            return
+        if t.knn_every and step % t.knn_every == 0:
+            self._log_knn()
+        if t.picture_every and step % t.picture_every == 0:
+            self._pictures()
+        if step % t.checkpoint_every == 0:
+            self.save_checkpoint()
+
     def _log_knn(self) -> dict[int, dict[str, float]] | None:
-        knn = self._online_knn()
-        if knn is not None:
-            k = self.cfg.train.knn_k
-            self.logger.log(self.step, {"knn_top1": knn[k]["top1"], "knn_top5": knn[k]["top5"]})
-            self.method.train()
+        if self.knn is None:
+            return None
+        knn = self.knn.evaluate(self.method.eval_backbone())
+        k = self.cfg.train.knn_k
+        self.logger.log(self.step, {"knn_top1": knn[k]["top1"], "knn_top5": knn[k]["top5"]})
+        self.method.train()
         return knn
 
-    def _picture(self) -> None:
-        """Let the method draw the latest batch into RUN/pictures (main process only; never fatal)."""
-        if self.last_batch is None or not dist.is_main():
+    def _pictures(self) -> None:
+        """The method's pictures of the latest batch, written into RUN/pictures (never fatal)."""
+        if self.last_batch is None or not self.run.main:
             return
         try:
-            self.method.visualise(self.last_batch, self.run_dir / "pictures", self.step)
+            for name, image in self.method.pictures(self.last_batch).items():
+                self.run.write_picture(name, self.step, image)
         except Exception as exc:  # a picture must never cost the run
             import warnings
 
-            warnings.warn(f"could not write the step-{self.step} picture: {exc}", stacklevel=2)
+            warnings.warn(f"could not draw the step-{self.step} pictures: {exc}", stacklevel=2)
         finally:
             self.method.train()
 
     def _finish(self, knn: dict[int, dict[str, float]] | None) -> None:
-        self.logger.close()
-        if not dist.is_main():
-            return
         if knn is not None:
-            (self.run_dir / "knn_online.json").write_text(
-                json.dumps(
-                    {"step": self.step, "k": self.cfg.train.knn_k, **{str(k): v for k, v in knn.items()}},
-                    indent=2,
-                )
-            )
-        from vitssl.plots import plot_training_curves
-
-        with contextlib.suppress(Exception):  # a missing plot must never cost the trained weights
-            plot_training_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+            k = self.cfg.train.knn_k
+            self.run.write_json("knn_online.json", {"step": self.step, "k": k, **{str(n): v for n, v in knn.items()}})
+        self.run.finish()
 
 
-def fit(cfg: PretrainConfig) -> FitResult:
-    return Trainer(cfg).fit()
-
-
-__all__ = ["Trainer", "FitResult", "fit", "to_float"]
+__all__ = ["Trainer", "FitResult", "to_float"]

@@ -123,6 +123,7 @@ def score_networks(
 
 
 def save_scores(scores: dict[str, JaccardScore], path: Path, extra: dict) -> Path:
+    """Write the Jaccard scores of every network (with ``extra`` provenance) as JSON; returns the path."""
     payload = {
         **extra,
         **{

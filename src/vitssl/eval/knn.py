@@ -71,7 +71,6 @@ def weighted_knn(
     n_train = len(train_features)
     max_k = min(max(ks), n_train)
     correct = {k: torch.zeros(2, dtype=torch.int64) for k in ks}
-
     for start in range(0, len(test_features), chunk_size):
         queries = test_features[start : start + chunk_size].to(device)
         labels = test_labels[start : start + chunk_size].to(device)
@@ -85,8 +84,8 @@ def weighted_knn(
             ranking = _rank_classes(neighbour_labels[:, :k_eff], weights[:, :k_eff], num_classes)
             correct[k] += _count_correct(ranking, labels).cpu()
 
-    n_test = len(test_features)
-    return {k: {"top1": 100.0 * c[0].item() / n_test, "top5": 100.0 * c[1].item() / n_test} for k, c in correct.items()}
+    n = len(test_features)
+    return {k: {"top1": 100.0 * c[0].item() / n, "top5": 100.0 * c[1].item() / n} for k, c in correct.items()}
 
 
 def format_knn_table(results: dict[int, dict[str, float]], title: str | None = None) -> str:

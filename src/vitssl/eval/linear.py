@@ -77,10 +77,12 @@ class LinearResult:
 
     @property
     def final(self) -> dict[str, float]:
+        """The last epoch's record (the number to quote)."""
         return self.history[-1]
 
     @property
     def best(self) -> dict[str, float]:
+        """The epoch with the highest top-1 (earliest on ties); chosen on the validation set, so optimistic."""
         return max(self.history, key=lambda r: (r["top1"], -r["epoch"]))
 
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitssl.distributed import all_reduce_sum
+from vitssl.losses.centering import Center
 
 
 def dino_cross_entropy(student_logp: Tensor, teacher_p: Tensor) -> Tensor:
     """``mean_b(-sum_k P_t * log P_s)`` for one (teacher crop, student crop) pair."""
     return -(teacher_p * student_logp).sum(dim=-1).mean()
+
+
+def crop_pairs(teacher_crops: int, student_crops: int) -> list[tuple[int, int]]:
+    """The (teacher crop g, student crop v) pairs of multi-crop self-distillation: every pair except the same crop
+    seen by both networks, which carries no information (kept only when there is a single crop)."""
+    return [(g, v) for g in range(teacher_crops) for v in range(student_crops) if v != g or student_crops == 1]
 
 
 class DINOLoss(nn.Module):
@@ -37,11 +42,11 @@ class DINOLoss(nn.Module):
         super().__init__()
         self.student_temp = student_temp
         self.center_momentum = center_momentum
-        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.centering = Center(self, "center", out_dim, center_momentum)
 
     def teacher_probs(self, teacher_out: Sequence[Tensor], teacher_temp: float) -> list[Tensor]:
         """Centred and sharpened teacher distributions, detached."""
-        return [F.softmax((t.detach().float() - self.center) / teacher_temp, dim=-1) for t in teacher_out]
+        return self.centering.probs(teacher_out, teacher_temp)
 
     def forward(self, student_out: Sequence[Tensor], teacher_out: Sequence[Tensor], teacher_temp: float) -> Tensor:
         """Args:
@@ -54,21 +59,10 @@ class DINOLoss(nn.Module):
         """
         teacher_p = self.teacher_probs(teacher_out, teacher_temp)
         student_logp = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_out]
-        total = student_logp[0].new_zeros(())
-        pairs = 0
-        for g, p in enumerate(teacher_p):
-            for v, logp in enumerate(student_logp):
-                if v == g and len(student_logp) > 1:
-                    continue  # the same view seen by both networks carries no information
-                total = total + dino_cross_entropy(logp, p)
-                pairs += 1
-        return total / pairs
+        pairs = crop_pairs(len(teacher_p), len(student_logp))
+        total = sum(dino_cross_entropy(student_logp[v], teacher_p[g]) for g, v in pairs)
+        return total / len(pairs)
 
-    @torch.no_grad()
     def update_center(self, teacher_out: Sequence[Tensor]) -> None:
         """``C <- m C + (1 - m) * mean(teacher logits)``, the mean over all crops and all processes."""
-        batch = torch.cat([t.detach().float() for t in teacher_out])
-        stats = torch.cat([batch.sum(dim=0), batch.new_tensor([batch.shape[0]])])
-        all_reduce_sum(stats)
-        mean = stats[:-1] / stats[-1]
-        self.center.mul_(self.center_momentum).add_(mean.unsqueeze(0), alpha=1 - self.center_momentum)
+        self.centering.update(teacher_out)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitssl.distributed import all_reduce_sum
-from vitssl.losses.dino import dino_cross_entropy
+from vitssl.losses.centering import Center
+from vitssl.losses.dino import crop_pairs, dino_cross_entropy
 
 # Rows of (tokens x K) processed at once by the region cross-entropy; bounds the temporary memory to about
 # CHUNK_ELEMENTS floats however large the batch, the token count or K are.
@@ -140,14 +140,14 @@ class EsViTLoss(nn.Module):
         self.center_momentum = center_momentum
         self.view_weight = view_weight
         self.region_weight = region_weight
-        self.register_buffer("center", torch.zeros(1, out_dim))
-        self.register_buffer("center_region", torch.zeros(1, out_dim))
+        self.view_centering = Center(self, "center", out_dim, center_momentum)
+        self.region_centering = Center(self, "center_region", out_dim, center_momentum)  # over every region token
 
     def teacher_view_probs(self, teacher_view: Sequence[Tensor], teacher_temp: float) -> list[Tensor]:
-        return [F.softmax((t.detach().float() - self.center) / teacher_temp, dim=-1) for t in teacher_view]
+        return self.view_centering.probs(teacher_view, teacher_temp)
 
     def teacher_region_probs(self, teacher_region: Sequence[Tensor], teacher_temp: float) -> list[Tensor]:
-        return [F.softmax((t.detach().float() - self.center_region) / teacher_temp, dim=-1) for t in teacher_region]
+        return self.region_centering.probs(teacher_region, teacher_temp)
 
     def parts(
         self,
@@ -168,27 +168,23 @@ class EsViTLoss(nn.Module):
         t_region = self.teacher_region_probs(teacher_region, teacher_temp) if w_region else []
         zero = s_view[0].new_zeros(())
         view_total, region_total, sim_total, cover_total = zero, zero, zero, zero
-        pairs = 0
-        for g in range(len(t_view)):
-            for v in range(len(s_view)):
-                if v == g and len(s_view) > 1:
-                    continue  # the same crop seen by both networks carries no information
-                pairs += 1
-                view_total = view_total + dino_cross_entropy(s_view[v], t_view[g])
-                if not w_region:
-                    continue
-                index, similarity = match_regions(student_feat[v], teacher_feat[g])
-                logits = student_region[v].float() / self.student_temp
-                region_total = region_total + matched_cross_entropy(logits, t_region[g], index)
-                sim_total = sim_total + similarity.mean()
-                cover_total = cover_total + _coverage(index, teacher_feat[g].shape[1])
-        view, region = view_total / pairs, region_total / pairs
+        pairs = crop_pairs(len(t_view), len(s_view))
+        for g, v in pairs:
+            view_total = view_total + dino_cross_entropy(s_view[v], t_view[g])
+            if not w_region:
+                continue
+            index, similarity = match_regions(student_feat[v], teacher_feat[g])
+            logits = student_region[v].float() / self.student_temp
+            region_total = region_total + matched_cross_entropy(logits, t_region[g], index)
+            sim_total = sim_total + similarity.mean()
+            cover_total = cover_total + _coverage(index, teacher_feat[g].shape[1])
+        view, region = view_total / len(pairs), region_total / len(pairs)
         return EsViTLossParts(
             total=self.view_weight * view + w_region * region,
             view=view.detach(),
             region=region.detach(),
-            similarity=sim_total / pairs,
-            coverage=cover_total / pairs,
+            similarity=sim_total / len(pairs),
+            coverage=cover_total / len(pairs),
         )
 
     def forward(
@@ -217,14 +213,12 @@ class EsViTLoss(nn.Module):
             student_view, student_region, student_feat, teacher_view, teacher_region, teacher_feat, teacher_temp
         ).total
 
-    @torch.no_grad()
     def update_center(self, teacher_view: Sequence[Tensor], teacher_region: Sequence[Tensor]) -> None:
         """Move both centres towards the mean teacher logits of all global crops of the global batch: the view
         centre over the view vectors, the region centre over every region token."""
-        _ema_mean_(self.center, [t.detach().float() for t in teacher_view], self.center_momentum)
+        self.view_centering.update(teacher_view)
         if teacher_region:
-            tokens = [t.detach().float().flatten(0, -2) for t in teacher_region]
-            _ema_mean_(self.center_region, tokens, self.center_momentum)
+            self.region_centering.update(teacher_region)
 
 
 def _coverage(index: Tensor, teacher_tokens: int) -> Tensor:
@@ -232,10 +226,3 @@ def _coverage(index: Tensor, teacher_tokens: int) -> Tensor:
     hits = torch.zeros(index.shape[0], teacher_tokens, device=index.device)
     hits.scatter_(1, index, 1.0)
     return hits.mean()
-
-
-def _ema_mean_(center: Tensor, rows: list[Tensor], momentum: float) -> None:
-    batch = torch.cat(rows)
-    stats = torch.cat([batch.sum(dim=0), batch.new_tensor([batch.shape[0]])])
-    all_reduce_sum(stats)  # the mean over every process's rows
-    center.mul_(momentum).add_((stats[:-1] / stats[-1]).unsqueeze(0), alpha=1 - momentum)

@@ -9,18 +9,20 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from torch import Tensor, nn
 
+from vitssl.data.batches import ViewBatch
 from vitssl.schedules import StepState
 
 if TYPE_CHECKING:
-    from vitssl.config import PretrainConfig
     from vitssl.data.folders import ViewTransform
     from vitssl.data.multicrop import CropSpec
     from vitssl.models.backbones import Backbone
+
+__all__ = ["Method", "StepOutput", "StepState"]
 
 
 @dataclass
@@ -45,23 +47,24 @@ class Method(nn.Module, metaclass=ABCMeta):
         """The per-sample transform of training images; None builds the crops of :attr:`views` (multi-crop)."""
         return None
 
-    def train_collate(self) -> Callable[[Sequence[dict[str, Any]]], dict[str, Any]]:
+    def train_collate(self) -> Callable[[Sequence[dict[str, Any]]], ViewBatch]:
         """The loader's collate function (picklable: workers receive it); default: crop-major view stacks."""
         from vitssl.data.loader import collate_views
 
-        return collate_views
+        return collate_views  # type: ignore[return-value]
 
-    def visualise(self, batch: dict, out_dir: Path, step: int) -> Path | None:
-        """Write a picture of what the method does on a training ``batch``; the file, or None (the default)."""
-        return None
+    def pictures(self, batch: ViewBatch) -> dict[str, np.ndarray]:
+        """Pictures of what the method does on a training ``batch``: name -> (H, W, 3) uint8 image. The trainer
+        decides where and when they are written. Default: none."""
+        return {}
 
     def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
         """Method-specific scheduled values at ``step`` (e.g. teacher momentum)."""
         return {}
 
     @abstractmethod
-    def training_step(self, batch: dict, state: StepState) -> StepOutput:
-        """Turn a batch (``batch["views"]``: the crops, crop-major) into the loss and detached metrics."""
+    def training_step(self, batch: ViewBatch, state: StepState) -> StepOutput:
+        """Turn a batch (``batch.views``: the crops, crop-major) into the loss and detached metrics."""
 
     def before_optimizer_step(self, state: StepState) -> None:
         """Called after backward and before clipping (e.g. drop the last layer's gradients)."""
@@ -80,25 +83,20 @@ class Method(nn.Module, metaclass=ABCMeta):
     def eval_backbone(self) -> Backbone:
         """The network to evaluate (the teacher where there is one)."""
 
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """The modules that receive gradients, each called once per training step through :meth:`run`; the
+        trainer may wrap them (DistributedDataParallel). Teachers and other EMA copies are never among them.
+        Default: ``self.student``."""
+        student = getattr(self, "student", None)
+        return {"student": student} if isinstance(student, nn.Module) else {}
 
-_REGISTRY: dict[str, Callable[[PretrainConfig], Method]] = {}
+    def wrap_trained_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Route the forward of every trained module through ``wrap(module)`` (e.g. DDP); the wrappers are not
+        registered as submodules, so state dicts and checkpoints keep the plain names."""
+        self.__dict__["_wrapped"] = {name: wrap(module) for name, module in self.trained_modules().items()}
 
-
-def register_method(name: str) -> Callable:
-    def wrap(factory: Callable[[PretrainConfig], Method]) -> Callable[[PretrainConfig], Method]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
-
-
-def available_methods() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def build_method(cfg: PretrainConfig) -> Method:
-    from vitssl.errors import VitsslError
-
-    if cfg.method not in _REGISTRY:
-        raise VitsslError(f"unknown method '{cfg.method}'; choose one of {', '.join(available_methods())}")
-    return _REGISTRY[cfg.method](cfg)
+    def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the trained module ``name`` (through its wrapper when the trainer set one)."""
+        wrapped = self.__dict__.get("_wrapped", {})
+        module = wrapped.get(name) or self.trained_modules()[name]
+        return module(*args, **kwargs)

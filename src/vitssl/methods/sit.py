@@ -12,13 +12,14 @@ pixels and matches an EMA teacher that sees the clean views (symmetric InfoNCE);
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
+from vitssl.data.batches import SiTBatch
 from vitssl.data.corruptions import (
     BlurPatch,
     ColourDistortion,
@@ -28,7 +29,7 @@ from vitssl.data.corruptions import (
     RandomDrop,
     RandomReplace,
 )
-from vitssl.data.multicrop import CropSpec
+from vitssl.data.multicrop import CropSpec, crop_spec
 from vitssl.data.sit_views import SiTCollate, SiTViewTransform
 from vitssl.errors import VitsslError
 from vitssl.losses.sit import (
@@ -39,7 +40,10 @@ from vitssl.losses.sit import (
     rotation_loss,
     symmetric_info_nce,
 )
-from vitssl.methods.base import Method, StepOutput, register_method
+from vitssl.methods.base import Method, StepOutput
+from vitssl.methods.registry import register_method
+from vitssl.methods.sit_config import SiTConfig
+from vitssl.methods.teacher import EMATeacher
 from vitssl.models.sit_heads import (
     ContrastiveHead,
     ReconstructionHead,
@@ -47,7 +51,7 @@ from vitssl.models.sit_heads import (
     SiTBackbone,
     build_sit_backbone,
 )
-from vitssl.optim import ema_update_, param_groups
+from vitssl.optim import param_groups
 from vitssl.schedules import StepState, cosine_schedule
 
 NUM_VIEWS = 2
@@ -59,19 +63,7 @@ _TOKEN_NAMES = ("cls_token", "reg_token")
 def sit_crops(cfg: PretrainConfig) -> list[CropSpec]:
     """SiT's two views: random resized crop, flip, colour jitter (crops.* settings), no blur or solarize."""
     c = cfg.crops
-    spec = CropSpec(
-        size=c.global_size,
-        scale=(c.global_scale[0], c.global_scale[1]),
-        jitter_p=c.jitter_p,
-        brightness=c.brightness,
-        contrast=c.contrast,
-        saturation=c.saturation,
-        hue=c.hue,
-        grayscale_p=c.grayscale_p,
-        blur_p=0.0,
-        solarize_p=0.0,
-    )
-    return [spec] * NUM_VIEWS
+    return [crop_spec(c, c.global_size, c.global_scale, blur_p=0.0, solarize_p=0.0)] * NUM_VIEWS
 
 
 def _pair(values: list[float]) -> tuple[float, float]:
@@ -110,41 +102,22 @@ def sit_rotations(cfg: PretrainConfig) -> list[int]:
     return [0] if cfg.sit.variant == "masked" else list(cfg.sit.rotations)
 
 
-def validate_sit(cfg: PretrainConfig) -> None:
-    """Range checks of the ``sit`` section, with one-line errors naming the key (config loading calls it)."""
-    s = cfg.sit
-    for key in ("grayscale_side", "blur_side", "drop_side", "replace_side", "drop_area", "replace_area"):
-        lo_hi = getattr(s, key)
-        is_side = key.endswith("side")  # a side must be > 0; an area fraction may start at 0
-        ok = len(lo_hi) == 2 and (lo_hi[0] > 0 if is_side else lo_hi[0] >= 0) and lo_hi[0] <= lo_hi[1] <= 1
-        if not ok:
-            raise VitsslError(
-                f"sit.{key} must be two fractions {'0 <' if is_side else '0 <='} min <= max <= 1, got {lo_hi}"
-            )
-    for key in ("grayscale_p", "blur_p", "drop_p", "replace_p", "distort_p"):
-        if not 0 <= getattr(s, key) <= 1:
-            raise VitsslError(f"sit.{key} is a probability and must lie in [0, 1], got {getattr(s, key)}")
-    k = s.blur_kernel
-    if len(k) != 2 or not 1 <= k[0] <= k[1] or k[0] % 2 == 0 or k[1] % 2 == 0:
-        raise VitsslError(f"sit.blur_kernel must be two odd sizes 1 <= min <= max, e.g. [3, 15]; got {k}")
-    if len(s.blur_sigma) != 2 or not 0 < s.blur_sigma[0] <= s.blur_sigma[1]:
-        raise VitsslError(f"sit.blur_sigma must be two numbers 0 < min <= max, got {s.blur_sigma}")
-    if not s.rotations or any(r not in (0, 1, 2, 3) for r in s.rotations) or len(set(s.rotations)) != len(s.rotations):
-        raise VitsslError(f"sit.rotations must be distinct values in 0..3 such as [0, 1, 2, 3], got {s.rotations}")
-    if s.temperature <= 0 or s.masked_temperature <= 0:
-        raise VitsslError("sit.temperature and sit.masked_temperature must be > 0")
-    if not 0 <= s.momentum_teacher <= 1:
-        raise VitsslError(f"sit.momentum_teacher must be in [0, 1], got {s.momentum_teacher}")
-    if min(s.rot_weight, s.con_weight, s.rec_weight) < 0:
-        raise VitsslError("sit.rot_weight, sit.con_weight and sit.rec_weight must be >= 0")
-    if s.proj_dim < 1 or s.proj_hidden_dim < 0 or s.rec_hidden_dim < 0 or s.picture_images < 1:
-        raise VitsslError("sit.proj_dim and sit.picture_images must be >= 1, the hidden widths >= 0")
-    if s.variant == "masked" and max(s.drop_p, s.replace_p) == 0:
-        raise VitsslError(
-            "the masked SiT variant reconstructs corrupted pixels, but sit.drop_p and sit.replace_p are 0"
-        )
-    if cfg.data.batch_size < 2:
-        raise VitsslError("SiT contrasts the images of a batch; set data.batch_size >= 2")
+class SiTOutput:
+    """The student's outputs on a batch of views: rotation logits, contrastive embedding, reconstruction."""
+
+    def __init__(self, rotation: Tensor | None, contrastive: Tensor, reconstruction: Tensor | None) -> None:
+        self.rotation, self.contrastive, self.reconstruction = rotation, contrastive, reconstruction
+
+
+class SiTNetwork(nn.ModuleDict):
+    """SiT backbone plus whichever of the heads ``rot``, ``con`` and ``rec`` it holds: one backbone pass, every
+    head on its tokens (a module with a forward, so data parallelism can wrap the whole student)."""
+
+    def forward(self, images: Tensor) -> SiTOutput:  # type: ignore[override]
+        tokens = self["backbone"].tokens_by_role(images)
+        rotation = self["rot"](tokens.rotation) if "rot" in self else None
+        reconstruction = self["rec"](tokens.patches, tokens.grid) if "rec" in self else None
+        return SiTOutput(rotation, self["con"](tokens.contrastive), reconstruction)
 
 
 class SiT(Method):
@@ -160,16 +133,12 @@ class SiT(Method):
         self.rotations = sit_rotations(cfg)
         self.use_rotation = len(self.rotations) > 1
         self.student = self._network(cfg.model.drop_path, heads=("rot", "con", "rec"))
-        self.teacher: nn.ModuleDict | None = None
+        self.teacher: SiTNetwork | None = None
+        self.ema = None
         if self.masked:
             # The teacher sees clean views and only feeds the contrastive loss: backbone + projection.
             self.teacher = self._network(0.0, heads=("con",))
-            self.teacher.load_state_dict(
-                {k: v for k, v in self.student.state_dict().items() if not k.startswith(("rot.", "rec."))}
-            )
-            self.teacher.requires_grad_(False)
-            names = dict(self.student.named_parameters())
-            self._ema_pairs = [(p, names[n]) for n, p in self.teacher.named_parameters()]
+            self.ema: EMATeacher | None = EMATeacher(self.teacher, self.student)
             self.weighting: UncertaintyWeighting | FixedWeighting = FixedWeighting(
                 {"con": s.con_weight, "rec": s.rec_weight}
             )
@@ -181,13 +150,13 @@ class SiT(Method):
                 fixed = {"rot": s.rot_weight, "con": s.con_weight, "rec": s.rec_weight}
                 self.weighting = FixedWeighting({t: fixed[t] for t in tasks})
 
-    def _network(self, drop_path: float, heads: tuple[str, ...]) -> nn.ModuleDict:
+    def _network(self, drop_path: float, heads: tuple[str, ...]) -> SiTNetwork:
         cfg, s = self.cfg, self.cfg.sit
         m = cfg.model
         backbone = build_sit_backbone(
             m.backbone, m.patch_size, m.img_size or cfg.crops.global_size, m.depth, drop_path, s.knn_feature
         )
-        net = nn.ModuleDict({"backbone": backbone})
+        net = SiTNetwork({"backbone": backbone})
         dim = backbone.embed_dim
         if "rot" in heads and self.use_rotation:
             net["rot"] = RotationHead(dim)
@@ -198,7 +167,7 @@ class SiT(Method):
         return net
 
     @staticmethod
-    def backbone_of(net: nn.ModuleDict) -> SiTBackbone:
+    def backbone_of(net: nn.Module) -> SiTBackbone:
         """The SiT backbone of the student or the teacher."""
         return cast(SiTBackbone, net["backbone"])
 
@@ -226,29 +195,26 @@ class SiT(Method):
         tokens = self.backbone_of(self.student).tokens_by_role(images)
         return self.student["rec"](tokens.patches, tokens.grid)
 
-    def training_step(self, batch: dict, state: StepState) -> StepOutput:
-        views, targets = torch.cat(batch["views"]), torch.cat(batch["targets"])
-        tokens = self.backbone_of(self.student).tokens_by_role(views)
-        z1, z2 = self.student["con"](tokens.contrastive).chunk(NUM_VIEWS)
-        recon = self.student["rec"](tokens.patches, tokens.grid)
+    def training_step(self, batch: SiTBatch, state: StepState) -> StepOutput:  # type: ignore[override]
+        targets = torch.cat(batch.targets)
+        out = self.run("student", torch.cat(batch.views))
+        z1, z2 = out.contrastive.chunk(NUM_VIEWS)
         metrics: dict[str, Tensor | float] = {}
         losses: dict[str, Tensor] = {}
         if self.masked:
             assert self.teacher is not None
             with torch.no_grad():
-                t_tokens = self.backbone_of(self.teacher).tokens_by_role(targets)
-                t1, t2 = self.teacher["con"](t_tokens.contrastive).chunk(NUM_VIEWS)
+                t1, t2 = self.teacher(targets).contrastive.chunk(NUM_VIEWS)
             losses["con"] = symmetric_info_nce(z1, z2, t1, t2, self.cfg.sit.masked_temperature)
-            losses["rec"] = reconstruction_l1(recon, targets, torch.cat(batch["masks"]))
+            losses["rec"] = reconstruction_l1(out.reconstruction, targets, torch.cat(batch.masks))
         else:
             if self.use_rotation:
-                logits = self.student["rot"](tokens.rotation)
-                labels = torch.cat(batch["rotations"])
-                losses["rot"] = rotation_loss(logits, labels)
-                metrics["rot_acc"] = (logits.detach().argmax(-1) == labels).float().mean() * 100
+                labels = torch.cat(batch.rotations)
+                losses["rot"] = rotation_loss(out.rotation, labels)
+                metrics["rot_acc"] = (out.rotation.detach().argmax(-1) == labels).float().mean() * 100
             losses["con"] = nt_xent(z1, z2, self.cfg.sit.temperature)
-            losses["rec"] = reconstruction_l1(recon, targets)
-        loss = self.weighting(losses)
+            losses["rec"] = reconstruction_l1(out.reconstruction, targets)
+        loss = self.run("weighting", losses) if "weighting" in self.trained_modules() else self.weighting(losses)
         for name, value in losses.items():
             metrics[f"loss_{name}"] = value.detach()
         for name, value in self.weighting.weights().items():
@@ -256,9 +222,14 @@ class SiT(Method):
         return StepOutput(loss=loss, metrics=metrics)
 
     def after_optimizer_step(self, state: StepState) -> None:
-        if self.masked:
-            teacher, student = zip(*self._ema_pairs)
-            ema_update_(teacher, student, state.values["teacher_momentum"])
+        if self.ema is not None:
+            self.ema.update(state.values["teacher_momentum"])
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {"student": self.student}
+        if any(True for _ in self.weighting.parameters()):  # the learned uncertainties train too
+            modules["weighting"] = self.weighting
+        return modules
 
     def param_groups(self) -> list[dict]:
         """DINO's groups (no weight decay for biases and 1-D tensors), plus SiT's two tokens and the learned
@@ -275,27 +246,22 @@ class SiT(Method):
 
     # -- pictures ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def visualise(self, batch: dict, out_dir: Path, step: int) -> Path | None:
-        from vitssl.methods.sit_pictures import save_reconstruction_grid
+    def pictures(self, batch: SiTBatch) -> dict[str, np.ndarray]:  # type: ignore[override]
+        """The reconstruction grid of the batch's first view: clean / corrupted / reconstructed / mask rows."""
+        from vitssl.methods.sit_pictures import reconstruction_grid
 
-        n = min(self.cfg.sit.picture_images, batch["views"][0].shape[0])
+        n = min(self.cfg.sit.picture_images, batch.views[0].shape[0])
         was_training = self.training
         self.eval()
         try:
-            corrupted = batch["views"][0][:n]
+            corrupted = batch.views[0][:n]
             recon = self.reconstruct(corrupted)
         finally:
             self.train(was_training)
-        path = Path(out_dir) / f"reconstruction_step{step:06d}.png"
-        return save_reconstruction_grid(
-            batch["targets"][0][:n],
-            corrupted,
-            recon,
-            batch["masks"][0][:n],
-            self.cfg.data.mean,
-            self.cfg.data.std,
-            path,
+        grid = reconstruction_grid(
+            batch.targets[0][:n], corrupted, recon, batch.masks[0][:n], self.cfg.data.mean, self.cfg.data.std
         )
+        return {"reconstruction": np.asarray(grid)}
 
 
 @torch.no_grad()
@@ -319,6 +285,6 @@ def rotation_accuracy(method: SiT, images: Tensor, batch_size: int = 256) -> flo
     return 100.0 * correct / total
 
 
-@register_method("sit")
+@register_method("sit", sections={"sit": SiTConfig})
 def _build_sit(cfg: PretrainConfig) -> SiT:
     return SiT(cfg)

@@ -1,0 +1,42 @@
+"""Building a pretraining run from its config: process group, seed, method, data, online k-NN and trainer.
+
+This is the one place that knows which concrete pieces make a run; the trainer receives them ready-made.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vitssl import distributed as dist
+from vitssl.config import PretrainConfig
+from vitssl.data.build import build_pretrain_data
+from vitssl.device import resolve_device
+from vitssl.engine.trainer import FitResult, Trainer
+from vitssl.eval.knn_eval import KNNMonitor
+from vitssl.methods import Method, build_method
+
+
+def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
+    """A :class:`Trainer` for ``cfg``: joins the torchrun process group when there is one, seeds the weights,
+    builds the method (unless given) and its training data, and the online k-NN when ``data.val`` is set."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    dist.init_from_env(device)
+    torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only
+    method = (method or build_method(cfg)).to(device)
+    data = build_pretrain_data(
+        cfg,
+        method.views,
+        method.train_transform(),
+        method.train_collate(),
+        rank=dist.rank(),
+        world_size=dist.world_size(),
+        pin_memory=device.type == "cuda",
+    )
+    return Trainer(method, data, cfg, device, knn=KNNMonitor.maybe(cfg, device))
+
+
+def pretrain(cfg: PretrainConfig, stop_at_step: int | None = None) -> FitResult:
+    """Pretrain to the end of ``cfg``'s schedule (or to ``stop_at_step``), resuming from the run folder."""
+    return build_trainer(cfg).fit(stop_at_step=stop_at_step)

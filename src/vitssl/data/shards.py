@@ -1,0 +1,675 @@
+"""Training on WebDataset tar shards: an iterable dataset split exactly over processes and loader workers.
+
+Where the data comes from (see :func:`load_shard_index`): a folder holding shards and one
+``<prefix>-index.json`` written by ``vitssl shards``, that index file itself, or a brace pattern such as
+``/data/train-{000000..000123}.tar`` (an index next to the shards gives their sizes; without one the tar
+headers are read once at start).
+
+How an epoch is split. The shards are put in an order drawn from (seed, epoch), and their samples, read in
+that order, form the epoch's sequence of ``N`` samples. Process ``r`` of ``W`` takes the contiguous range
+``[r * P, (r + 1) * P)`` of it, with ``P = floor(N / (W * B)) * B`` for batch size ``B``: every process gets
+the same whole number of batches, and the last ``N - W * P`` samples of the sequence (fewer than ``W * B``;
+which ones changes each epoch with the shard order) are dropped, as ``drop_last`` does for a map-style
+loader. Within a process, the range is cut into one contiguous piece of whole batches per loader worker, so
+the ``DataLoader`` batches never straddle workers. Each worker reads only the shards its piece overlaps
+(seeking past the tar members before its piece in its first shard) and shuffles its piece with a buffer
+seeded by (seed, epoch, rank, worker). Each sample is therefore seen exactly once per epoch over all
+processes and workers. A sample's views are drawn from ``sample_generator(seed, epoch, index)``
+(:mod:`vitssl.data.seeding`), ``index`` being its position in the dataset's fixed shard order, so they do
+not depend on which process or worker builds them.
+
+Resume. The order in which a process sees its samples is a function of (seed, epoch, rank, world size, batch
+size, number of loader workers). A run resumed in the middle of an epoch (:meth:`ShardDataset.set_start`)
+skips the batches it already consumed, reading but not decoding them, and continues exactly as the
+interrupted run would have, provided those settings are unchanged. With a different number of loader workers
+or processes the rest of that epoch has the right length but not the same samples (some may repeat, others
+be missed, in that one epoch only); later epochs are unaffected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import re
+import tarfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vitssl.data.folders import ViewTransform
+from vitssl.data.images import IMAGE_EXTENSIONS, UnreadableImageError, UnreadableImageWarning, to_rgb
+from vitssl.data.loader import collate_views
+from vitssl.data.seeding import derive_seed, sample_generator
+from vitssl.data.shard_writer import INDEX_FORMAT, INDEX_SUFFIX
+from vitssl.errors import VitsslError
+
+__all__ = [
+    "ShardDataset",
+    "ShardIndex",
+    "build_shard_dataset",
+    "build_shard_loader",
+    "is_shard_spec",
+    "load_shard_index",
+    "set_shard_loader_epoch",
+]
+
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_IMAGE_SUFFIXES = frozenset(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+# WebDataset's member name rules (webdataset.tariterators): __meta__ members are skipped, and a name splits
+# into key and extension at the first dot of its last path component.
+_META_MEMBER = re.compile(r"__[^/]*__($|/)")
+_KEY_AND_EXTENSION = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+# A tag kept apart from the sample generators' (seed, epoch, index) and the sampler's (seed, epoch) seeds.
+_SHUFFLE_TAG = 0x5348415244
+DEFAULT_SHUFFLE_BUFFER = 1000
+"""Samples each loader worker holds (still encoded) to shuffle its stream."""
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """The shards of a dataset in their fixed order, with the samples in each and the class names.
+
+    Attributes:
+        shards: The shard files.
+        counts: Samples in each shard.
+        classes: Class names, ``cls`` being an index into them (empty when unknown or unlabelled).
+        spec: What the shards were given as (for messages).
+    """
+
+    shards: list[Path]
+    counts: list[int]
+    classes: list[str]
+    spec: str
+
+    @property
+    def num_samples(self) -> int:
+        """Samples over all shards."""
+        return sum(self.counts)
+
+    @property
+    def offsets(self) -> list[int]:
+        """The index of each shard's first sample in the dataset."""
+        starts, total = [], 0
+        for count in self.counts:
+            starts.append(total)
+            total += count
+        return starts
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """One sample as read from a shard, not decoded yet (what the shuffle buffer holds)."""
+
+    index: int
+    key: str
+    data: bytes | None
+    extension: str
+    label: int
+    shard: str
+
+
+@dataclass(frozen=True)
+class _WorkerPlan:
+    """What one loader worker reads this epoch: ``(shard number, first, end)`` pieces, and what it skips."""
+
+    slot: int
+    pieces: list[tuple[int, int, int]]
+    skip: int
+
+
+def is_shard_spec(spec: str) -> bool:
+    """Whether ``spec`` names WebDataset shards rather than an image folder or a named dataset.
+
+    True for a brace pattern or a path ending in ``.tar``/``.tar.gz``/``.tgz``, an ``*-index.json`` file, or
+    a folder holding an ``*-index.json`` file. Never raises; a spec that is True here may still fail to load.
+    """
+    text = str(spec).strip()
+    if text.endswith(INDEX_SUFFIX) or text.endswith(_TAR_SUFFIXES):
+        return True
+    if "{" in text:  # a brace pattern, e.g. train-{000000..000009}.tar or {a,b}.tar::c.tar
+        return any(suffix in text for suffix in _TAR_SUFFIXES)
+    path = Path(text).expanduser()
+    try:
+        return path.is_dir() and any(path.glob(f"*{INDEX_SUFFIX}"))
+    except OSError:
+        return False
+
+
+def load_shard_index(spec: str, config_key: str = "data.train") -> ShardIndex:
+    """The shards named by ``spec``, in their fixed order, with their sample counts and classes.
+
+    Args:
+        spec: A folder with shards and one ``<prefix>-index.json``, an index file, or a brace pattern / tar
+            path (``/data/train-{000000..000123}.tar``; several patterns may be joined with ``::``).
+        config_key: The config key (or argument) that gave ``spec``, quoted in error messages.
+
+    Raises:
+        VitsslError: Nothing matches, a shard is missing or unreadable, or the index is invalid.
+    """
+    text = str(spec).strip()
+    path = Path(text).expanduser()
+    if text.endswith(INDEX_SUFFIX):
+        return _read_index(path, config_key)
+    if "{" in text or text.endswith(_TAR_SUFFIXES):
+        return _index_of_pattern(text, config_key)
+    if path.is_dir():
+        return _read_index(_find_index(path, config_key), config_key)
+    raise VitsslError(
+        f"{config_key}={spec} is neither a folder of shards, an index file nor a .tar pattern; give e.g. "
+        "/data/shards or /data/shards/train-{000000..000009}.tar"
+    )
+
+
+def _find_index(folder: Path, config_key: str) -> Path:
+    found = sorted(folder.glob(f"*{INDEX_SUFFIX}"))
+    if not found:
+        raise VitsslError(
+            f"{folder} holds no *{INDEX_SUFFIX}; pack images with `vitssl shards IMAGE_FOLDER {folder}`, or set "
+            f"{config_key} to a pattern such as {folder}/train-{{000000..000009}}.tar"
+        )
+    if len(found) > 1:
+        names = ", ".join(path.name for path in found)
+        raise VitsslError(f"{folder} holds several shard indexes ({names}); set {config_key} to one of them")
+    return found[0]
+
+
+def _load_index_json(path: Path, config_key: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise VitsslError(f"shard index {path} does not exist; check {config_key}") from err
+    except (OSError, ValueError) as err:
+        raise VitsslError(f"cannot read shard index {path} ({err}); re-pack with `vitssl shards`") from err
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("shards"), list):
+        raise VitsslError(f"{path} is not a shard index written by `vitssl shards`; re-pack, or give a .tar pattern")
+    return data
+
+
+def _read_index(path: Path, config_key: str) -> ShardIndex:
+    data = _load_index_json(path, config_key)
+    shards = [path.parent / entry["name"] for entry in data["shards"]]
+    _check_exist(shards, str(path), config_key)
+    counts = [int(entry["samples"]) for entry in data["shards"]]
+    return _checked(ShardIndex(shards, counts, list(data.get("classes", [])), str(path)), config_key)
+
+
+def _index_of_pattern(pattern: str, config_key: str) -> ShardIndex:
+    import braceexpand
+
+    try:
+        names = [name for part in pattern.split("::") for name in braceexpand.braceexpand(part)]
+    except ValueError as err:  # braceexpand.UnbalancedBracesError, missing from its type stub
+        raise VitsslError(
+            f"{config_key}={pattern} has unbalanced braces; write e.g. train-{{000000..000009}}.tar"
+        ) from err
+    shards = [Path(name).expanduser() for name in names]
+    if len(set(shards)) != len(shards):
+        raise VitsslError(f"{config_key}={pattern} names some shards twice; each shard must appear once")
+    _check_exist(shards, pattern, config_key)
+    counts, classes = _counts_from_indexes(shards)
+    if counts is None:
+        # No index beside the shards: read the tar headers (every process does, once per run).
+        counts, classes = [_count_samples(shard) for shard in shards], []
+    return _checked(ShardIndex(shards, counts, classes, pattern), config_key)
+
+
+def _check_exist(shards: list[Path], spec: str, config_key: str) -> None:
+    missing = [shard for shard in shards if not shard.is_file()]
+    if missing:
+        raise VitsslError(
+            f"{len(missing)} of the {len(shards)} shards of {spec} do not exist (e.g. {missing[0]}); check {config_key}"
+        )
+
+
+def _checked(index: ShardIndex, config_key: str) -> ShardIndex:
+    if not index.shards or index.num_samples == 0:
+        raise VitsslError(f"the shards of {index.spec} hold no samples; check {config_key} or re-pack the images")
+    return index
+
+
+def _counts_from_indexes(shards: list[Path]) -> tuple[list[int] | None, list[str]]:
+    """Sample counts from the index files beside the shards, or None when some shard is in none of them."""
+    known: dict[Path, tuple[int, tuple[str, ...]]] = {}
+    for folder in sorted({shard.parent for shard in shards}):
+        for path in sorted(folder.glob(f"*{INDEX_SUFFIX}")):
+            try:
+                data = _load_index_json(path, "")
+            except VitsslError:
+                continue  # an unrelated or broken file: the shards can still be counted
+            for entry in data["shards"]:
+                known[(folder / entry["name"]).resolve()] = (int(entry["samples"]), tuple(data.get("classes", [])))
+    found = [known.get(shard.resolve()) for shard in shards]
+    if any(entry is None for entry in found):
+        return None, []
+    class_lists = {entry[1] for entry in found if entry is not None}
+    # Labels are only meaningful against one list of class names.
+    classes = list(next(iter(class_lists))) if len(class_lists) == 1 else []
+    return [entry[0] for entry in found if entry is not None], classes
+
+
+def _sample_key(name: str) -> tuple[str, str] | None:
+    """WebDataset's split of a member name into (key, lower-cased extension), or None for members it ignores.
+
+    The same rules as ``webdataset.tariterators`` (``base_plus_ext`` and its ``__meta__`` filter), written out
+    here so that reading shards does not import the whole webdataset package in every training process.
+    """
+    match = None if _META_MEMBER.match(name) else _KEY_AND_EXTENSION.match(name)
+    return None if match is None else (match.group(1), match.group(2).lower())
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, str, tarfile.TarInfo]]:
+    """(key, extension, member) for the regular files of a tar that belong to samples, in tar order."""
+    for member in tar:
+        parts = _sample_key(member.name) if member.isreg() else None
+        if parts is not None:
+            yield parts[0], parts[1], member
+
+
+def _count_samples(shard: Path) -> int:
+    """Samples in a shard, from its tar headers: runs of members sharing a key, as WebDataset groups them."""
+    count, last = 0, None
+    try:
+        with tarfile.open(shard, "r:*") as tar:
+            for key, _, _ in _members(tar):
+                if key != last:
+                    count, last = count + 1, key
+    except (tarfile.TarError, OSError) as err:
+        raise VitsslError(f"cannot read shard {shard} ({err}); re-pack it with `vitssl shards`") from err
+    return count
+
+
+def _read_samples(shard: Path, first: int, end: int) -> Iterator[tuple[int, str, dict[str, bytes]]]:
+    """Samples ``first`` to ``end - 1`` of a shard as (position, key, {extension: bytes}).
+
+    The tar is opened for random access, so the members of the samples before ``first`` are passed over by
+    seeking past them (headers only are read), and reading stops at ``end``.
+    """
+    position, key = -1, None
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(shard, "r:*") as tar:
+            for member_key, extension, member in _members(tar):
+                if member_key != key:
+                    if key is not None and position >= first:
+                        yield position, key, files
+                    position, key, files = position + 1, member_key, {}
+                    if position >= end:
+                        return
+                if position >= first:
+                    files[extension] = tar.extractfile(member).read()  # type: ignore[union-attr]  # regular file
+    except (tarfile.TarError, OSError) as err:
+        raise VitsslError(f"cannot read shard {shard} ({err}); re-pack it with `vitssl shards`") from err
+    if key is not None and position >= first:
+        yield position, key, files
+    if position + 1 < end:
+        raise VitsslError(
+            f"shard {shard} holds {position + 1} samples, fewer than its index lists; re-pack the images with "
+            "`vitssl shards`"
+        )
+
+
+def _encoded(index: int, key: str, files: dict[str, bytes], shard: Path) -> _Encoded:
+    extension = next((ext for ext in files if ext in _IMAGE_SUFFIXES), "")
+    label = int(files["cls"].decode("ascii").strip()) if "cls" in files else -1
+    return _Encoded(index, key, files.get(extension), extension, label, shard.name)
+
+
+def _decode(sample: _Encoded) -> Image.Image:
+    """The sample's image as RGB; raises UnreadableImageError naming the sample and its shard."""
+    where = f"sample {sample.key!r} of shard {sample.shard}"
+    if sample.data is None:
+        raise UnreadableImageError(f"{where} holds no image file (looked for {', '.join(sorted(_IMAGE_SUFFIXES))})")
+    try:
+        with Image.open(io.BytesIO(sample.data)) as image:
+            image.load()
+            return to_rgb(image)
+    except Exception as err:  # decoders of untrusted data raise many exception types
+        raise UnreadableImageError(f"cannot decode {where} ({type(err).__name__}: {err}); re-pack it") from err
+
+
+def _shuffled(items: Iterator[_Encoded], size: int, rng: random.Random) -> Iterator[_Encoded]:
+    """A streaming shuffle: hold ``size`` items, emit a random one as each new item arrives."""
+    buffer: list[_Encoded] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        pick = rng.randrange(size)
+        buffer[pick], item = item, buffer[pick]
+        yield item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def _batch_split(count: int, batch_size: int, parts: int) -> list[tuple[int, int]]:
+    """Cut ``count`` samples into ``parts`` contiguous (start, end) pieces of whole batches, round-robin sized.
+
+    Piece ``p`` gets the batches ``j`` with ``j % parts == p`` would get, in number: the DataLoader takes
+    batches from workers in turn, so the earlier workers hold the one extra batch.
+    """
+    batches = math.ceil(count / batch_size)
+    pieces, start = [], 0
+    for part in range(parts):
+        size = batches // parts + (1 if part < batches % parts else 0)
+        end = min(start + size * batch_size, count)
+        pieces.append((start, end))
+        start = end
+    return pieces
+
+
+class ShardDataset(IterableDataset[dict[str, Any]]):
+    """Samples of WebDataset shards as dicts of views, label, index, key and skipped count.
+
+    See the module docstring for how an epoch is split over processes and workers and for resuming.
+
+    Args:
+        index: The shards (see :func:`load_shard_index`).
+        transform: Called as ``transform(image, generator)`` with the RGB PIL image and the sample's generator;
+            None yields the PIL image itself as ``"views"``.
+        seed: Seed of the shard order, the shuffle buffers and the views.
+        rank: This process's index in ``[0, world_size)``.
+        world_size: Processes sharing the data.
+        batch_size: Samples per batch per process; each process's share is cut into whole batches per worker.
+        shuffle: Shuffle the shard order and each worker's stream (training); False reads in dataset order.
+        shuffle_buffer: Samples each worker holds, still encoded, to shuffle its stream.
+        drop_last: Give every process the same whole number of batches, dropping fewer than
+            ``world_size * batch_size`` samples per epoch; False splits all samples, possibly unevenly by one.
+
+    Attributes:
+        index, transform, seed, rank, world_size, batch_size, shuffle, shuffle_buffer, drop_last: As given.
+        classes: Class names from the index (may be empty).
+        epoch, start: Set by :meth:`set_epoch` and :meth:`set_start`.
+        num_skipped: Undecodable samples met so far by this process (not counting those in its workers).
+
+    Raises:
+        VitsslError: With ``drop_last``, fewer samples than one batch on every process.
+    """
+
+    def __init__(
+        self,
+        index: ShardIndex,
+        transform: ViewTransform | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+        drop_last: bool = True,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        if batch_size < 1 or shuffle_buffer < 0:
+            raise ValueError(f"need batch_size >= 1 and shuffle_buffer >= 0, got {batch_size} and {shuffle_buffer}")
+        self.index = index
+        self.classes = index.classes
+        self.transform = transform
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.shuffle_buffer = shuffle_buffer
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.start = 0
+        self.num_skipped = 0
+        self.check_batch_size(batch_size)
+
+    # -- sizes --------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Samples in the whole dataset (all processes), from the index, as for a map-style dataset."""
+        return self.index.num_samples
+
+    def rank_range(self, rank: int | None = None) -> tuple[int, int]:
+        """The (start, end) positions of a process's share in the epoch's sample sequence."""
+        rank = self.rank if rank is None else rank
+        total, world = self.index.num_samples, self.world_size
+        if self.drop_last:
+            share = total // (world * self.batch_size) * self.batch_size
+            return rank * share, (rank + 1) * share
+        return rank * total // world, (rank + 1) * total // world
+
+    @property
+    def samples_per_rank(self) -> int:
+        """Samples this process yields in a full epoch."""
+        start, end = self.rank_range()
+        return end - start
+
+    def batches_per_epoch(self) -> int:
+        """Batches this process yields in a full epoch (the same on every process with ``drop_last``)."""
+        return math.ceil(self.samples_per_rank / self.batch_size)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise VitsslError when, with ``drop_last``, a batch of ``batch_size`` does not fit every process."""
+        if self.drop_last and self.index.num_samples < batch_size * self.world_size:
+            raise VitsslError(
+                f"the shards hold {self.index.num_samples} samples, fewer than one batch of {batch_size} on each "
+                f"of {self.world_size} process(es); lower data.batch_size or use more images"
+            )
+
+    # -- epoch and resume ---------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (shard order, shuffles and views); also resets :meth:`set_start` to 0."""
+        self.epoch = epoch
+        self.start = 0
+
+    def set_start(self, start: int) -> None:
+        """Skip the first ``start`` samples of this process's share of the current epoch (mid-epoch resume).
+
+        Args:
+            start: Samples already consumed by this process this epoch: a whole number of batches.
+        """
+        if not 0 <= start <= self.samples_per_rank or start % self.batch_size:
+            raise ValueError(
+                f"start {start} is not a whole number of batches of {self.batch_size} within this epoch's "
+                f"{self.samples_per_rank} samples per process"
+            )
+        self.start = start
+
+    # -- the split ------------------------------------------------------------------------------------------
+    def shard_order(self) -> list[int]:
+        """The epoch's order of shard numbers (drawn from (seed, epoch); the index order without shuffle)."""
+        if not self.shuffle:
+            return list(range(len(self.index.shards)))
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        return torch.randperm(len(self.index.shards), generator=generator).tolist()
+
+    def worker_plan(self, worker: int, num_workers: int) -> _WorkerPlan:
+        """What loader worker ``worker`` of ``num_workers`` reads this epoch, and how much of it it skips.
+
+        Worker ``w`` plays slot ``(w + b) % num_workers``, ``b`` being the batches skipped by
+        :meth:`set_start`: the loader takes batches from workers in turn starting at worker 0, so rotating the
+        slots makes a resumed loader continue the interrupted one's batch sequence.
+        """
+        skipped_batches = self.start // self.batch_size
+        slot = (worker + skipped_batches) % num_workers
+        rank_start, rank_end = self.rank_range()
+        first, end = _batch_split(rank_end - rank_start, self.batch_size, num_workers)[slot]
+        already = skipped_batches // num_workers + (1 if slot < skipped_batches % num_workers else 0)
+        skip = min(already * self.batch_size, end - first)
+        return _WorkerPlan(slot, self._pieces(rank_start + first, rank_start + end), skip)
+
+    def _pieces(self, first: int, end: int) -> list[tuple[int, int, int]]:
+        """The (shard number, first, end) sample ranges covering positions [first, end) of the epoch sequence."""
+        pieces, position = [], 0
+        for shard in self.shard_order():
+            count = self.index.counts[shard]
+            low, high = max(first, position), min(end, position + count)
+            if low < high:
+                pieces.append((shard, low - position, high - position))
+            position += count
+        return pieces
+
+    # -- iteration ------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.worker_samples(worker, num_workers)
+
+    def worker_samples(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
+        """The samples loader worker ``worker`` of ``num_workers`` yields this epoch (what ``__iter__`` uses)."""
+        plan = self.worker_plan(worker, num_workers)
+        stream = self._encoded_stream(plan)
+        if self.shuffle and self.shuffle_buffer > 1:
+            rng = random.Random(derive_seed(self.seed, self.epoch, self.rank, plan.slot, _SHUFFLE_TAG))
+            stream = _shuffled(stream, self.shuffle_buffer, rng)
+        for _ in range(plan.skip):
+            next(stream, None)  # consumed batches of a resumed epoch: read, never decoded
+        return self._samples(stream)
+
+    def _encoded_stream(self, plan: _WorkerPlan) -> Iterator[_Encoded]:
+        offsets = self.index.offsets
+        for shard, first, end in plan.pieces:
+            path = self.index.shards[shard]
+            for position, key, files in _read_samples(path, first, end):
+                yield _encoded(offsets[shard] + position, key, files, path)
+
+    def _samples(self, stream: Iterator[_Encoded]) -> Iterator[dict[str, Any]]:
+        """Decode and transform; an undecodable sample borrows a readable neighbour's image, keeping its index.
+
+        Keeping every sample (rather than dropping the bad one) keeps the batch counts equal on all processes,
+        and the bad sample's own generator keeps the views of every other sample unchanged.
+        """
+        pending: list[_Encoded] = []
+        last: tuple[Image.Image, int] | None = None
+        for sample in stream:
+            try:
+                last = (_decode(sample), sample.label)
+            except UnreadableImageError as err:
+                self._warn(err)
+                pending.append(sample)
+                continue
+            for bad in pending:
+                yield self._sample(bad, *last, skipped=1)
+            pending.clear()
+            yield self._sample(sample, *last, skipped=0)
+        if pending and last is None:
+            raise VitsslError(
+                f"none of the {len(pending)} samples this worker read from {self.index.spec} could be decoded; "
+                "re-pack the images with `vitssl shards`"
+            )
+        for bad in pending:
+            yield self._sample(bad, *last, skipped=1)  # type: ignore[misc]  # last is set when pending remains
+
+    def _sample(self, sample: _Encoded, image: Image.Image, label: int, skipped: int) -> dict[str, Any]:
+        views: Any = image
+        if self.transform is not None:
+            views = self.transform(image, sample_generator(self.seed, self.epoch, sample.index))
+        return {"views": views, "label": label, "index": sample.index, "key": sample.key, "skipped": skipped}
+
+    def _warn(self, err: UnreadableImageError) -> None:
+        self.num_skipped += 1
+        warnings.warn(f"skipping an unreadable sample: {err}", UnreadableImageWarning, stacklevel=4)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.index.spec!r}, {len(self.index.shards)} shards, {len(self)} samples, "
+            f"rank {self.rank}/{self.world_size}, {self.batches_per_epoch()} batches of {self.batch_size} per epoch)"
+        )
+
+
+def build_shard_dataset(
+    spec: str,
+    transform: ViewTransform | None,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int = 1,
+    shuffle: bool = True,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    drop_last: bool = True,
+    config_key: str = "data.train",
+) -> ShardDataset:
+    """A :class:`ShardDataset` over the shards named by ``spec`` (see :func:`load_shard_index`).
+
+    Args:
+        spec: Folder of shards with an index, index file, or brace pattern.
+        transform: The view transform, called as ``transform(image, generator)``.
+        seed: The data seed (shard order, shuffle buffers, views).
+        rank: This process's index.
+        world_size: Number of processes.
+        batch_size: Samples per batch per process (the loader's batch size).
+        shuffle: Shuffle (training) or read in dataset order.
+        shuffle_buffer: Encoded samples each loader worker holds for shuffling.
+        drop_last: Equal whole batches on every process (see :class:`ShardDataset`).
+        config_key: The config key that gave ``spec``, quoted in error messages.
+
+    Raises:
+        VitsslError: The shards cannot be found or read, or hold less than one batch per process.
+    """
+    return ShardDataset(
+        load_shard_index(spec, config_key),
+        transform=transform,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        drop_last=drop_last,
+    )
+
+
+def _init_worker(worker_id: int) -> None:
+    # As in vitssl.data.loader: one intra-op thread per worker process leaves the cores to the model.
+    torch.set_num_threads(1)
+
+
+def build_shard_loader(
+    dataset: ShardDataset,
+    batch_size: int,
+    num_workers: int,
+    epoch: int = 0,
+    start: int = 0,
+    pin_memory: bool = False,
+    collate_fn: Callable[[Sequence[dict[str, Any]]], Any] = collate_views,
+) -> DataLoader[dict[str, Any]]:
+    """A ``DataLoader`` over a :class:`ShardDataset`, set to ``epoch`` and skipping ``start`` samples.
+
+    Yields :meth:`ShardDataset.batches_per_epoch` batches per epoch on this process. Workers are not
+    persistent, so each epoch's workers see the epoch set by :func:`set_shard_loader_epoch` before iterating.
+
+    Args:
+        dataset: The shard dataset; its ``batch_size`` is set to ``batch_size``.
+        batch_size: Samples per batch in this process.
+        num_workers: Loader worker processes (0 reads in the main process).
+        epoch: The epoch to start in.
+        start: Samples of this epoch already consumed by this process (a whole number of batches).
+        pin_memory: Pin batches in page-locked memory for faster copies to an accelerator.
+        collate_fn: Turns a list of samples into a batch.
+
+    Raises:
+        VitsslError: A batch of ``batch_size`` does not fit every process.
+    """
+    dataset.check_batch_size(batch_size)
+    dataset.batch_size = batch_size
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        drop_last=False,  # each worker's piece is already whole batches (the last one aside without drop_last)
+        persistent_workers=False,
+        worker_init_fn=_init_worker if num_workers > 0 else None,
+    )
+    set_shard_loader_epoch(loader, epoch, start)
+    return loader
+
+
+def set_shard_loader_epoch(loader: DataLoader[dict[str, Any]], epoch: int, start: int = 0) -> None:
+    """Point a loader from :func:`build_shard_loader` at ``epoch``, skipping its first ``start`` samples."""
+    dataset = loader.dataset
+    if not isinstance(dataset, ShardDataset):
+        raise TypeError("set_shard_loader_epoch needs a loader made by build_shard_loader (over a ShardDataset)")
+    dataset.set_epoch(epoch)
+    dataset.set_start(start)

@@ -1,0 +1,102 @@
+"""The run folder: resolved config, checkpoints, metrics, pictures and result files of one pretraining run.
+
+Only the main process writes; every other process gets the same object with writing switched off, so the
+trainer never asks "am I rank 0?" itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitssl.checkpoints import LAST, load_checkpoint, save_atomic
+from vitssl.config import PretrainConfig, save_config
+from vitssl.engine.logger import MetricsLogger
+from vitssl.errors import VitsslError
+
+
+class RunFolder:
+    """Everything a run writes, in one folder.
+
+    Args:
+        path: The run folder.
+        main: Whether this process writes (the main process of a distributed run).
+    """
+
+    def __init__(self, path: Path, main: bool = True) -> None:
+        self.path = Path(path)
+        self.main = main
+        self._logger: MetricsLogger | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / LAST
+
+    def prepare(self) -> None:
+        """Create the folder (main process) and check that it can be written, before any work is done."""
+        if not self.main:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".vitssl_write_test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise VitsslError(
+                f"cannot write the run folder {self.path} ({exc.strerror or type(exc).__name__}); "
+                "choose another train.out_dir or fix its permissions"
+            ) from None
+
+    @property
+    def logger(self) -> MetricsLogger:
+        if self._logger is None:
+            self._logger = MetricsLogger(self.path, enabled=self.main)
+        return self._logger
+
+    def save_config(self, cfg: PretrainConfig) -> None:
+        if self.main:
+            save_config(cfg, self.path / "config.yaml")
+
+    def read_checkpoint(self) -> dict[str, Any] | None:
+        """The last checkpoint, or None when the run has none yet."""
+        return load_checkpoint(self.checkpoint_path) if self.checkpoint_path.exists() else None
+
+    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        if self.main:
+            save_atomic(state, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def write_picture(self, name: str, step: int, image: np.ndarray) -> Path | None:
+        """``pictures/<name>_step<step>.png`` from an (H, W, 3) uint8 array; a failure warns, never stops."""
+        if not self.main:
+            return None
+        path = self.path / "pictures" / f"{name}_step{step:06d}.png"
+        try:
+            from PIL import Image
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+        except Exception as exc:  # a picture must never cost the run
+            warnings.warn(f"could not write {path}: {exc}", stacklevel=2)
+            return None
+        return path
+
+    def write_json(self, name: str, payload: dict[str, Any]) -> None:
+        if self.main:
+            (self.path / name).write_text(json.dumps(payload, indent=2))
+
+    def finish(self) -> None:
+        """Close the logs and draw the training curves (a missing plot never costs the trained weights)."""
+        if self._logger is not None:
+            self._logger.close()
+        if not self.main:
+            return
+        from vitssl.plots import plot_training_curves
+
+        with contextlib.suppress(Exception):
+            plot_training_curves(self.path / "metrics.jsonl", self.path / "curves.png")

@@ -1,0 +1,62 @@
+"""The ``dino`` config section: DINO's head, temperatures, centring and teacher momentum (also read by EsViT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vitssl.config import field_with_help, require
+
+if TYPE_CHECKING:
+    from vitssl.config import PretrainConfig
+
+
+@dataclass
+class DINOConfig:
+    out_dim: int = field_with_help(
+        65536,
+        "Head output dimension K (number of prototypes). Large K helps on ImageNet; "
+        "small data sets are fine with a few thousand.",
+    )
+    hidden_dim: int = field_with_help(2048, "Hidden width of the head's MLP.")
+    bottleneck_dim: int = field_with_help(256, "Bottleneck width before the weight-normalised last layer.")
+    use_bn_in_head: bool = field_with_help(False, "BatchNorm in the head MLP (off in the paper's ViT recipe).")
+    norm_last_layer: bool = field_with_help(
+        True,
+        "Freeze the norm of the last layer's weights (cosine logits). Stabler; "
+        "set false for better results at the risk of instability.",
+    )
+    student_temp: float = field_with_help(0.1, "Student softmax temperature.")
+    teacher_temp: float = field_with_help(
+        0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable."
+    )
+    warmup_teacher_temp: float = field_with_help(
+        0.04, "Initial teacher temperature; lower it if the loss stays flat early."
+    )
+    warmup_teacher_temp_epochs: float = field_with_help(
+        30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp."
+    )
+    center_momentum: float = field_with_help(
+        0.9,
+        "Momentum of the teacher-output centre (centring prevents collapse to one "
+        "dimension; sharpening prevents collapse to uniform).",
+    )
+    momentum_teacher: float = field_with_help(
+        0.996,
+        "Initial EMA momentum of the teacher, raised to 1 by a cosine schedule. "
+        "Use a higher value (0.9995) with small batches and a lower one (0.99) for "
+        "very short runs.",
+    )
+    freeze_last_layer: float = field_with_help(
+        1, "Epochs during which the head's last layer gets no update; helps the start of training."
+    )
+
+    def validate(self, cfg: PretrainConfig) -> None:
+        """Ranges of the ``dino`` keys (config loading calls it when the method reads this section)."""
+        require(0 <= self.momentum_teacher <= 1, "dino.momentum_teacher must be in [0, 1]")
+        require(0 <= self.center_momentum < 1, "dino.center_momentum must be in [0, 1)")
+        require(
+            self.teacher_temp > 0 and self.warmup_teacher_temp > 0 and self.student_temp > 0,
+            "temperatures must be > 0",
+        )
+        require(self.out_dim >= 2, "dino.out_dim must be >= 2")

@@ -1,0 +1,32 @@
+"""The ``esvit`` config section: the weights and start of EsViT's view and region terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vitssl.config import field_with_help, require
+
+if TYPE_CHECKING:
+    from vitssl.config import PretrainConfig
+
+
+@dataclass
+class EsViTConfig:
+    view_weight: float = field_with_help(0.5, "Weight of the view-level (DINO) term of each crop pair.")
+    region_weight: float = field_with_help(
+        0.5,
+        "Weight of the region-level term: each student region token learns from the teacher token of the "
+        "other crop with the most similar backbone feature. 0 turns EsViT into DINO on the same backbone.",
+    )
+    region_loss_start: float = field_with_help(
+        0,
+        "Epoch at which the region term switches on (several released EsViT models trained view-only for the "
+        "first two thirds of the run). Before it, the region head still follows the EMA but gets no gradient.",
+    )
+
+    def validate(self, cfg: PretrainConfig) -> None:
+        require(
+            self.view_weight >= 0 and self.region_weight >= 0 and self.region_loss_start >= 0,
+            "esvit.view_weight, esvit.region_weight and esvit.region_loss_start must be >= 0",
+        )
