@@ -27,7 +27,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vitssl.commands.report",
     "vitssl.commands.reconstruct",
     "vitssl.commands.correspond",
+    "vitssl.commands.detect",
     "vitssl.commands.shards",
+    "vitssl.commands.export",
+    "vitssl.commands.embed",
 )
 
 

@@ -42,6 +42,7 @@ _RESULT_FILES = (
     "segment.json",
     "attention_score.json",
     "correspondence.json",
+    "detect.json",
 )
 # (pattern, how many of its files at most: the newest by name, e.g. the last pictures a SiT run drew)
 _PICTURE_GLOBS = (
@@ -51,6 +52,7 @@ _PICTURE_GLOBS = (
     ("*recon*.png", 4),
     ("pictures/*.png", 6),
     ("correspondence*.png", 4),
+    ("detect_predictions.png", 1),
     ("knn_comparison.png", 1),
     ("curves.png", 1),
 )
@@ -130,10 +132,25 @@ def _result_html(name: str, data: dict) -> str:
     if name == "segment.json":
         rows = [[net, data[net]["miou"], data[net]["pixel_accuracy"]] for net in ("init", "pretrained") if net in data]
         return _table(rows, ["network", "mIoU %", "pixel accuracy %"])
+    if name == "detect.json":
+        return _detect_html(data)
     if name == "attention_score.json":
         rows = [[net, data[net]["mean_map"], data[net]["best_head"]] for net in ("init", "pretrained") if net in data]
         return _table(rows, ["network", "Jaccard, mean-of-heads mask %", "Jaccard, best head %"])
     return f"<pre>{html.escape(json.dumps(data, indent=2))}</pre>"
+
+
+def _detect_html(data: dict) -> str:
+    """``vitssl detect``: COCO box AP of the detector on the pretrained backbone (and at initialisation)."""
+    mode = "frozen backbone" if data.get("freeze") else f"fine-tuned, layer decay {data.get('layer_decay')}"
+    setup = f"{data.get('detector')} ({mode}) on {data.get('data')}, {data.get('image_size')} px"
+    setup += f", {data.get('epochs')} epochs"
+    rows = [
+        [net, data[net].get("ap"), data[net].get("ap50"), data[net].get("ap75")]
+        for net in ("init", "pretrained")
+        if isinstance(data.get(net), dict)
+    ]
+    return f"<p>{html.escape(setup)}</p>" + _table(rows, ["network", "box AP %", "AP50 %", "AP75 %"])
 
 
 def _collect_pictures(run_dir: Path, out_dir: Path) -> list[tuple[str, str]]:

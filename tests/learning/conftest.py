@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from vitssl.config import PretrainConfig
 from vitssl.commands.training import build_trainer
+from vitssl.config import PretrainConfig
 
 K = 20  # the k-NN the learning tests compare: DINO's headline number
 

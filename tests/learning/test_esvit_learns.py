@@ -40,7 +40,7 @@ def test_esvit_learns_on_synthetic_shapes(synthetic_run):
 
 @pytest.mark.slow
 def test_trained_regions_correspond_better_than_at_init(synthetic_run):
-    """Flip-correspondence (METHODS.md 2.4) on 500 held-out synthetic images, view 2 = flip + jitter 0.2."""
+    """Flip-correspondence (docs/methods.md 2.4) on 500 held-out synthetic images, view 2 = flip + jitter 0.2."""
     trainer, init_backbone = synthetic_run.trainer, synthetic_run.init_backbone
     cfg = trainer.cfg
     root, _ = resolve_dataset("synthetic:test", "train", cfg.data.cache_dir)

@@ -1,4 +1,4 @@
-"""SiT losses against hand-computed values (Atito et al. 2021, arXiv 2104.03602, METHODS.md section 3.3)."""
+"""SiT losses against hand-computed values (Atito et al. 2021, arXiv 2104.03602, docs/methods.md section 3.3)."""
 
 import math
 

@@ -129,7 +129,7 @@ def test_swin_intermediate_is_the_paper_linear_probe_width():
     backbone = build_backbone("swin_tiny", img_size=224)
     with torch.no_grad():
         feats = backbone.intermediate(torch.randn(1, 3, 224, 224), n=4)
-    assert sum(f.shape[-1] for f in feats) == 2304  # METHODS.md 2.3: 2304-d for Swin-T
+    assert sum(f.shape[-1] for f in feats) == 2304  # docs/methods.md 2.3: 2304-d for Swin-T
 
 
 def test_vit_intermediate_last_block_is_the_pooled_feature():

@@ -23,7 +23,7 @@ examples:
 
 Drawing: the `--top` most similar region pairs are boxed and joined in one colour each, best first. Scoring:
 each image's view 2 is its horizontal flip with colour jitter; a match is right when it lands on the mirrored
-region; the accuracy is over each image's `--top` most confident matches (METHODS.md 2.4)."""
+region; the accuracy is over each image's `--top` most confident matches (docs/methods.md 2.4)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,6 +5,8 @@ This is the one place that knows which concrete pieces make a run; the trainer r
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from vitssl import distributed as dist
@@ -21,10 +23,14 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
     builds the method (unless given) and its training data, and the online k-NN when ``data.val`` is set."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    dist.init_from_env(device)
-    torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only
-    method = (method or build_method(cfg)).to(device)
+    device = dist.init_from_env(resolve_device(cfg.train.device))
+    if dist.world_size() > 1 and device.type == "cpu" and not cfg.train.threads:
+        # processes x threads must not exceed the cores, or the processes measure oversubscription
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size()))
+    torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only: equal on every process
+    method = dist.synchronise_batch_norm((method or build_method(cfg)).to(device), device)
+    if dist.world_size() > 1:
+        torch.manual_seed(cfg.train.seed + dist.rank())  # but each process draws its own drop-path masks
     data = build_pretrain_data(
         cfg,
         method.views,

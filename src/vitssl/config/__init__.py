@@ -26,7 +26,13 @@ from vitssl.config.schema import (
     describe,
     field_with_help,
 )
-from vitssl.config.sections import method_names, register_method_name, register_section, section_types
+from vitssl.config.sections import (
+    method_names,
+    method_sections,
+    register_method_name,
+    register_section,
+    section_types,
+)
 
 __all__ = [
     "PretrainConfig",
@@ -50,5 +56,6 @@ __all__ = [
     "register_section",
     "register_method_name",
     "method_names",
+    "method_sections",
     "section_types",
 ]

@@ -24,50 +24,51 @@ def field_with_help(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+_f = field_with_help  # short name for the many field declarations below
+
+
 @dataclass
 class DataConfig:
-    train: str = field_with_help(
+    train: str = _f(
         "synthetic",
         "Pretraining images: a folder (any nesting; labels ignored) or a named dataset: "
         "'synthetic' (built in, offline), 'cifar10' (downloaded into data.cache_dir).",
     )
-    val: str | None = field_with_help(
+    val: str | None = _f(
         None,
         "Labelled folder (root/<class>/<images>) or named dataset for the online k-NN "
         "queries; for named datasets the test split is used. Leave empty to skip online k-NN.",
     )
-    knn_train: str | None = field_with_help(
+    knn_train: str | None = _f(
         None,
         "Labelled memory set for the online k-NN; defaults to data.train when that "
         "is labelled (class subfolders or a named dataset).",
     )
-    cache_dir: str = field_with_help("~/.cache/vitssl", "Where named datasets are downloaded or generated.")
-    batch_size: int = field_with_help(
+    cache_dir: str = _f("~/.cache/vitssl", "Where named datasets are downloaded or generated.")
+    batch_size: int = _f(
         64,
         "Images per process per micro-batch. The effective batch is "
         "batch_size x optim.accumulate x processes; the lr is scaled with it.",
     )
-    num_workers: int = field_with_help(
+    num_workers: int = _f(
         2,
         "Data loader worker processes per training process. 0 loads in the main "
         "process (slower, but easiest to debug). Results do not depend on it.",
     )
-    max_images: int | None = field_with_help(
+    max_images: int | None = _f(
         None,
         "Use a fixed subset of this many training images (stratified when labelled). Handy for quick experiments.",
     )
-    cache: Literal["auto", "memory", "none"] = field_with_help(
+    cache: Literal["auto", "memory", "none"] = _f(
         "auto",
         "'memory' decodes every image once and keeps it in "
         "RAM (fast for small data sets); 'none' decodes on the fly; "
         "'auto' picks memory for small data sets.",
     )
-    mean: list[float] = field_with_help(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
-    std: list[float] = field_with_help(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
-    eval_size: int | None = field_with_help(
-        None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size."
-    )
-    eval_resize: int | None = field_with_help(
+    mean: list[float] = _f(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
+    std: list[float] = _f(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
+    eval_size: int | None = _f(None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size.")
+    eval_resize: int | None = _f(
         None,
         "Resize the shorter side to this before the center crop during "
         "evaluation (ImageNet: 256 for 224 crops). Defaults to eval_size.",
@@ -76,29 +77,29 @@ class DataConfig:
 
 @dataclass
 class CropsConfig:
-    global_size: int = field_with_help(224, "Side of the two global crops in pixels.")
-    global_scale: list[float] = field_with_help(
+    global_size: int = _f(224, "Side of the two global crops in pixels.")
+    global_scale: list[float] = _f(
         [0.4, 1.0],
         "Area range of global crops relative to the image. With no local crops, (0.14, 1.0) is the paper's choice.",
     )
-    local_count: int = field_with_help(
+    local_count: int = _f(
         8,
         "Number of small local crops per image (multi-crop). 0 disables multi-crop. More "
         "crops give more learning signal per image at extra compute (they are small).",
     )
-    local_size: int = field_with_help(96, "Side of the local crops in pixels (ImageNet: 96 for 224 global crops).")
-    local_scale: list[float] = field_with_help([0.05, 0.4], "Area range of local crops relative to the image.")
-    jitter_p: float = field_with_help(0.8, "Probability of colour jitter on each crop.")
-    brightness: float = field_with_help(0.4, "Colour-jitter brightness strength (factor drawn from [1 - x, 1 + x]).")
-    contrast: float = field_with_help(0.4, "Colour-jitter contrast strength.")
-    saturation: float = field_with_help(0.2, "Colour-jitter saturation strength.")
-    hue: float = field_with_help(
+    local_size: int = _f(96, "Side of the local crops in pixels (ImageNet: 96 for 224 global crops).")
+    local_scale: list[float] = _f([0.05, 0.4], "Area range of local crops relative to the image.")
+    jitter_p: float = _f(0.8, "Probability of colour jitter on each crop.")
+    brightness: float = _f(0.4, "Colour-jitter brightness strength (factor drawn from [1 - x, 1 + x]).")
+    contrast: float = _f(0.4, "Colour-jitter contrast strength.")
+    saturation: float = _f(0.2, "Colour-jitter saturation strength.")
+    hue: float = _f(
         0.1,
         "Colour-jitter hue shift, in turns of the colour wheel (at most 0.5). Raise it when "
         "colour is a shortcut that says nothing about the content (e.g. randomly coloured shapes).",
     )
-    grayscale_p: float = field_with_help(0.2, "Probability of converting a crop to grayscale.")
-    blur_radius: list[float] = field_with_help(
+    grayscale_p: float = _f(0.2, "Probability of converting a crop to grayscale.")
+    blur_radius: list[float] = _f(
         [0.1, 2.0],
         "Range of the Gaussian blur radius in pixels (DINO's values are "
         "for 224 px crops; scale them down for small images, e.g. [0.1, 0.5] at 32 px).",
@@ -107,51 +108,47 @@ class CropsConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = field_with_help(
+    backbone: str = _f(
         "vit_small",
         "Backbone: a preset (vit_tiny, vit_small, vit_base; swin_tiny, swin_small, swin_base; swin_mini_32 and "
         "swin_tiny_32 for 32 px images) or any timm ViT or Swin name. Swin needs method esvit or dino.",
     )
-    patch_size: int | None = field_with_help(
+    patch_size: int | None = _f(
         None,
         "Patch size override (e.g. 4 for 32 px images). Smaller patches give "
         "more tokens: better features, quadratically more attention compute.",
     )
-    img_size: int | None = field_with_help(
+    img_size: int | None = _f(
         None,
         "Native image size of the position embeddings (other crop sizes are "
         "interpolated). Defaults to crops.global_size.",
     )
-    depth: int | None = field_with_help(
-        None, "Number of transformer blocks override for ViT (fewer blocks: faster, weaker)."
-    )
-    window_size: int | None = field_with_help(
+    depth: int | None = _f(None, "Number of transformer blocks override for ViT (fewer blocks: faster, weaker).")
+    window_size: int | None = _f(
         None,
         "Swin attention window override (7 or 14 at 224 px). Larger windows see more context per block at "
         "quadratic cost; crops whose feature map is smaller than the window get padded windows.",
     )
-    drop_path: float = field_with_help(0.1, "Stochastic depth rate of the student (the teacher always uses 0).")
+    drop_path: float = _f(0.1, "Stochastic depth rate of the student (the teacher always uses 0).")
 
 
 @dataclass
 class OptimConfig:
-    epochs: float = field_with_help(100, "Length of training in epochs (fractions allowed). All schedules span it.")
-    lr: float = field_with_help(
-        5e-4, "Peak learning rate for an effective batch of 256; scaled linearly with the batch."
-    )
-    min_lr: float = field_with_help(1e-6, "Learning rate at the end of the cosine schedule.")
-    warmup_epochs: float = field_with_help(10, "Epochs of linear learning-rate warm-up from 0.")
-    weight_decay: float = field_with_help(
+    epochs: float = _f(100, "Length of training in epochs (fractions allowed). All schedules span it.")
+    lr: float = _f(5e-4, "Peak learning rate for an effective batch of 256; scaled linearly with the batch.")
+    min_lr: float = _f(1e-6, "Learning rate at the end of the cosine schedule.")
+    warmup_epochs: float = _f(10, "Epochs of linear learning-rate warm-up from 0.")
+    weight_decay: float = _f(
         0.04,
         "Initial weight decay (cosine schedule to weight_decay_end). Biases and 1-D parameters (norms) get none.",
     )
-    weight_decay_end: float = field_with_help(0.4, "Final weight decay.")
-    betas: list[float] = field_with_help([0.9, 0.999], "AdamW betas.")
-    clip_grad: float = field_with_help(
+    weight_decay_end: float = _f(0.4, "Final weight decay.")
+    betas: list[float] = _f([0.9, 0.999], "AdamW betas.")
+    clip_grad: float = _f(
         3.0,
         "Clip each parameter tensor's gradient to this norm (per tensor, as in DINO); 0 disables clipping.",
     )
-    accumulate: int = field_with_help(
+    accumulate: int = _f(
         1,
         "Micro-batches per optimiser step (gradient accumulation); the centre and the "
         "teacher update once per optimiser step.",
@@ -160,34 +157,32 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    out_dir: str = field_with_help(
+    out_dir: str = _f(
         "runs/{name}",
         "Run folder ({name} is replaced). Re-running the same command resumes from the last checkpoint in it.",
     )
-    seed: int = field_with_help(0, "Seed of every random choice (model init, views, order).")
-    device: str = field_with_help("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = field_with_help(
+    seed: int = _f(0, "Seed of every random choice (model init, views, order).")
+    device: str = _f("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _f(
         "auto",
         "'auto' = bf16 autocast on CUDA when "
         "supported (else fp16 with a loss scaler), fp32 "
         "on CPU. Losses are always computed in fp32.",
     )
-    threads: int | None = field_with_help(None, "torch CPU threads (default: torch's choice).")
-    log_every: int = field_with_help(10, "Write metrics every this many optimiser steps.")
-    checkpoint_every: int = field_with_help(200, "Save a resumable checkpoint every this many steps (and at the end).")
-    knn_every: int = field_with_help(
-        0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set."
-    )
-    knn_k: int = field_with_help(20, "k of the online k-NN.")
-    knn_max_train: int = field_with_help(5000, "Cap on the k-NN memory set (fixed stratified subset).")
-    knn_max_val: int = field_with_help(1000, "Cap on the k-NN query set (fixed stratified subset).")
-    picture_every: int = field_with_help(
+    threads: int | None = _f(None, "torch CPU threads (default: torch's choice).")
+    log_every: int = _f(10, "Write metrics every this many optimiser steps.")
+    checkpoint_every: int = _f(200, "Save a resumable checkpoint every this many steps (and at the end).")
+    knn_every: int = _f(0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set.")
+    knn_k: int = _f(20, "k of the online k-NN.")
+    knn_max_train: int = _f(5000, "Cap on the k-NN memory set (fixed stratified subset).")
+    knn_max_val: int = _f(1000, "Cap on the k-NN query set (fixed stratified subset).")
+    picture_every: int = _f(
         0,
         "Write the method's pictures (SiT: clean / corrupted / reconstructed grids) into RUN/pictures every this "
         "many steps, and at the end; 0 = only at the end. Methods without pictures ignore it.",
     )
-    max_nonfinite: int = field_with_help(5, "Stop after this many consecutive non-finite losses (each is skipped).")
-    progress: bool = field_with_help(True, "Show a progress bar.")
+    max_nonfinite: int = _f(5, "Stop after this many consecutive non-finite losses (each is skipped).")
+    progress: bool = _f(True, "Show a progress bar.")
 
 
 @dataclass
@@ -200,8 +195,8 @@ class PretrainConfig:
     written by one method lists the keys of all of them.
     """
 
-    name: str = field_with_help("dino", "Name of the run (used in the run folder's path).")
-    method: str = field_with_help(
+    name: str = _f("dino", "Name of the run (used in the run folder's path).")
+    method: str = _f(
         "dino",
         "Self-supervised method: dino (self-distillation), esvit (DINO plus the region-matching loss; any ViT "
         "or Swin backbone), sit (corrupt, reconstruct, rotate, contrast), or any method registered by a plugin.",

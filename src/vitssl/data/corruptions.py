@@ -275,6 +275,22 @@ def replace_in_batch(views: Tensor, donors: Tensor, masks: Tensor, shift: int = 
     return torch.where(masks.unsqueeze(1), donor, views)
 
 
+def replace_within_pairs(views: Tensor, donors: Tensor, masks: Tensor) -> Tensor:
+    """SiT's random replace with a donor that does not depend on the batch size: rows 2k and 2k + 1 donate to each
+    other (with an odd batch, the last row takes the next row cyclically, i.e. the first one).
+
+    Since every process holds whole pairs of the global batch (see :class:`~vitssl.data.sampler.EpochSampler`),
+    the replaced pixels are the same with one process or several.
+    """
+    b = views.shape[0]
+    if b < 2 or not bool(masks.any()):
+        return views
+    donor_rows = torch.arange(b) ^ 1  # 0<->1, 2<->3, ...
+    if b % 2:
+        donor_rows[-1] = 0
+    return torch.where(masks.unsqueeze(1), donors[donor_rows.to(donors.device)], views)
+
+
 @dataclass(frozen=True)
 class ColourDistortion:
     """Whole-view colour distortion: brightness, contrast and saturation factors uniform in [1 - s, 1 + s].
@@ -324,7 +340,7 @@ class CorruptionPipeline:
     Attributes:
         steps: The corruptions, in order.
         replace_excludes_drop: When a random replace fires, skip every random drop: the masked variant's
-            either/or (METHODS.md section 3.4: zeroed rectangles, or with p = 0.5 pasted ones instead).
+            either/or (docs/methods.md section 3.4: zeroed rectangles, or with p = 0.5 pasted ones instead).
     """
 
     steps: list[Corruption] = field(default_factory=list)

@@ -58,6 +58,10 @@ _SHARED_FIELDS = (
 )
 
 
+# The shared fields that the ``crops`` config section sets (the others keep DINO's defaults).
+_CONFIG_FIELDS = ("jitter_p", "brightness", "contrast", "saturation", "hue", "grayscale_p", "blur_radius")
+
+
 def _check_range(name: str, value: tuple[float, float], low: float, high: float | None = None) -> None:
     ok = len(value) == 2 and low < value[0] <= value[1] and (high is None or value[1] <= high)
     if not ok:
@@ -126,7 +130,7 @@ def dino_crops(
     local_scale: tuple[float, float] = (0.05, 0.4),
     **overrides: Any,
 ) -> list[CropSpec]:
-    """DINO's multi-crop recipe (METHODS.md section 1.1): two global crops, then ``local_count`` local crops.
+    """DINO's multi-crop recipe (docs/methods.md section 1.1): two global crops, then ``local_count`` local crops.
 
     Global crop 1 is always blurred and never solarized; global crop 2 is blurred with p=0.1 and solarized
     with p=0.2; local crops are blurred with p=0.5.

@@ -115,7 +115,14 @@ class EpochSampler(Sampler[int]):
         total = self.per_rank * self.world_size
         # Pad by cycling (several times when there are fewer samples than processes) or truncate.
         order = (order * math.ceil(total / self.num_samples))[:total]
-        return order[self.rank : total : self.world_size]
+        if not self.drop_last:
+            return order[self.rank : total : self.world_size]
+        # Whole batches: of each global batch (world_size x batch_size consecutive samples of the permutation),
+        # process r takes the r-th block. A global step then holds the same images, in the same order, whatever
+        # the number of processes, so anything computed within a batch (SiT's pairs) does not depend on it.
+        step = self.world_size * self.batch_size
+        start = self.rank * self.batch_size
+        return [i for chunk in range(0, total, step) for i in order[chunk + start : chunk + start + self.batch_size]]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices()[self.start :])

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from vitssl.data import crop_ops
 from vitssl.data.batches import SiTBatch
-from vitssl.data.corruptions import CorruptionPipeline, replace_in_batch
+from vitssl.data.corruptions import CorruptionPipeline, replace_in_batch, replace_within_pairs
 from vitssl.data.multicrop import CropSpec, augment_view
 from vitssl.errors import VitsslError
 
@@ -96,13 +96,20 @@ class SiTViewTransform:
 class SiTCollate:
     """Stacks SiT samples view-major and performs the random replace across the batch.
 
-    Sample i's replaced rectangles come from the clean view of sample i + 1 (cyclically) at the same place: a
-    deterministic choice, so the batch is a function of the sampler's order and the samples' seeds only.
+    Replaced rectangles come from the clean view of another sample at the same place: with ``donor="pair"``
+    (SiT's default) samples 2k and 2k + 1 donate to each other, which gives the same views with one process or
+    several; with ``donor="next"`` sample i takes sample i + 1 (cyclically), which depends on the batch size.
+    Both are deterministic, so the batch is a function of the sampler's order and the samples' seeds only.
 
     Returns (from ``__call__``):
         A :class:`~vitssl.data.batches.SiTBatch`: corrupted ``views``, clean ``targets``, ``masks`` (every
         corrupted pixel, replaced ones included) and ``rotations``, one per view.
     """
+
+    def __init__(self, donor: str = "next") -> None:
+        if donor not in ("pair", "next"):
+            raise VitsslError(f"unknown random-replace donor {donor!r}; use 'pair' or 'next'")
+        self.donor = donor
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> SiTBatch:
         first = samples[0]["views"]
@@ -121,7 +128,8 @@ class SiTCollate:
             replace = torch.stack([p["replace_masks"][v] for p in parts])
             if len(parts) < 2:
                 replace = torch.zeros_like(replace)  # no other image to copy from
-            batch.views.append(replace_in_batch(views, targets, replace))
+            paste = replace_within_pairs if self.donor == "pair" else replace_in_batch
+            batch.views.append(paste(views, targets, replace))
             batch.targets.append(targets)
             batch.masks.append(masks | replace)
             batch.rotations.append(torch.tensor([p["rotations"][v] for p in parts], dtype=torch.long))

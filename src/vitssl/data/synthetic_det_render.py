@@ -59,9 +59,7 @@ def _place(rng: np.random.Generator, class_index: int, size: int, owner: np.ndar
     for _ in range(_TRIES):
         mask = _shape_mask(rng, class_index, size)
         covered = owner[mask]
-        ok = all(
-            (owner == k).sum() - (covered == k).sum() >= _MIN_VISIBLE * areas[k] for k in range(len(areas))
-        )
+        ok = all((owner == k).sum() - (covered == k).sum() >= _MIN_VISIBLE * areas[k] for k in range(len(areas)))
         if ok and mask.any():
             return mask
     return np.zeros((size, size), dtype=bool)

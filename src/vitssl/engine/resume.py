@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vitssl.config import method_sections, section_types
 from vitssl.errors import VitsslError
 
 # Keys that change how a run is executed or reported, not what it computes: they may differ on resume.
@@ -37,16 +38,27 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any], also_harmless: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """The dotted keys whose values differ and matter; sections of methods this run does not use are ignored (a
+    method added to vitssl after the run started must not stop it from resuming)."""
     old, new = _flatten(saved), _flatten(current)
+    unused = set(section_types()) - set(method_sections(str(current.get("method"))))
     keys = sorted(set(old) | set(new))
-    return [k for k in keys if k not in HARMLESS_KEYS and old.get(k) != new.get(k)]
+    return [
+        k
+        for k in keys
+        if k not in HARMLESS_KEYS | also_harmless and k.split(".")[0] not in unused and old.get(k) != new.get(k)
+    ]
 
 
-def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+def check_resumable(
+    saved: dict[str, Any], current: dict[str, Any], path: Path, also_harmless: set[str] | frozenset[str] = frozenset()
+) -> None:
     """Refuse to continue a run whose checkpoint was made with a different recipe (it would silently mix two
     experiments); the old files are left untouched."""
-    diffs = config_differences(saved, current)
+    diffs = config_differences(saved, current, also_harmless)
     if diffs:
         shown = ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r})" for k in diffs[:4])
         more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""

@@ -3,6 +3,7 @@ the loss into an update. The run folder, the precision and the data are collabor
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from vitssl import __version__
@@ -77,6 +79,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.precision = Precision(cfg.train.precision, self.device)
+        self.wrapped = self._wrap_for_data_parallel()
         self.step = 0
         self.skipped_steps = 0
         self.consecutive_nonfinite = 0
@@ -86,6 +89,44 @@ class Trainer:
     @property
     def logger(self):
         return self.run.logger
+
+    def _wrap_for_data_parallel(self) -> list[DistributedDataParallel]:
+        """Under torchrun, route the method's trained modules through DistributedDataParallel (gradients are
+        averaged during backward, bucket by bucket); the teacher is never wrapped. Nothing in one process."""
+        if not dist.is_distributed():
+            return []
+        trained = {id(p) for m in self.method.trained_modules().values() for p in m.parameters()}
+        stray = [p for p in self.params if id(p) not in trained]
+        if stray:
+            raise VitsslError(
+                f"{len(stray)} optimised parameter(s) of method '{self.method.name}' belong to no trained module; "
+                "list their module in Method.trained_modules() so their gradients are averaged across processes"
+            )
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        wrapped: list[DistributedDataParallel] = []
+
+        def wrap(module: torch.nn.Module) -> torch.nn.Module:
+            if not any(p.requires_grad for p in module.parameters()):
+                return module
+            ddp = DistributedDataParallel(
+                module,
+                device_ids=ids,
+                broadcast_buffers=False,  # BatchNorm statistics are synchronised in the forward pass instead
+                find_unused_parameters=self.method.may_skip_parameters,
+            )
+            wrapped.append(ddp)
+            return ddp
+
+        self.method.wrap_trained_modules(wrap)
+        return wrapped
+
+    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager:
+        """Accumulation micro-batches before the last one skip the gradient all-reduce (DDP's ``no_sync``)."""
+        stack = contextlib.ExitStack()
+        if not sync:
+            for module in self.wrapped:
+                stack.enter_context(module.no_sync())
+        return stack
 
     # -- schedules ----------------------------------------------------------------------------------------
     def state_at(self, step: int, log: bool = False) -> StepState:
@@ -111,12 +152,18 @@ class Trainer:
             "step": self.step,
             "skipped_steps": self.skipped_steps,
             "rng": rng_state(),
+            "rng_ranks": dist.all_gather_object(rng_state()),  # drop-path draws differ per process
+            "world_size": dist.world_size(),
+            "images_per_step": self.images_per_step,
             "config": to_dict(self.cfg),
             "version": __version__,
         }
 
     def save_checkpoint(self) -> Path:
-        path = self.run.save_checkpoint(self.checkpoint_dict())
+        """Every process reaches the same step, then the main process writes; the others wait until it has."""
+        state = self.checkpoint_dict()  # a collective (the RNG states of all processes): every process calls it
+        dist.barrier()
+        path = self.run.save_checkpoint(state)
         dist.barrier()
         return path
 
@@ -125,7 +172,9 @@ class Trainer:
         if ckpt is None:
             return False
         path = self.run.checkpoint_path
-        check_resumable(ckpt["config"], to_dict(self.cfg), path)
+        self._check_same_global_batch(ckpt, path)
+        # The same global batch split over another number of processes is the same run.
+        check_resumable(ckpt["config"], to_dict(self.cfg), path, also_harmless={"data.batch_size"})
         try:
             self.method.load_state_dict(ckpt["method"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -136,9 +185,26 @@ class Trainer:
         self.precision.load_state_dict(ckpt.get("scaler"))
         self.step = int(ckpt["step"])
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
-        set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks") or []
+        if len(ranks) == dist.world_size():
+            set_rng_state(ranks[dist.rank()])
+        else:  # another number of processes: same data and weights; drop-path masks are drawn afresh per process
+            set_rng_state(ckpt["rng"])
+            if dist.rank() > 0:
+                torch.manual_seed(self.cfg.train.seed + 1000 * self.step + dist.rank())
         self.logger.truncate_after(self.step)
         return True
+
+    def _check_same_global_batch(self, ckpt: dict[str, Any], path: Path) -> None:
+        saved = int(ckpt.get("images_per_step", self.images_per_step))
+        if saved != self.images_per_step:
+            procs = int(ckpt.get("world_size", 1))
+            raise VitsslError(
+                f"{path} was trained with a global batch of {saved} images per step ({procs} process(es)); this "
+                f"run has {self.images_per_step} ({dist.world_size()} process(es) x data.batch_size="
+                f"{self.cfg.data.batch_size} x optim.accumulate={self.cfg.optim.accumulate}); set data.batch_size "
+                f"so that the global batch is {saved} again, or use a new train.out_dir"
+            )
 
     # -- one optimiser step -------------------------------------------------------------------------------
     def optimizer_step(self, batches: Iterator[ViewBatch], state: StepState) -> tuple[float, dict[str, Any]]:
@@ -146,22 +212,24 @@ class Trainer:
         accumulate = self.cfg.optim.accumulate
         total = torch.zeros((), device=self.device)
         metrics: dict[str, Any] = {}
-        for _ in range(accumulate):
+        for i in range(accumulate):
             batch = next(batches).to(self.device, non_blocking=self.device.type == "cuda")
             self.last_batch = batch
             self.skipped_images += int(batch.skipped)
-            with self.precision.autocast():
-                out = self.method.training_step(batch, state)
-            self.precision.backward(out.loss / accumulate)
+            with self._gradient_sync(i == accumulate - 1):
+                with self.precision.autocast():
+                    out = self.method.training_step(batch, state)
+                self.precision.backward(out.loss / accumulate)
             total += out.loss.detach().float()
             metrics = out.metrics
-        loss_value = float(total.item()) / accumulate
+        # The mean over processes: what is logged, and what every process decides on (a non-finite loss on one
+        # process makes every process skip the step, so no process is left waiting in a collective).
+        loss_value = float(dist.all_reduce_mean(total / accumulate).item())
         if not math.isfinite(loss_value):
             self._skip_nonfinite(state)
             return loss_value, metrics
         self.consecutive_nonfinite = 0
         self.method.before_optimizer_step(state)
-        dist.all_reduce_gradients_(self.params)
         self.precision.unscale_(self.optimizer)
         if self.cfg.optim.clip_grad > 0:
             clip_gradients_per_tensor_(self.params, self.cfg.optim.clip_grad)
@@ -242,6 +310,11 @@ class Trainer:
         return FitResult(self.run_dir, self.step, loss, knn, self.skipped_steps)
 
     def _log_step(self, state: StepState, loss: float, speed: float, metrics: dict[str, Any]) -> None:
+        if metrics:  # means over processes, like the loss (one small all-reduce, only on logged steps)
+            values = dist.all_reduce_mean(
+                torch.tensor([to_float(v) for v in metrics.values()], dtype=torch.float64, device=self.device)
+            )
+            metrics = dict(zip(metrics, values.tolist()))
         self.logger.log(
             state.step,
             {
@@ -253,7 +326,7 @@ class Trainer:
                 "skipped_steps": self.skipped_steps,
                 "skipped_images": self.skipped_images,
                 **state.values,
-                **{k: to_float(v) for k, v in metrics.items()},
+                **metrics,
             },
         )
 

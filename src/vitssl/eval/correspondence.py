@@ -1,5 +1,5 @@
 """Region correspondence between two views (EsViT, Li et al. 2021, arXiv 2106.09785, section 4.3 and figure 4;
-METHODS.md section 2.4).
+docs/methods.md section 2.4).
 
 Each region (final-norm token) of view 1 is matched to its most similar region of view 2 by cosine similarity.
 The picture draws the ``top`` most confident matches side by side. The score uses a horizontal flip of view 1

@@ -2,7 +2,7 @@
 
 Both build a labelled memory set and a query set, encode them with the backbone's pooled feature and vote with
 :func:`vitssl.eval.knn.weighted_knn`. The command evaluates a finished run on (optionally capped) folders; the
-monitor (METHODS.md section 1.5) builds fixed, capped subsets once and scores the backbone during pretraining.
+monitor (docs/methods.md section 1.5) builds fixed, capped subsets once and scores the backbone during pretraining.
 """
 
 from __future__ import annotations

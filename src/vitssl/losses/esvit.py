@@ -1,5 +1,5 @@
 """EsViT's view-level plus region-level self-distillation loss (Li et al. 2021, "Efficient Self-supervised Vision
-Transformers for Representation Learning", arXiv 2106.09785, section 3.2; METHODS.md section 2.2).
+Transformers for Representation Learning", arXiv 2106.09785, section 3.2; docs/methods.md section 2.2).
 
 The view part is DINO's cross-entropy on the pooled view vectors. The region part matches every student region
 token to the teacher region token of the other crop whose *backbone* feature is most similar (cosine), and asks

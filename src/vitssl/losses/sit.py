@@ -1,6 +1,6 @@
 """SiT losses (Atito et al. 2021, "SiT: Self-supervised vIsion Transformer", arXiv 2104.03602).
 
-Three tasks share one ViT (METHODS.md section 3.3): rotation prediction (cross-entropy), contrastive learning
+Three tasks share one ViT (docs/methods.md section 3.3): rotation prediction (cross-entropy), contrastive learning
 between two views (NT-Xent, SimCLR's loss) and image reconstruction (L1). They are combined with learned task
 uncertainties or fixed weights. The masked variant (section 3.4) replaces NT-Xent by a symmetric InfoNCE between
 a student on corrupted views and an EMA teacher on clean ones, and restricts the L1 to the corrupted pixels.
@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitssl.distributed import is_distributed, rank, world_size
+from vitssl.distributed import all_gather_with_grad, all_reduce_sum, rank, world_size
 from vitssl.errors import VitsslError
 
 __all__ = [
@@ -33,19 +32,14 @@ __all__ = [
 
 
 def gather_with_grad(x: Tensor) -> Tensor:
-    """Concatenate ``x`` from every process along dim 0, keeping the gradient of this process's slice.
+    """Concatenate ``x`` from every process along dim 0 with the gradient flowing back to every process.
 
-    ``all_gather`` returns tensors without autograd history; putting the local tensor back in its slot lets the
-    gradient flow to this process's embeddings. The other processes' slots get their gradients on their own
-    processes (each computes the same loss over the same gathered keys), so after gradient averaging the result
-    equals the single-process loss over the global batch. Identity in a single process.
+    The negatives of a contrastive loss come from the whole global batch; the backward pass sends each process
+    the gradients that all processes' queries give its keys, so after the trainer's gradient averaging the
+    result equals the single-process loss over the global batch (not only this process's share of it).
+    Identity in a single process.
     """
-    if not is_distributed() or world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[rank()] = x
-    return torch.cat(parts)
+    return all_gather_with_grad(x)
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
@@ -86,7 +80,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
 def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2) -> Tensor:
     """InfoNCE of ``query`` against ``key``: row i's positive is key row i, the negatives all other keys.
 
-    Used by the masked SiT variant (METHODS.md section 3.4) with the teacher's (detached) embeddings as keys;
+    Used by the masked SiT variant (docs/methods.md section 3.4) with the teacher's (detached) embeddings as keys;
     keys are gathered from every process when distributed.
 
     Args:
@@ -124,7 +118,9 @@ def reconstruction_l1(prediction: Tensor, target: Tensor, mask: Tensor | None = 
         prediction: (B, C, H, W) reconstruction, in normalised pixel space.
         target: (B, C, H, W) clean (augmented, rotated) views.
         mask: Optional (B, H, W) boolean mask of the corrupted pixels; when given, the mean runs over those pixels
-            only (the masked variant); with no corrupted pixel at all the loss is 0 (still differentiable).
+            only (the masked variant); with no corrupted pixel at all the loss is 0 (still differentiable). When
+            distributed, the mean is over the corrupted pixels of every process (the count is all-reduced), so
+            that averaging the processes' losses and gradients gives the one-process mean over the global batch.
 
     Returns:
         The mean absolute error (float32).
@@ -137,13 +133,15 @@ def reconstruction_l1(prediction: Tensor, target: Tensor, mask: Tensor | None = 
     if mask is None:
         return error.mean()
     weights = mask.unsqueeze(1).to(error.dtype)
-    return (error * weights).sum() / (weights.sum() * error.shape[1]).clamp_min(1.0)
+    count = weights.sum().detach() * error.shape[1]
+    per_process = all_reduce_sum(count.clone()) / world_size()  # the global count, shared out over the processes
+    return (error * weights).sum() / per_process.clamp_min(1.0)
 
 
 class UncertaintyWeighting(nn.Module):
     """Task weights learned from homoscedastic uncertainty (Kendall et al. 2018), as SiT combines its losses.
 
-    ``L = sum_t exp(-a_t * s_t) * L_t + 0.5 * s_t`` (METHODS.md section 3.3), one learned scalar ``s_t`` per task,
+    ``L = sum_t exp(-a_t * s_t) * L_t + 0.5 * s_t`` (docs/methods.md section 3.3), one learned scalar ``s_t`` per task,
     starting at ``init``; ``a_t`` = 1 for classification-type losses (rotation, contrastive) and 0.5 for L1. A task
     with a large loss raises its ``s_t`` (lower weight) until the ``0.5 * s_t`` term balances it. The scalars are
     0-d parameters, so the optimiser's parameter groups give them no weight decay.

@@ -37,6 +37,9 @@ class Method(nn.Module, metaclass=ABCMeta):
     """Base class of self-supervised methods: subclasses implement the abstract methods."""
 
     name: str = "method"
+    #: Whether some trained parameters may get no gradient in a step (e.g. EsViT's region head before the region
+    #: loss starts); data parallelism then looks for unused parameters each step.
+    may_skip_parameters: bool = False
 
     @property
     @abstractmethod

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vitssl.config import field_with_help, require
+from vitssl.config import field_with_help as _f
+from vitssl.config import require
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -13,41 +14,35 @@ if TYPE_CHECKING:
 
 @dataclass
 class DINOConfig:
-    out_dim: int = field_with_help(
+    out_dim: int = _f(
         65536,
         "Head output dimension K (number of prototypes). Large K helps on ImageNet; "
         "small data sets are fine with a few thousand.",
     )
-    hidden_dim: int = field_with_help(2048, "Hidden width of the head's MLP.")
-    bottleneck_dim: int = field_with_help(256, "Bottleneck width before the weight-normalised last layer.")
-    use_bn_in_head: bool = field_with_help(False, "BatchNorm in the head MLP (off in the paper's ViT recipe).")
-    norm_last_layer: bool = field_with_help(
+    hidden_dim: int = _f(2048, "Hidden width of the head's MLP.")
+    bottleneck_dim: int = _f(256, "Bottleneck width before the weight-normalised last layer.")
+    use_bn_in_head: bool = _f(False, "BatchNorm in the head MLP (off in the paper's ViT recipe).")
+    norm_last_layer: bool = _f(
         True,
         "Freeze the norm of the last layer's weights (cosine logits). Stabler; "
         "set false for better results at the risk of instability.",
     )
-    student_temp: float = field_with_help(0.1, "Student softmax temperature.")
-    teacher_temp: float = field_with_help(
-        0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable."
-    )
-    warmup_teacher_temp: float = field_with_help(
-        0.04, "Initial teacher temperature; lower it if the loss stays flat early."
-    )
-    warmup_teacher_temp_epochs: float = field_with_help(
-        30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp."
-    )
-    center_momentum: float = field_with_help(
+    student_temp: float = _f(0.1, "Student softmax temperature.")
+    teacher_temp: float = _f(0.07, "Final teacher temperature. Start at 0.04; above ~0.07 training is unstable.")
+    warmup_teacher_temp: float = _f(0.04, "Initial teacher temperature; lower it if the loss stays flat early.")
+    warmup_teacher_temp_epochs: float = _f(30, "Epochs of linear warm-up from warmup_teacher_temp to teacher_temp.")
+    center_momentum: float = _f(
         0.9,
         "Momentum of the teacher-output centre (centring prevents collapse to one "
         "dimension; sharpening prevents collapse to uniform).",
     )
-    momentum_teacher: float = field_with_help(
+    momentum_teacher: float = _f(
         0.996,
         "Initial EMA momentum of the teacher, raised to 1 by a cosine schedule. "
         "Use a higher value (0.9995) with small batches and a lower one (0.99) for "
         "very short runs.",
     )
-    freeze_last_layer: float = field_with_help(
+    freeze_last_layer: float = _f(
         1, "Epochs during which the head's last layer gets no update; helps the start of training."
     )
 

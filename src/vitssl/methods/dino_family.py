@@ -8,6 +8,7 @@ section 3.1) lives here too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -100,11 +101,13 @@ def forward_per_resolution(backbone: nn.Module, views: Sequence[Tensor]) -> list
     return out
 
 
+@dataclass
 class MultiCropOutput:
     """A multi-crop network's outputs per crop: view logits, region logits (when asked) and backbone features."""
 
-    def __init__(self, view: list[Tensor], region: list[Tensor], feats: list[Features]) -> None:
-        self.view, self.region, self.feats = view, region, feats
+    view: list[Tensor]
+    region: list[Tensor]
+    feats: list[Features]
 
 
 class MultiCropNetwork(nn.ModuleDict):

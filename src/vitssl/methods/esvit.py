@@ -35,6 +35,7 @@ class EsViT(Method):
     """Student and EMA teacher, each with a view head and a region head, trained with :class:`EsViTLoss`."""
 
     name = "esvit"
+    may_skip_parameters = True  # the region head gets no gradient before esvit.region_loss_start
 
     def __init__(self, cfg: PretrainConfig) -> None:
         super().__init__()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vitssl.config import field_with_help, require
+from vitssl.config import field_with_help as _f
+from vitssl.config import require
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -13,13 +14,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class EsViTConfig:
-    view_weight: float = field_with_help(0.5, "Weight of the view-level (DINO) term of each crop pair.")
-    region_weight: float = field_with_help(
+    view_weight: float = _f(0.5, "Weight of the view-level (DINO) term of each crop pair.")
+    region_weight: float = _f(
         0.5,
         "Weight of the region-level term: each student region token learns from the teacher token of the "
         "other crop with the most similar backbone feature. 0 turns EsViT into DINO on the same backbone.",
     )
-    region_loss_start: float = field_with_help(
+    region_loss_start: float = _f(
         0,
         "Epoch at which the region term switches on (several released EsViT models trained view-only for the "
         "first two thirds of the run). Before it, the region head still follows the EMA but gets no gradient.",

@@ -1,7 +1,7 @@
 """SiT: self-supervised vision transformer (Atito et al. 2021, "SiT: Self-supervised vIsion Transformer",
 arXiv 2104.03602).
 
-Original formulation (METHODS.md sections 3.1-3.3, the default): two rotated, corrupted views per image go
+Original formulation (docs/methods.md sections 3.1-3.3, the default): two rotated, corrupted views per image go
 through one ViT with a rotation token and a contrastive token; the network predicts each view's rotation,
 pulls the two views' contrastive embeddings together (NT-Xent) and reconstructs the clean rotated view from the
 patch tokens (L1 on all pixels). Learned task uncertainties weight the three losses.
@@ -12,6 +12,7 @@ pixels and matches an EMA teacher that sees the clean views (symmetric InfoNCE);
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -55,7 +56,7 @@ from vitssl.optim import param_groups
 from vitssl.schedules import StepState, cosine_schedule
 
 NUM_VIEWS = 2
-# a_t of the uncertainty weighting: 1 for the classification-type losses, 0.5 for the L1 (METHODS.md 3.3)
+# a_t of the uncertainty weighting: 1 for the classification-type losses, 0.5 for the L1 (docs/methods.md 3.3)
 UNCERTAINTY_SCALES = {"rot": 1.0, "con": 1.0, "rec": 0.5}
 _TOKEN_NAMES = ("cls_token", "reg_token")
 
@@ -102,11 +103,13 @@ def sit_rotations(cfg: PretrainConfig) -> list[int]:
     return [0] if cfg.sit.variant == "masked" else list(cfg.sit.rotations)
 
 
+@dataclass
 class SiTOutput:
     """The student's outputs on a batch of views: rotation logits, contrastive embedding, reconstruction."""
 
-    def __init__(self, rotation: Tensor | None, contrastive: Tensor, reconstruction: Tensor | None) -> None:
-        self.rotation, self.contrastive, self.reconstruction = rotation, contrastive, reconstruction
+    rotation: Tensor | None
+    contrastive: Tensor
+    reconstruction: Tensor | None
 
 
 class SiTNetwork(nn.ModuleDict):
@@ -121,7 +124,7 @@ class SiTNetwork(nn.ModuleDict):
 
 
 class SiT(Method):
-    """SiT's network, losses and (masked variant) EMA teacher, per METHODS.md section 3."""
+    """SiT's network, losses and (masked variant) EMA teacher, per docs/methods.md section 3."""
 
     name = "sit"
 
@@ -182,7 +185,7 @@ class SiT(Method):
         )
 
     def train_collate(self) -> SiTCollate:
-        return SiTCollate()
+        return SiTCollate(self.cfg.sit.replace_donor)
 
     def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
         if not self.masked:
@@ -233,7 +236,7 @@ class SiT(Method):
 
     def param_groups(self) -> list[dict]:
         """DINO's groups (no weight decay for biases and 1-D tensors), plus SiT's two tokens and the learned
-        uncertainties without weight decay (METHODS.md 3.2, 3.3)."""
+        uncertainties without weight decay (docs/methods.md 3.2, 3.3)."""
         named = list(self.student.named_parameters()) + list(self.weighting.named_parameters(prefix="weighting"))
         tokens = [p for n, p in named if n.endswith(_TOKEN_NAMES) and p.requires_grad]
         groups = param_groups((n, p) for n, p in named if not n.endswith(_TOKEN_NAMES))

@@ -105,9 +105,9 @@ class Backbone(nn.Module):
     def intermediate(self, images: Tensor, n: int = 4, patch_mean: bool = False) -> list[Tensor]:
         """Pooled features of the last ``n`` blocks, each (B, D_i), for the linear-probe protocol.
 
-        ViT (DINO, Caron et al. 2021, section 4.1 / METHODS.md 1.5): the [CLS] token of each block through the
+        ViT (DINO, Caron et al. 2021, section 4.1 / docs/methods.md 1.5): the [CLS] token of each block through the
         final norm; with ``patch_mean`` the mean of the last block's normalised patch tokens is appended.
-        Swin (EsViT, Li et al. 2021 / METHODS.md 2.3): the token mean of each block; blocks of the last stage go
+        Swin (EsViT, Li et al. 2021 / docs/methods.md 2.3): the token mean of each block; blocks of the last stage go
         through the final norm, blocks of earlier stages (whose width differs) through a parameter-free
         LayerNorm. For Swin-T and n=4 this is 384 + 384 + 768 + 768 = 2304 dimensions.
         """

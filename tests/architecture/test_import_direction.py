@@ -1,0 +1,89 @@
+"""Imports run one way: commands -> eval / engine -> methods -> losses / models / data -> config -> leaves.
+
+Every ``import`` of every module (function-level imports included) is read with ``ast``; a lower layer that
+imports a higher one fails the test with the offending line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "vitssl"
+LEAVES = {"errors", "distributed", "device", "checkpoints", "schedules", "optim", "plots"}
+
+# package (first path component under vitssl) -> vitssl packages it must never import
+FORBIDDEN: dict[str, set[str]] = {
+    "losses": {"engine", "methods", "eval", "commands", "data", "cli", "report"},
+    "models": {"engine", "methods", "eval", "commands", "data", "cli", "report"},
+    "data": {"models", "losses", "methods", "engine", "eval", "commands", "cli", "report"},
+    "config": {"data", "models", "losses", "methods", "engine", "eval", "commands", "cli", "report"},
+    "methods": {"engine", "eval", "commands", "cli", "report"},
+    "eval": {"engine", "commands", "cli"},
+    "engine": {"commands", "cli"},
+    **{
+        leaf: {"config", "data", "models", "losses", "methods", "engine", "eval", "commands", "cli", "report"}
+        for leaf in LEAVES
+    },
+}
+# The engine may use the Method interface, never a concrete method.
+ENGINE_METHODS_ALLOWED = {"vitssl.methods.base"}
+
+
+def _vitssl_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "vitssl":
+                found += [(node.lineno, f"vitssl.{alias.name}") for alias in node.names]
+            elif node.module.startswith("vitssl."):
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("vitssl.")]
+    return found
+
+
+def _layer(path: Path, package: Path) -> str:
+    rel = path.relative_to(package)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _violations(package: Path = PACKAGE) -> list[str]:
+    bad: list[str] = []
+    for path in sorted(package.rglob("*.py")):
+        layer = _layer(path, package)
+        if path in (package / "__init__.py", package / "__main__.py"):
+            continue  # the package root registers the built-in methods; `python -m vitssl` runs the CLI
+        for lineno, module in _vitssl_imports(path):
+            target = module.split(".")[1] if "." in module else module
+            rel = path.relative_to(package.parent)
+            if target in FORBIDDEN.get(layer, set()):
+                bad.append(f"{rel}:{lineno} ({layer}) imports {module}")
+            elif layer == "engine" and target == "methods" and module not in ENGINE_METHODS_ALLOWED:
+                bad.append(f"{rel}:{lineno} (engine) imports {module}: only the Method interface is allowed")
+    return bad
+
+
+def test_lower_layers_never_import_higher_ones():
+    assert _violations() == []
+
+
+def test_the_checker_sees_a_violation(tmp_path):
+    """The walk must catch a wrong arrow, including a lazy import inside a function."""
+    fake = tmp_path / "vitssl"
+    (fake / "losses").mkdir(parents=True)
+    (fake / "losses" / "bad.py").write_text("def f():\n    from vitssl.engine.trainer import Trainer\n")
+    (fake / "engine").mkdir()
+    (fake / "engine" / "uses_dino.py").write_text("from vitssl.methods.dino import DINO\n")
+    assert _violations(fake) == [
+        "vitssl/engine/uses_dino.py:1 (engine) imports vitssl.methods.dino: only the Method interface is allowed",
+        "vitssl/losses/bad.py:2 (losses) imports vitssl.engine.trainer",
+    ]
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_every_layer_exists(layer):
+    assert (PACKAGE / layer).is_dir() or (PACKAGE / f"{layer}.py").is_file()
