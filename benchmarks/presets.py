@@ -20,8 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import model_step_rate  # noqa: E402
 
-from vitssl.config import load_config  # noqa: E402
 from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.config import load_config  # noqa: E402
+from vitssl.engine.trainer import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PRESETS = [

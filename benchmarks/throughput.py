@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
-from vitssl.config import load_config
 from vitssl.commands.training import build_trainer
+from vitssl.config import load_config
+from vitssl.data.batches import ViewBatch
+from vitssl.engine.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,16 +35,9 @@ def _time_steps(trainer: Trainer, batches, steps: int) -> float:
     return trainer.images_per_step * steps / (time.perf_counter() - start)
 
 
-def _clone(batch: dict) -> dict:
-    """A copy of every tensor of a batch (views, and whatever else the method's collate adds: SiT's targets)."""
-    out = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.clone()
-        elif isinstance(value, list) and all(isinstance(v, torch.Tensor) for v in value):
-            value = [v.clone() for v in value]
-        out[key] = value
-    return out
+def _clone(batch: ViewBatch) -> ViewBatch:
+    """A copy of every tensor of a batch (views, and whatever else the method's batch holds: SiT's targets)."""
+    return batch.apply(torch.clone)
 
 
 def model_step_rate(trainer: Trainer, steps: int) -> float:

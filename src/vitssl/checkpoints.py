@@ -1,10 +1,20 @@
-"""Atomic, resumable checkpoints that load with ``torch.load(weights_only=True)``, and the run folder they live in.
+"""Checkpoints that cannot be lost: atomic writes, a checksum in every file, the previous good ones kept, and
+loading that falls back to the newest good one. Every file loads with ``torch.load(weights_only=True)``.
 
-A leaf module: the trainer writes checkpoints, the evaluation commands read them, and neither imports the other."""
+A leaf module: the trainer writes checkpoints, the evaluation commands read them, and neither imports the other.
+
+Layout of a run folder: ``last.pt`` is the newest checkpoint; when a new one is written, the previous
+``last.pt`` becomes ``last-<step>.pt`` and only the newest ``keep - 1`` of those are kept.
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import re
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,12 +24,40 @@ import torch
 from vitssl.errors import VitsslError
 
 LAST = "last.pt"
+NEW = ".last.pt.new"  # a complete new checkpoint, between its write and its rename to last.pt
+_OLDER = re.compile(r"^last-(\d+)\.pt$")
+
+
+def checksum(obj: Any) -> str:
+    """SHA-256 over every tensor's bytes and every plain value of a checkpoint dict, in a fixed order."""
+    digest = hashlib.sha256()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+            t = value.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                if key != "checksum":
+                    digest.update(f"K{key}".encode())
+                    visit(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                visit(item)
+        else:
+            digest.update(f"V{value!r}".encode())
+
+    visit(obj)
+    return digest.hexdigest()
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``.
 
-    A crash or a full disk at any moment leaves either the old file or the new one, never a torn file.
+    A crash or a full disk at any moment leaves either the old file or the new one, never a torn file. A failed
+    write (e.g. no space left) is one line naming the folder and its free space; the old file is untouched.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -29,9 +67,44 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 2**30
+        reason = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise VitsslError(
+            f"could not write the checkpoint {path} ({reason}; {free:.2f} GiB free in {path.parent}); the previous "
+            "checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(state: dict[str, Any], run_dir: Path, keep: int = 2) -> Path:
+    """Write ``state`` (with its checksum) as ``run_dir/last.pt``, keeping the previous ``keep - 1`` checkpoints."""
+    path, new = run_dir / LAST, run_dir / NEW
+    state = {**state, "checksum": checksum(state)}
+    previous = _step_of(path) if keep > 1 and path.exists() else None
+    save_atomic(state, new)  # complete and on disk before anything is renamed
+    if previous is not None:
+        os.replace(path, run_dir / f"last-{previous:08d}.pt")
+    os.replace(new, path)
+    for old in older_checkpoints(run_dir)[max(keep - 1, 0) :]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _step_of(path: Path) -> int | None:
+    try:  # memory-mapped: only the small entries are read
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("step", 0))
+    except Exception:  # a torn newest file is not worth keeping as "previous"
+        return None
+
+
+def older_checkpoints(run_dir: Path) -> list[Path]:
+    """The kept older checkpoints of a run folder, newest first."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("last-*.pt") if (m := _OLDER.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def run_dir_of(checkpoint: str | Path) -> Path:
@@ -40,23 +113,50 @@ def run_dir_of(checkpoint: str | Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a vitssl checkpoint safely (tensors and plain containers only)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LAST
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """One checkpoint file, verified: a one-line error when it is missing, unreadable, foreign or corrupt."""
     if not path.is_file():
         raise VitsslError(f"checkpoint {path} does not exist; pass a run folder or a .pt file written by vitssl")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for torn or foreign files
         raise VitsslError(
-            f"could not read checkpoint {path} ({type(exc).__name__}); it is corrupt or not a "
-            "vitssl checkpoint: use another file or delete it to restart"
+            f"could not read checkpoint {path} ({type(exc).__name__}); it is torn, corrupt or not a vitssl checkpoint"
         ) from None
     if not isinstance(ckpt, dict) or "method" not in ckpt or "config" not in ckpt:
         raise VitsslError(f"{path} is not a vitssl checkpoint (no 'method'/'config' entries)")
+    if "checksum" in ckpt and ckpt["checksum"] != checksum(ckpt):
+        raise VitsslError(f"checkpoint {path} fails its checksum: its bytes changed after it was written")
     return ckpt
+
+
+def load_checkpoint(path: str | Path, fallback: bool = True) -> dict[str, Any]:
+    """Load a vitssl checkpoint safely (tensors and plain containers only, checksum verified).
+
+    Given a run folder, its newest good checkpoint: when ``last.pt`` is torn, truncated or corrupt, one line says
+    so on stderr and the newest good older checkpoint (``last-<step>.pt``) is used instead.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return read_checkpoint(path)
+    candidates = [path / LAST, path / NEW, *older_checkpoints(path)]
+    if not any(c.exists() for c in candidates):
+        raise VitsslError(f"{path} holds no checkpoint (last.pt); pass a run folder written by vitssl pretrain")
+    problems: list[str] = []
+    for candidate in candidates:
+        if not candidate.exists():
+            continue
+        try:
+            ckpt = read_checkpoint(candidate)
+        except VitsslError as exc:
+            if not fallback:
+                raise
+            problems.append(str(exc))
+            continue
+        if problems:
+            print(f"vitssl: warning: {problems[0]}; using {candidate.name} (step {ckpt.get('step')})", file=sys.stderr)
+        return ckpt
+    raise VitsslError(f"no readable checkpoint in {path}: {problems[0]}; delete the run folder to start again")
 
 
 def rng_state() -> dict[str, Any]:

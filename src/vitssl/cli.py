@@ -12,7 +12,7 @@ import sys
 import warnings
 
 from vitssl import __version__
-from vitssl.errors import VitsslError
+from vitssl.errors import Interrupted, VitsslError
 
 # One module per subcommand, in the order of ``vitssl --help``. The modules import their heavy dependencies
 # (torch, timm) inside ``run``, which keeps ``vitssl --help`` fast.
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("default", module="vitssl")
     try:
         return int(args.func(args) or 0)
+    except Interrupted as exc:
+        print(f"vitssl: {exc}", file=sys.stderr)
+        return exc.exit_code
     except VitsslError as exc:
         print(f"vitssl: error: {exc}", file=sys.stderr)
         return 2

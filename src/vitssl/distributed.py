@@ -8,6 +8,7 @@ through the helpers here, which is what makes N processes x B/N images equal to 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -74,14 +75,18 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
     """
     if not is_distributed() or world_size() == 1:
         return x
-    return torch.cat(dist_fn.all_gather(x.contiguous()))
+    with warnings.catch_warnings():  # the public differentiable collectives are marked deprecated, not replaced
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(dist_fn.all_gather(x.contiguous()))
 
 
 def differentiable_all_reduce_sum(x: Tensor) -> Tensor:
     """The sum of ``x`` over processes, with the gradient flowing back to every process's ``x``."""
     if not is_distributed() or world_size() == 1:
         return x
-    return dist_fn.all_reduce(x, op=dist.ReduceOp.SUM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return dist_fn.all_reduce(x, op=dist.ReduceOp.SUM)
 
 
 def all_gather_object(obj: object) -> list[object]:

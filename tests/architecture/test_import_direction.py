@@ -22,6 +22,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "config": {"data", "models", "losses", "methods", "engine", "eval", "commands", "cli", "report"},
     "methods": {"engine", "eval", "commands", "cli", "report"},
     "eval": {"engine", "commands", "cli"},
+    "export": {"engine", "commands", "cli"},
     "engine": {"commands", "cli"},
     **{
         leaf: {"config", "data", "models", "losses", "methods", "engine", "eval", "commands", "cli", "report"}

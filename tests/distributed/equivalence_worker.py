@@ -58,6 +58,30 @@ def poison(out: Path, cases: dict[str, list[str]]) -> None:
         )
 
 
+def killed_and_restarted(out: Path, cases: dict[str, list[str]]) -> None:
+    """Under ``torchrun --max-restarts 1``: in the first attempt rank 1 dies by SIGKILL in step 4; torchrun
+    restarts the group, and the same command resumes from the last checkpoint (step 3) by itself."""
+    import os
+    import signal
+
+    from vitssl import distributed as dist
+    from vitssl.commands.training import build_trainer
+    from vitssl.config import load_config
+
+    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    for name, overrides in cases.items():
+        trainer = build_trainer(load_config(None, [*overrides, f"train.out_dir={out / name}"]))
+        real = trainer.method.after_optimizer_step
+
+        def after(state, real=real):
+            real(state)
+            if first_attempt and dist.rank() == 1 and state.step == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.method.after_optimizer_step = after
+        trainer.fit()
+
+
 def contrastive(out: Path) -> None:
     """Gradients of nt_xent and of the masked InfoNCE with this rank's half of a fixed batch, averaged over ranks
     as the trainer's DistributedDataParallel does."""
@@ -92,6 +116,7 @@ def main() -> None:
     train(out / "train", tasks.get("train", {}))
     resume(out / "resume", tasks.get("resume", {}))
     poison(out / "poison", tasks.get("poison", {}))
+    killed_and_restarted(out / "restart", tasks.get("restart", {}))
 
 
 if __name__ == "__main__":

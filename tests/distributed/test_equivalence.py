@@ -48,7 +48,15 @@ CASES = {
 
 
 def overrides(folder: Path, case: str, batch: int) -> list[str]:
-    return [f"data.train={folder}", *COMMON, *CASES[case], f"data.batch_size={batch}"]
+    knn = [f"data.val={folder}", "train.knn_k=5"] if case == "dino" else []  # the online k-NN at the end
+    return [f"data.train={folder}", *COMMON, *CASES[case], *knn, f"data.batch_size={batch}"]
+
+
+def run_torchrun(out: Path, tasks: dict, *extra: str) -> subprocess.CompletedProcess:
+    (out / "tasks.json").write_text(json.dumps(tasks))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *extra, str(WORKER)]
+    return subprocess.run([*cmd, str(out), str(out / "tasks.json")], env=env, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +69,7 @@ def two_processes(tiny_image_folder, tmp_path_factory) -> Path:
         "resume": {"dino_bn_head": overrides(tiny_image_folder, "dino_bn_head", PER_PROCESS_BATCH)},
         "poison": {"dino": overrides(tiny_image_folder, "dino", PER_PROCESS_BATCH)},
     }
-    (out / "tasks.json").write_text(json.dumps(tasks))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER)]
-    result = subprocess.run([*cmd, str(out), str(out / "tasks.json")], env=env, capture_output=True, text=True)
+    result = run_torchrun(out, tasks)
     assert result.returncode == 0, result.stderr[-4000:]
     return out
 
@@ -124,6 +129,10 @@ def test_two_processes_equal_one_process_with_the_whole_batch(case, two_processe
     for key in a:  # the BatchNorm running means: close, not exact (see weight_difference)
         if key.endswith("running_mean"):
             assert torch.allclose(a[key], b[key], atol=1e-3), key
+    if (tmp_path / "knn_online.json").exists():  # each image extracted once, gathered in order: the same k-NN
+        one_knn = json.loads((tmp_path / "knn_online.json").read_text())
+        assert one_knn == json.loads((two / "knn_online.json").read_text())
+        assert case == "dino"
 
 
 def test_contrastive_gradients_of_two_processes_equal_one_process(two_processes):
@@ -177,3 +186,18 @@ def test_resuming_with_another_global_batch_is_refused(two_processes, tiny_image
     half = overrides(tiny_image_folder, "dino_bn_head", PER_PROCESS_BATCH)
     with pytest.raises(VitsslError, match="global batch of 8 images per step"):
         build_trainer(load_config(None, [*half, f"train.out_dir={run}"])).fit()
+
+
+def test_a_rank_killed_under_torchrun_max_restarts_resumes_by_itself(two_processes, tiny_image_folder, tmp_path):
+    """SIGKILL of one rank: torchrun restarts the group, which resumes from the last checkpoint (step 3) and ends
+    with the weights of the uninterrupted two-process run."""
+    tasks = {
+        "restart": {"dino": [*overrides(tiny_image_folder, "dino", PER_PROCESS_BATCH), "train.checkpoint_every=3"]}
+    }
+    result = run_torchrun(tmp_path, tasks, "--max-restarts=1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    straight, restarted = two_processes / "train" / "dino", tmp_path / "restart" / "dino"
+    a = torch.load(straight / "last.pt", weights_only=True)["method"]
+    b = torch.load(restarted / "last.pt", weights_only=True)["method"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(straight) == losses(restarted)  # each step logged once, the lost steps 3-4 included

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from vitssl.checkpoints import checksum
 from vitssl.cli import main
 
 COMMANDS = {
@@ -42,6 +43,7 @@ def test_checkpoint_of_another_architecture(command, tiny_run, tmp_path, image, 
     ckpt = torch.load(tiny_run / "last.pt", weights_only=True)
     ckpt["config"]["model"]["depth"] = 5  # the weights are those of a 2-block network
     ckpt["config"]["model"]["patch_size"] = 8
+    ckpt["checksum"] = checksum(ckpt)  # a consistent file: the mismatch must be caught, not the edit
     bad = tmp_path / "other_arch.pt"
     torch.save(ckpt, bad)
     extra = [str(image) if a == "IMAGE" else a for a in COMMANDS[command]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,3 +84,16 @@ def wrap_like(reference_backbone, model):
     if isinstance(reference_backbone, SiTBackbone):
         return SiTBackbone(model, reference_backbone.feature)
     return Backbone(model)
+
+
+def onnx_compare(session, backbone, shape, tokens: bool) -> float:
+    """Max abs difference of an onnxruntime session's outputs from the backbone's on a seeded batch."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    got = session.run(None, {"pixel_values": x.numpy()})
+    with torch.no_grad():
+        ref = backbone(x)
+    diffs = [np.abs(got[0] - ref.pooled.numpy()).max()]
+    if tokens:
+        assert got[1].shape == tuple(ref.tokens.shape)
+        diffs.append(np.abs(got[1] - ref.tokens.numpy()).max())
+    return float(max(diffs))

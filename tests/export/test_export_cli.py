@@ -49,3 +49,18 @@ def test_teacher_by_default_and_student_on_request(which, runs, tmp_path, capsys
     assert torch.equal(saved["backbone.model.cls_token"], expected)
     other = ckpt["method"][f"{'teacher' if network == 'student' else 'student'}.backbone.model.cls_token"]
     assert not torch.equal(expected, other)  # the fixture perturbed the student: the choice is visible
+
+
+def test_an_export_timm_cannot_reproduce_is_refused_in_one_line(runs, tmp_path, monkeypatch, capsys):
+    import vitssl.export.timm_folder as timm_folder
+    from vitssl.export.timm_spec import TimmSpec
+
+    real = timm_folder.timm_spec
+
+    def wrong_size(cfg) -> TimmSpec:  # timm then resamples the position embedding: same keys, other numbers
+        spec = real(cfg)
+        return TimmSpec(spec.architecture, {**spec.model_args, "img_size": 32}, spec.is_swin)
+
+    monkeypatch.setattr(timm_folder, "timm_spec", wrong_size)
+    err = _error(capsys, [str(runs["vit"]), "--format", "timm", "--out", str(tmp_path)])
+    assert "differs from the training backbone" in err and "cannot be expressed exactly" in err

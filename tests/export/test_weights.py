@@ -34,14 +34,20 @@ def timm_export(runs, tmp_path_factory) -> Path:
     return export_run(runs["vit"], "timm", tmp_path_factory.mktemp("w") / "timm").out
 
 
-@pytest.mark.parametrize("source", ["run", "checkpoint", "timm_folder", "timm_file"])
-def test_every_source_loads_the_teacher_strictly(source, runs, timm_export, reference):
+@pytest.fixture(scope="module")
+def native_export(runs, tmp_path_factory) -> Path:
+    return export_run(runs["vit"], "safetensors", tmp_path_factory.mktemp("n") / "native", with_heads=True).out
+
+
+@pytest.mark.parametrize("source", ["run", "checkpoint", "timm_folder", "timm_file", "native_with_heads"])
+def test_every_source_loads_the_teacher_strictly(source, runs, timm_export, native_export, reference):
     cfg, teacher = reference("vit")
     path = {
         "run": runs["vit"],
         "checkpoint": runs["vit"] / "last.pt",
         "timm_folder": timm_export,
         "timm_file": timm_export / "model.safetensors",
+        "native_with_heads": native_export / "model.safetensors",  # backbone.model.* and head.* keys
     }[source]
     backbone = _fresh_vit()
     report = load_backbone_weights(backbone, path)
@@ -146,3 +152,21 @@ def test_weights_module_keeps_to_the_models_layer():
     }
     forbidden = ("vitssl.engine", "vitssl.methods", "vitssl.eval", "vitssl.commands", "vitssl.data", "vitssl.export")
     assert not [m for m in imported if m and m.startswith(forbidden)]
+
+
+def test_sharded_hugging_face_folder_is_read_through_its_index(tmp_path, reference):
+    import json
+
+    from safetensors.torch import save_file
+
+    cfg, teacher = reference("vit")
+    state = {k: v.contiguous() for k, v in teacher.model.state_dict().items()}
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        save_file({k: state[k] for k in keys}, str(tmp_path / shard), metadata={"format": "pt"})
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    backbone = _fresh_vit()
+    assert load_backbone_weights(backbone, tmp_path).complete
+    assert _same_features(backbone, teacher, cfg) == 0.0

@@ -4,6 +4,7 @@ the frame of loading a run's backbone, running a protocol on it and reporting th
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,79 @@ if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitss
     from vitssl.models.backbones import Backbone
 
 
+# Argument types: argparse calls them on the raw string and turns their ArgumentTypeError into its one-line usage
+# error (exit status 2), so a bad value stops the command before any model or data is touched.
+
+
+def _number(text: str, cast: type) -> float:
+    """``text`` as an int or a finite float, or an ArgumentTypeError that says which kind was expected."""
+    try:
+        value = cast(text)
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not math.isfinite(value):  # nan passes every comparison below unnoticed, and inf is never a setting
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, counts, epochs)."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (worker processes, seeds)."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, temperatures)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (weight decay, warm-up, mixup strengths)."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (fractions, probabilities, momenta)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def open_unit_float(text: str) -> float:
+    """A number in (0, 1] (factors that must not switch a term off, e.g. the layer-wise lr decay)."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value:g}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N'; whether that GPU exists is checked when the device is resolved."""
+    from vitssl.config.loading import is_device_name  # one pattern for --device and train.device
+
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return text
+
+
 def add_checkpoint(p: argparse.ArgumentParser) -> None:
     """The positional run folder or checkpoint file."""
     p.add_argument("checkpoint", help="run folder (uses its last.pt) or a checkpoint file written by vitssl pretrain")
@@ -20,9 +94,16 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
 
 def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
     """``--device``, and ``--num-workers`` for commands that read datasets through a loader."""
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda' (default auto)")
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="'auto' (CUDA when available), 'cpu' or 'cuda' (default auto)",
+    )
     if workers:
-        p.add_argument("--num-workers", type=int, default=2, help="data loader worker processes (default 2)")
+        p.add_argument(
+            "--num-workers", type=non_negative_int, default=2, help="data loader worker processes (default 2)"
+        )
 
 
 def add_labelled_sets(p: argparse.ArgumentParser) -> None:
@@ -33,8 +114,8 @@ def add_labelled_sets(p: argparse.ArgumentParser) -> None:
         "data.knn_train, else its data.train when labelled)",
     )
     p.add_argument("--val", help="labelled validation set (default: the run's data.val)")
-    p.add_argument("--max-train", type=int, help="cap the training set (fixed stratified subset) to save time")
-    p.add_argument("--max-val", type=int, help="cap the validation set (fixed stratified subset)")
+    p.add_argument("--max-train", type=positive_int, help="cap the training set (fixed stratified subset) to save time")
+    p.add_argument("--max-val", type=positive_int, help="cap the validation set (fixed stratified subset)")
 
 
 def load_frozen(args: argparse.Namespace, at_init: bool = False) -> tuple[str, PretrainConfig, Backbone]:
@@ -43,7 +124,7 @@ def load_frozen(args: argparse.Namespace, at_init: bool = False) -> tuple[str, P
     from vitssl.device import resolve_device
     from vitssl.eval.loading import load_backbone
 
-    device = str(resolve_device(args.device))
+    device = str(resolve_device(args.device, "--device"))
     cfg, backbone = load_backbone(args.checkpoint, at_init=at_init, device=device)
     return device, cfg, backbone
 

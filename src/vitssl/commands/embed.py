@@ -40,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.eval.loading import load_backbone
     from vitssl.export.embed import embed_images, list_inputs
 
-    list_inputs(args.images)  # a wrong path fails before the model is built
+    paths, names = list_inputs(args.images)  # a wrong path fails before the model is built
     device = resolve_device(args.device, key="--device")
     cfg, backbone = load_backbone(args.checkpoint, device=device)
     result = embed_images(
         cfg,
         backbone,
-        args.images,
+        paths,
+        names,
         args.out,
         tokens=args.tokens,
         batch_size=args.batch_size,

@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitssl import distributed as dist
     from vitssl.checkpoints import run_dir_of
     from vitssl.device import resolve_device
     from vitssl.eval.knn import format_knn_table
@@ -73,15 +74,19 @@ def run(args: argparse.Namespace) -> int:
         max_val=args.max_val,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
-        device=str(resolve_device(args.device)),
+        # under torchrun every process extracts its share of the images; rank 0 reports
+        device=str(dist.init_from_env(resolve_device(args.device, "--device"))),
     )
     results: dict[str, dict] = {}
     cfg, method = load_method(args.checkpoint)
     results["pretrained"] = evaluate_knn(cfg, method, settings)
-    print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.checkpoint})"))
     if args.compare_init:
         _, init = load_method(args.checkpoint, at_init=True)
         results["init"] = evaluate_knn(cfg, init, settings)
+    if not dist.is_main():
+        return 0
+    print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.checkpoint})"))
+    if "init" in results:
         print(format_knn_table(results["init"], title="weighted k-NN, same network at initialisation"))
     out = args.out or run_dir_of(args.checkpoint) / "knn.json"
     save_knn_json(results, out, {"checkpoint": str(args.checkpoint), "temperature": args.temperature})

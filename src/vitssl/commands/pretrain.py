@@ -38,6 +38,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override any config key, e.g. optim.lr=1e-3 data.batch_size=128 (values are YAML)",
     )
     p.add_argument("--help-config", action="store_true", help="list every config key with its default and help")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new run even if the run folder holds one: train in RUN-2 (RUN-3, ...) and leave RUN untouched",
+    )
+    resume.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="stop with an error instead of resuming when the run folder already holds a checkpoint",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,12 +62,37 @@ def run(args: argparse.Namespace) -> int:
         args.overrides.insert(0, args.config)
         args.config = None
     cfg = load_config(args.config, args.overrides)
+    cfg = _resume_policy(cfg, fresh=args.fresh, no_resume=args.no_resume)
     result = _train(cfg)
+    from vitssl import distributed as dist
+
+    if not dist.is_main():
+        return 0  # one "finished" line per run, not per process
+    if result.already_finished:
+        print(
+            f"run {result.run_dir} is already finished: step {result.steps}, final loss {result.final_loss:.4f}; "
+            f"its results are in {result.run_dir} (use --fresh to train it again in a new folder)"
+        )
+        return 0
     print(f"finished {result.steps} steps; final loss {result.final_loss:.4f}; run folder {result.run_dir}")
     if result.knn is not None:
         k = cfg.train.knn_k
         print(f"online {k}-NN top-1: {result.knn[k]['top1']:.2f}%")
     return 0
+
+
+def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> PretrainConfig:
+    from vitssl.commands.training import fresh_run_dir
+    from vitssl.errors import VitsslError
+
+    if fresh:
+        return fresh_run_dir(cfg)
+    if no_resume and ((cfg.run_dir / "last.pt").exists() or any(cfg.run_dir.glob("last-*.pt"))):
+        raise VitsslError(
+            f"{cfg.run_dir} already holds a run and --no-resume was given; drop the flag to resume it, use --fresh "
+            "for a new folder, or set train.out_dir"
+        )
+    return cfg
 
 
 def _train(cfg: PretrainConfig) -> FitResult:

@@ -5,6 +5,7 @@ This is the one place that knows which concrete pieces make a run; the trainer r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -13,6 +14,7 @@ from vitssl import distributed as dist
 from vitssl.config import PretrainConfig
 from vitssl.data.build import build_pretrain_data
 from vitssl.device import resolve_device
+from vitssl.engine.run_folder import RunFolder
 from vitssl.engine.trainer import FitResult, Trainer
 from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods import Method, build_method
@@ -24,6 +26,7 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = dist.init_from_env(resolve_device(cfg.train.device))
+    RunFolder(cfg.run_dir, main=dist.is_main()).prepare()  # an unwritable folder is one line, before any work
     if dist.world_size() > 1 and device.type == "cpu" and not cfg.train.threads:
         # processes x threads must not exceed the cores, or the processes measure oversubscription
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size()))
@@ -41,6 +44,15 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
         pin_memory=device.type == "cuda",
     )
     return Trainer(method, data, cfg, device, knn=KNNMonitor.maybe(cfg, device))
+
+
+def fresh_run_dir(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg`` with ``train.out_dir`` moved to the first of RUN, RUN-2, RUN-3, ... that holds no checkpoint."""
+    base, candidate, n = cfg.run_dir, cfg.run_dir, 1
+    while (candidate / "last.pt").exists() or any(candidate.glob("last-*.pt")):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(candidate)))
 
 
 def pretrain(cfg: PretrainConfig, stop_at_step: int | None = None) -> FitResult:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -181,37 +184,157 @@ def require(ok: bool, message: str) -> None:
         raise VitsslError(message)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of a numeric config key (every element of a list key); nan and inf are never allowed."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+AT_LEAST_ONE = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+UNIT = Range(0, 1)
+UNIT_BELOW_ONE = Range(0, 1, high_open=True)  # rates where 1 would drop or freeze everything (drop_path, betas)
+AREA_FRACTION = Range(0, 1, low_open=True)
+SEED = Range(0, 2**32 - 1)  # what every seeded generator (torch, numpy) accepts, with room for per-step offsets
+
+# Every numeric key of the generic sections and its range; tests/test_config.py fails when a key is missing here.
+GENERIC_RANGES: dict[str, Range] = {
+    "data.batch_size": AT_LEAST_ONE,
+    "data.num_workers": NON_NEGATIVE,
+    "data.max_images": AT_LEAST_ONE,
+    "data.mean": UNIT,
+    "data.std": POSITIVE,
+    "data.eval_size": AT_LEAST_ONE,
+    "data.eval_resize": AT_LEAST_ONE,
+    "crops.global_size": AT_LEAST_ONE,
+    "crops.global_scale": AREA_FRACTION,
+    "crops.local_count": NON_NEGATIVE,
+    "crops.local_size": AT_LEAST_ONE,
+    "crops.local_scale": AREA_FRACTION,
+    "crops.jitter_p": UNIT,
+    "crops.brightness": NON_NEGATIVE,
+    "crops.contrast": NON_NEGATIVE,
+    "crops.saturation": NON_NEGATIVE,
+    "crops.hue": Range(0, 0.5),
+    "crops.grayscale_p": UNIT,
+    "crops.blur_radius": POSITIVE,
+    "model.patch_size": AT_LEAST_ONE,
+    "model.img_size": AT_LEAST_ONE,
+    "model.depth": AT_LEAST_ONE,
+    "model.window_size": AT_LEAST_ONE,
+    "model.drop_path": UNIT_BELOW_ONE,
+    "optim.epochs": POSITIVE,
+    "optim.lr": POSITIVE,
+    "optim.min_lr": NON_NEGATIVE,
+    "optim.warmup_epochs": NON_NEGATIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.weight_decay_end": NON_NEGATIVE,
+    "optim.betas": UNIT_BELOW_ONE,
+    "optim.clip_grad": NON_NEGATIVE,
+    "optim.accumulate": AT_LEAST_ONE,
+    "train.seed": SEED,
+    "train.threads": AT_LEAST_ONE,
+    "train.log_every": AT_LEAST_ONE,
+    "train.checkpoint_every": AT_LEAST_ONE,
+    "train.knn_every": NON_NEGATIVE,
+    "train.knn_k": AT_LEAST_ONE,
+    "train.knn_max_train": AT_LEAST_ONE,
+    "train.knn_max_val": AT_LEAST_ONE,
+    "train.picture_every": NON_NEGATIVE,
+    "train.max_nonfinite": AT_LEAST_ONE,
+    "train.keep_checkpoints": AT_LEAST_ONE,
+}
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is 'auto', 'cpu', 'cuda' or 'cuda:N' (whether that GPU exists is checked at run time, so
+    that a GPU run's config still loads on a CPU machine, e.g. for evaluation)."""
+    return _DEVICE.fullmatch(name) is not None
+
+
+def check_range(key: str, value: Any, allowed: Range) -> None:
+    """A one-line error unless ``value`` (each element of a list; None where the key allows it) is in ``allowed``."""
+    if value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    subject = f"every value of {key}" if isinstance(value, list) else key
+    require(
+        all(v in allowed for v in values),
+        f"{subject} must be {allowed}, got {value!r}; fix it in the YAML file or override it with {key}=...",
+    )
+
+
+def check_ranges(section: Any, prefix: str, ranges: dict[str, Range]) -> None:
+    """:func:`check_range` for every ``prefix.key`` of ``ranges`` on the dataclass ``section``."""
+    for key, allowed in ranges.items():
+        name = key.removeprefix(prefix + ".")
+        check_range(key, getattr(section, name), allowed)
+
+
 def validate(cfg: PretrainConfig) -> None:
-    """Range checks that types alone cannot express."""
+    """Range checks that types alone cannot express: every numeric key, then how keys fit together."""
     require(
         cfg.method in method_names(),
         f"unknown method '{cfg.method}'; choose one of {', '.join(method_names())}",
     )
-    require(cfg.data.batch_size >= 1, "data.batch_size must be >= 1")
-    require(cfg.data.num_workers >= 0, "data.num_workers must be >= 0")
+    _check_list_lengths(cfg)
+    for section in ("data", "crops", "model", "optim", "train"):
+        ranges = {k: r for k, r in GENERIC_RANGES.items() if k.startswith(section + ".")}
+        check_ranges(getattr(cfg, section), section, ranges)
+    _check_combinations(cfg)
+    for name in method_sections(cfg.method):
+        check = getattr(cfg.sections[name], "validate", None)
+        if callable(check):
+            check(cfg)  # each method section checks its own keys (and how they fit the rest of the recipe)
+
+
+def _check_list_lengths(cfg: PretrainConfig) -> None:
+    """List keys have a fixed length; checked before their values so that the message names the real problem."""
     require(len(cfg.data.mean) == 3 and len(cfg.data.std) == 3, "data.mean and data.std need 3 values (RGB)")
-    require(all(s > 0 for s in cfg.data.std), "data.std values must be positive")
-    require(
-        len(cfg.crops.blur_radius) == 2 and 0 < cfg.crops.blur_radius[0] <= cfg.crops.blur_radius[1],
-        f"crops.blur_radius must be two numbers 0 < min <= max, got {cfg.crops.blur_radius}",
-    )
-    for key in ("global_scale", "local_scale"):
+    require(len(cfg.optim.betas) == 2, f"optim.betas needs two values, got {cfg.optim.betas}; e.g. [0.9, 0.999]")
+    for key in ("global_scale", "local_scale", "blur_radius"):
         lo_hi = getattr(cfg.crops, key)
         require(
-            len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,
-            f"crops.{key} must be two numbers 0 < min <= max <= 1, got {lo_hi}",
+            len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1],
+            f"crops.{key} must be two numbers [min, max] with min <= max, got {lo_hi}",
         )
-    require(0 <= cfg.crops.hue <= 0.5, f"crops.hue must be in [0, 0.5], got {cfg.crops.hue}")
-    require(cfg.crops.local_count >= 0, "crops.local_count must be >= 0")
-    require(cfg.crops.global_size > 0 and cfg.crops.local_size > 0, "crop sizes must be positive")
-    require(cfg.optim.epochs > 0, "optim.epochs must be > 0")
-    require(cfg.optim.accumulate >= 1, "optim.accumulate must be >= 1")
-    require(cfg.optim.lr > 0, "optim.lr must be > 0")
-    require(len(cfg.optim.betas) == 2, "optim.betas needs two values")
-    require(cfg.train.picture_every >= 0, "train.picture_every must be >= 0 (0: pictures only at the end)")
+
+
+def _check_combinations(cfg: PretrainConfig) -> None:
+    """Keys that are each in range but do not fit together."""
     require(
-        cfg.train.log_every >= 1 and cfg.train.checkpoint_every >= 1,
-        "train.log_every and train.checkpoint_every must be >= 1",
+        is_device_name(cfg.train.device),
+        f"train.device={cfg.train.device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'",
+    )
+    try:
+        cfg.train.out_dir.format(name=cfg.name)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise VitsslError(
+            f"train.out_dir={cfg.train.out_dir!r} may contain only the placeholder {{name}}; remove other braces"
+        ) from None
+    require(
+        cfg.train.knn_k <= cfg.train.knn_max_train,
+        f"train.knn_k={cfg.train.knn_k} exceeds the k-NN memory set cap train.knn_max_train="
+        f"{cfg.train.knn_max_train}; lower train.knn_k or raise train.knn_max_train",
     )
     patch = cfg.model.patch_size
     if patch is not None:
@@ -222,7 +345,3 @@ def validate(cfg: PretrainConfig) -> None:
                 f"crops.{key}={size} is not a multiple of model.patch_size={patch}; "
                 "choose sizes divisible by the patch size",
             )
-    for name in method_sections(cfg.method):
-        check = getattr(cfg.sections[name], "validate", None)
-        if callable(check):
-            check(cfg)  # each method section checks its own keys (and how they fit the rest of the recipe)

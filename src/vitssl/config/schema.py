@@ -67,6 +67,12 @@ class DataConfig:
     )
     mean: list[float] = _f(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
     std: list[float] = _f(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
+    repeated_augmentation: int = _f(
+        1,
+        "Repeated augmentation (DeiT's RASampler, used by SiT's authors with 3): each image of an epoch's "
+        "permutation appears this many times, each copy with its own views, spread over the global batch; the "
+        "epoch keeps its length. 1 = off.",
+    )
     eval_size: int | None = _f(None, "Image side for k-NN evaluation (center crop). Defaults to crops.global_size.")
     eval_resize: int | None = _f(
         None,
@@ -182,6 +188,11 @@ class TrainConfig:
         "many steps, and at the end; 0 = only at the end. Methods without pictures ignore it.",
     )
     max_nonfinite: int = _f(5, "Stop after this many consecutive non-finite losses (each is skipped).")
+    keep_checkpoints: int = _f(
+        2,
+        "Checkpoints kept in the run folder: last.pt and the previous keep_checkpoints - 1 (last-<step>.pt). A torn "
+        "or corrupt newest checkpoint is reported and the run resumes from the newest good one.",
+    )
     progress: bool = _f(True, "Show a progress bar.")
 
 

@@ -11,6 +11,7 @@ from vitssl.data.folders import ImageFolderDataset, ViewTransform
 from vitssl.data.multicrop import CropSpec, EvalTransform, MultiCropTransform
 from vitssl.data.named import resolve_dataset
 from vitssl.data.pretrain import PretrainData
+from vitssl.data.shards import build_shard_dataset, is_shard_spec
 
 
 def build_pretrain_dataset(
@@ -42,9 +43,21 @@ def build_pretrain_data(
     world_size: int = 1,
     pin_memory: bool = False,
 ) -> PretrainData:
-    """The pretraining set of ``cfg`` with a method's views and collate function, split across processes."""
+    """The pretraining set of ``cfg`` with a method's views and collate function, split across processes: an image
+    folder or named dataset, or WebDataset shards (a folder of shards or a brace pattern)."""
+    if is_shard_spec(cfg.data.train):
+        dataset: Any = build_shard_dataset(
+            cfg.data.train,
+            transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std),
+            seed=cfg.train.seed,
+            rank=rank,
+            world_size=world_size,
+            batch_size=cfg.data.batch_size,
+        )
+    else:
+        dataset = build_pretrain_dataset(cfg, views, transform)
     return PretrainData(
-        build_pretrain_dataset(cfg, views, transform),
+        dataset,
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
         seed=cfg.train.seed,
@@ -87,5 +100,7 @@ def knn_memory_spec(cfg: PretrainConfig) -> str | None:
     """The labelled memory set: ``data.knn_train``, else ``data.train`` when it is labelled."""
     if cfg.data.knn_train:
         return cfg.data.knn_train
+    if is_shard_spec(cfg.data.train):
+        return None  # shards are read in a stream; name a labelled folder in data.knn_train for the online k-NN
     _, labelled = resolve_dataset(cfg.data.train, "train", cfg.data.cache_dir)
     return cfg.data.train if labelled else None

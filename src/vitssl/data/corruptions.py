@@ -36,6 +36,7 @@ __all__ = [
     "Corruption",
     "CorruptionPipeline",
     "GrayscalePatch",
+    "Placement",
     "RandomDrop",
     "RandomReplace",
     "replace_in_batch",
@@ -67,18 +68,38 @@ def _check_p(name: str, p: float) -> None:
         raise VitsslError(f"{name} is a probability and must lie in [0, 1], got {p}")
 
 
-def sample_box(height: int, width: int, side: tuple[float, float], draws: Draws) -> tuple[int, int, int, int]:
-    """A random rectangle inside an image: sides uniform in ``side`` (fractions of each image side), at least one
-    pixel, placed uniformly so that it fits.
+Placement = Literal["corner", "inside"]
+PLACEMENTS = ("corner", "inside")
+
+
+def sample_box(
+    height: int, width: int, side: tuple[float, float], draws: Draws, placement: Placement = "inside"
+) -> tuple[int, int, int, int]:
+    """A random rectangle of an image: sides uniform in ``side`` (fractions of each image side), at least one pixel.
+
+    ``placement="inside"`` (vitssl 0.1) places it uniformly so that it fits entirely: every rectangle has the
+    drawn size. ``placement="corner"`` (the SiT authors' code, docs/methods.md 3.1) draws its top-left corner
+    uniformly over the whole image and clips the rectangle at the right and bottom borders, so rectangles near
+    the border are smaller: with sides in (0.05, 1) the expected area is about 0.12 of the image instead of 0.28.
 
     Returns:
         ``(top, left, box_height, box_width)``.
     """
     box_h = min(height, max(1, round(draws.uniform(*side) * height)))
     box_w = min(width, max(1, round(draws.uniform(*side) * width)))
+    if placement == "corner":
+        top, left = draws.below(height), draws.below(width)
+        return top, left, min(box_h, height - top), min(box_w, width - left)
+    if placement != "inside":
+        raise VitsslError(f"unknown rectangle placement {placement!r}; use 'corner' or 'inside'")
     top = draws.below(height - box_h + 1)
     left = draws.below(width - box_w + 1)
     return top, left, box_h, box_w
+
+
+def _check_placement(placement: str) -> None:
+    if placement not in PLACEMENTS:
+        raise VitsslError(f"rectangle placement must be 'corner' or 'inside', got {placement!r}")
 
 
 def _box_mask(height: int, width: int, box: tuple[int, int, int, int]) -> Tensor:
@@ -89,17 +110,23 @@ def _box_mask(height: int, width: int, box: tuple[int, int, int, int]) -> Tensor
 
 
 def rectangles_until(
-    height: int, width: int, side: tuple[float, float], area: tuple[float, float], draws: Draws
+    height: int,
+    width: int,
+    side: tuple[float, float],
+    area: tuple[float, float],
+    draws: Draws,
+    placement: Placement = "inside",
 ) -> Tensor:
-    """Union of random rectangles (sides in ``side``), added until it covers a fraction of the image drawn
-    uniformly in ``area`` (so the covered fraction exceeds the target by at most one rectangle)."""
+    """Union of random rectangles (sides in ``side``, placed as :func:`sample_box` says), added until it covers a
+    fraction of the image drawn uniformly in ``area`` (so the covered fraction exceeds the target by at most one
+    rectangle)."""
     target = draws.uniform(*area)
     mask = torch.zeros(height, width, dtype=torch.bool)
     covered = 0
     for _ in range(_MAX_RECTANGLES):
         if covered >= target * height * width:
             break
-        top, left, box_h, box_w = sample_box(height, width, side, draws)
+        top, left, box_h, box_w = sample_box(height, width, side, draws, placement)
         mask[top : top + box_h, left : left + box_w] = True
         covered = int(mask.sum())
     return mask
@@ -123,19 +150,21 @@ class GrayscalePatch:
     Attributes:
         p: Probability of applying it to a view.
         side: Range of the rectangle's sides as fractions of the image side (SiT: 5% up to the whole side).
+        placement: ``"inside"`` or ``"corner"`` (the authors' clipped rectangles), see :func:`sample_box`.
     """
 
     p: float = 1.0
     side: tuple[float, float] = (0.05, 1.0)
+    placement: Placement = "inside"
 
     def __post_init__(self) -> None:
         _check_p("grayscale patch probability", self.p)
         _check_pair("grayscale patch side", self.side, 0.0, 1.0, low_open=True)
+        _check_placement(self.placement)
 
     def __call__(self, image: Tensor, draws: Draws, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        mask = _box_mask(
-            image.shape[-2], image.shape[-1], sample_box(image.shape[-2], image.shape[-1], self.side, draws)
-        )
+        height, width = image.shape[-2:]
+        mask = _box_mask(height, width, sample_box(height, width, self.side, draws, self.placement))
         grey = image.mean(dim=0, keepdim=True).expand_as(image)
         return torch.where(mask, grey, image), mask
 
@@ -166,24 +195,27 @@ class BlurPatch:
         side: Range of the rectangle's sides as fractions of the image side.
         kernel: Range of the (odd) kernel size, drawn uniformly among the odd sizes in it (SiT: 3..15).
         sigma: Range of the Gaussian's standard deviation in pixels (SiT: 0.1..5.1).
+        placement: ``"inside"`` or ``"corner"`` (the authors' clipped rectangles), see :func:`sample_box`.
     """
 
     p: float = 1.0
     side: tuple[float, float] = (0.05, 1.0)
     kernel: tuple[int, int] = (3, 15)
     sigma: tuple[float, float] = (0.1, 5.1)
+    placement: Placement = "inside"
 
     def __post_init__(self) -> None:
         _check_p("blur patch probability", self.p)
         _check_pair("blur patch side", self.side, 0.0, 1.0, low_open=True)
         _check_pair("blur patch sigma", self.sigma, 0.0, math.inf, low_open=True)
+        _check_placement(self.placement)
         lo, hi = self.kernel
         if not (len(self.kernel) == 2 and 1 <= lo <= hi and lo % 2 == 1 and hi % 2 == 1):
             raise VitsslError(f"blur patch kernel must be two odd sizes 1 <= min <= max, got {list(self.kernel)}")
 
     def __call__(self, image: Tensor, draws: Draws, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         height, width = image.shape[-2:]
-        mask = _box_mask(height, width, sample_box(height, width, self.side, draws))
+        mask = _box_mask(height, width, sample_box(height, width, self.side, draws, self.placement))
         kernel_size = self.kernel[0] + 2 * draws.below((self.kernel[1] - self.kernel[0]) // 2 + 1)
         sigma = draws.uniform(*self.sigma)
         # The whole image is blurred so that the rectangle's border pixels mix with their true neighbours.
@@ -203,6 +235,7 @@ class RandomDrop:
             "zeros": the normalisation mean, i.e. 0 after normalising (the masked variant's zeroing).
         mean: Per-channel normalisation mean of [0, 1] pixels.
         std: Per-channel normalisation standard deviation.
+        placement: ``"inside"`` or ``"corner"`` (the authors' clipped rectangles), see :func:`sample_box`.
     """
 
     p: float = 1.0
@@ -211,6 +244,7 @@ class RandomDrop:
     fill: Literal["noise", "zeros"] = "noise"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    placement: Placement = "inside"
 
     def __post_init__(self) -> None:
         _check_p("random drop probability", self.p)
@@ -218,9 +252,10 @@ class RandomDrop:
         _check_pair("random drop area", self.area, 0.0, 1.0)
         if self.fill not in ("noise", "zeros"):
             raise VitsslError(f"random drop fill must be 'noise' or 'zeros', got {self.fill!r}")
+        _check_placement(self.placement)
 
     def __call__(self, image: Tensor, draws: Draws, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        mask = rectangles_until(image.shape[-2], image.shape[-1], self.side, self.area, draws)
+        mask = rectangles_until(image.shape[-2], image.shape[-1], self.side, self.area, draws, self.placement)
         mean = torch.tensor(self.mean, dtype=image.dtype).view(3, 1, 1)
         if self.fill == "zeros":
             filler = mean.expand_as(image)
@@ -241,19 +276,23 @@ class RandomReplace:
         p: Probability of applying it to a view.
         side: Range of the rectangles' sides as fractions of the image side.
         area: Range of the target covered fraction (SiT: 0..0.3; the masked variant: at least 0.3).
+        placement: ``"inside"`` or ``"corner"`` (the authors' clipped rectangles), see :func:`sample_box`.
     """
 
     p: float = 1.0
     side: tuple[float, float] = (0.05, 0.25)
     area: tuple[float, float] = (0.0, 0.3)
+    placement: Placement = "inside"
 
     def __post_init__(self) -> None:
         _check_p("random replace probability", self.p)
         _check_pair("random replace side", self.side, 0.0, 1.0, low_open=True)
         _check_pair("random replace area", self.area, 0.0, 1.0)
+        _check_placement(self.placement)
 
     def __call__(self, image: Tensor, draws: Draws, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return image, rectangles_until(image.shape[-2], image.shape[-1], self.side, self.area, draws)
+        mask = rectangles_until(image.shape[-2], image.shape[-1], self.side, self.area, draws, self.placement)
+        return image, mask
 
 
 def replace_in_batch(views: Tensor, donors: Tensor, masks: Tensor, shift: int = 1) -> Tensor:

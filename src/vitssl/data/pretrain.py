@@ -2,7 +2,9 @@
 
 Every view is a function of (seed, epoch, image index), and the sampler splits each epoch's permutation across
 processes, so a run sees the same views whatever the number of loader workers, and a resumed run continues with
-exactly the batches it would have seen.
+exactly the batches it would have seen. WebDataset shards (``data.train`` a shard folder or brace pattern) are
+read by :class:`~vitssl.data.shards.ShardDataset`, which splits shards over processes and loader workers; see
+docs/data.md for their resume semantics.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch.utils.data import Dataset
 
 from vitssl.data.batches import ViewBatch
 from vitssl.data.loader import build_loader
+from vitssl.data.shards import ShardDataset, build_shard_loader
 
 
 class PretrainData:
@@ -57,6 +60,18 @@ class PretrainData:
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
+        if isinstance(self.dataset, ShardDataset):
+            return iter(
+                build_shard_loader(
+                    self.dataset,
+                    self.batch_size,
+                    self.num_workers,
+                    epoch=epoch,
+                    start=start_sample,
+                    pin_memory=self.pin_memory,
+                    collate_fn=self.collate_fn,
+                )
+            )
         loader = build_loader(
             self.dataset,
             batch_size=self.batch_size,

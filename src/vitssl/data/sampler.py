@@ -4,6 +4,13 @@ Each epoch's order is a permutation drawn from ``derive_seed(seed, epoch)`` alon
 the same permutation without communicating, and takes its own shard of it. A run resumed in the middle of an
 epoch skips exactly the samples it has already consumed (without loading them), then continues with the same
 samples and, since views are seeded per sample, the same views it would have seen.
+
+Repeated augmentation (``repeats`` > 1; Hoffer et al. 2019, "Augment your batch", arXiv 1901.09335, as DeiT's
+``RASampler`` uses it, Touvron et al. 2021, arXiv 2012.12877, and SiT's authors with 3 repeats): each image of the
+permutation is taken ``repeats`` times, the epoch keeps its length (so it holds about 1 / repeats of the distinct
+images), and the copies of an image are spread over the global batch. A copy is yielded as the *virtual index*
+``repeat * num_samples + index`` (:func:`encode_repeat`); the dataset splits it with :func:`decode_repeat` and
+draws the copy's views from ``sample_generator(seed, epoch, index, repeat)``, so every copy gets different views.
 """
 
 from __future__ import annotations
@@ -17,7 +24,32 @@ from torch.utils.data import Sampler
 from vitssl.data.seeding import derive_seed
 from vitssl.errors import VitsslError
 
-__all__ = ["EpochSampler", "samples_per_rank"]
+__all__ = ["EpochSampler", "decode_repeat", "encode_repeat", "samples_per_rank"]
+
+
+def encode_repeat(index: int, repeat: int, num_samples: int) -> int:
+    """The virtual index of copy ``repeat`` of sample ``index`` (copy 0 is the sample's own index)."""
+    return repeat * num_samples + index
+
+
+def decode_repeat(virtual: int, num_samples: int) -> tuple[int, int]:
+    """``(index, repeat)`` of a virtual index from :func:`encode_repeat` (a plain index gives repeat 0)."""
+    return virtual % num_samples, virtual // num_samples
+
+
+def _repeated_order(order: list[int], repeats: int, total: int) -> list[int]:
+    """Each index of ``order`` ``repeats`` times in a row, as virtual indices, cut to ``total``: copy r of an image
+    is its r-th occurrence."""
+    n = len(order)
+    return [encode_repeat(i, r, n) for i in order for r in range(repeats)][:total]
+
+
+def _spread(chunk: list[int], repeats: int) -> list[int]:
+    """Reorder one global batch of consecutive copies so that the copies of an image are about len/repeats apart
+    (every ``repeats``-th element first, then the next offset...). DeiT sends the copies to different processes;
+    this does the same for any process count without depending on it, and keeps SiT's donor pairs (2k, 2k + 1)
+    from being two copies of one image."""
+    return [x for offset in range(repeats) for x in chunk[offset::repeats]]
 
 
 def samples_per_rank(num_samples: int, world_size: int = 1, batch_size: int = 1, drop_last: bool = True) -> int:
@@ -50,6 +82,8 @@ class EpochSampler(Sampler[int]):
         shuffle: Permute (training) or keep the dataset order (evaluation).
         drop_last: Give every process only whole batches (see :func:`samples_per_rank`).
         batch_size: Samples per batch per process.
+        repeats: Repeated augmentation: copies of each image per epoch (1 = off). Copies are yielded as virtual
+            indices (:func:`encode_repeat`); only for shuffled, ``drop_last`` training loaders.
 
     Raises:
         VitsslError: The dataset holds fewer samples than one batch on every process, with ``drop_last``.
@@ -64,7 +98,10 @@ class EpochSampler(Sampler[int]):
         shuffle: bool = True,
         drop_last: bool = True,
         batch_size: int = 1,
+        repeats: int = 1,
     ) -> None:
+        if repeats < 1 or (repeats > 1 and not (shuffle and drop_last)):
+            raise ValueError(f"repeats must be >= 1, and > 1 only with shuffle and drop_last; got {repeats}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if batch_size < 1 or num_samples < 1:
@@ -76,6 +113,7 @@ class EpochSampler(Sampler[int]):
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.batch_size = batch_size
+        self.repeats = repeats
         self.per_rank = samples_per_rank(num_samples, world_size, batch_size, drop_last)
         if self.per_rank == 0:
             raise VitsslError(
@@ -113,14 +151,18 @@ class EpochSampler(Sampler[int]):
         else:
             order = list(range(self.num_samples))
         total = self.per_rank * self.world_size
+        step = self.world_size * self.batch_size
+        if self.repeats > 1:
+            # The epoch keeps its length: about total / repeats distinct images, each `repeats` times.
+            order = _repeated_order(order, self.repeats, total)
+            order = [x for chunk in range(0, total, step) for x in _spread(order[chunk : chunk + step], self.repeats)]
         # Pad by cycling (several times when there are fewer samples than processes) or truncate.
-        order = (order * math.ceil(total / self.num_samples))[:total]
+        order = (order * math.ceil(total / len(order)))[:total]
         if not self.drop_last:
             return order[self.rank : total : self.world_size]
         # Whole batches: of each global batch (world_size x batch_size consecutive samples of the permutation),
         # process r takes the r-th block. A global step then holds the same images, in the same order, whatever
         # the number of processes, so anything computed within a batch (SiT's pairs) does not depend on it.
-        step = self.world_size * self.batch_size
         start = self.rank * self.batch_size
         return [i for chunk in range(0, total, step) for i in order[chunk + start : chunk + start + self.batch_size]]
 

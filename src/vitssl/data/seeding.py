@@ -39,17 +39,21 @@ def derive_seed(*parts: int) -> int:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
-def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` for one sample of one epoch, seeded with ``derive_seed(seed, epoch, index)``.
+def sample_generator(seed: int, epoch: int, index: int, repeat: int = 0) -> torch.Generator:
+    """A CPU ``torch.Generator`` for one sample of one epoch, seeded with ``derive_seed(seed, epoch, index)``, or
+    ``derive_seed(seed, epoch, index, repeat)`` for the further copies of repeated augmentation.
 
     Args:
         seed: The run's data seed.
         epoch: The epoch (0-based).
         index: The sample's index in the dataset.
+        repeat: Which copy of the sample this epoch (repeated augmentation, :mod:`vitssl.data.sampler`); copy 0
+            keeps the seed it has without repeats, so turning the option on changes no other view.
 
     Returns:
         A freshly seeded generator; drawing from it never touches the global RNG.
     """
     generator = torch.Generator()
-    generator.manual_seed(derive_seed(seed, epoch, index))
+    parts = (seed, epoch, index) if repeat == 0 else (seed, epoch, index, repeat)
+    generator.manual_seed(derive_seed(*parts))
     return generator

@@ -46,6 +46,8 @@ class SiTViewTransform:
         mean: Per-channel normalisation mean of [0, 1] pixels.
         std: Per-channel normalisation standard deviation.
         rotations: The allowed k (multiples of 90 degrees); k is drawn uniformly among them. [0] disables rotation.
+        blur_and_solarize: Also apply each crop's Gaussian blur and solarize (DINO-style views, the masked
+            variant's authors); off by default, which draws no random numbers for them (unchanged views).
 
     Returns (from ``__call__``):
         ``{"views": [corrupted], "targets": [clean], "masks": [(H, W) bool], "replace_masks": [(H, W) bool],
@@ -59,6 +61,7 @@ class SiTViewTransform:
         mean: Sequence[float],
         std: Sequence[float],
         rotations: Sequence[int] = (0, 1, 2, 3),
+        blur_and_solarize: bool = False,
     ) -> None:
         if not crops:
             raise VitsslError("SiT needs at least one view; give it two crops")
@@ -67,6 +70,7 @@ class SiTViewTransform:
         self.crops = list(crops)
         self.corruptions = corruptions
         self.rotations = [int(k) for k in rotations]
+        self.blur_and_solarize = blur_and_solarize
         self._mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
 
@@ -80,7 +84,7 @@ class SiTViewTransform:
         out: dict[str, list[Any]] = {"views": [], "targets": [], "masks": [], "replace_masks": [], "rotations": []}
         for crop in self.crops:
             k = self.rotations[draws.below(len(self.rotations))]
-            clean = rotate(_to_unit_tensor(augment_view(image, crop, draws, blur_and_solarize=False)), k)
+            clean = rotate(_to_unit_tensor(augment_view(image, crop, draws, self.blur_and_solarize)), k)
             corrupted = self.corruptions(clean, draws, generator)
             out["views"].append(self.normalise(corrupted.image))
             out["targets"].append(self.normalise(clean))

@@ -19,18 +19,32 @@ class MetricsLogger:
 
     def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
         self.enabled = enabled
+        self.run_dir = run_dir
         self.path = run_dir / "metrics.jsonl"
-        self._tb = None
-        if enabled and tensorboard:
+        self._tensorboard = enabled and tensorboard
+        self._tb: Any = None
+        self._purge_step: int | None = None
+
+    def _writer(self) -> Any:
+        """The TensorBoard writer, opened on first use (after a resume has set the step to purge from)."""
+        if self._tb is None and self._tensorboard:
+            self._tensorboard = False  # one attempt: a broken install or folder must not stop training
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is a dependency, but a broken install should not stop training
-                self._tb = None
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
+            except Exception as exc:
+                import warnings
+
+                warnings.warn(f"TensorBoard logging is off ({exc}); metrics.jsonl is still written", stacklevel=2)
+        return self._tb
 
     def truncate_after(self, step: int) -> None:
-        """Drop records newer than ``step`` (written after the checkpoint we resume from)."""
+        """Keep the history of the first ``step`` optimiser steps only: what a run resumed at ``step`` will not
+        write again. Step records (a loss) carry the index of the step they describe (0 .. step - 1 are kept);
+        other records (k-NN) carry the number of steps done (up to ``step`` is kept). TensorBoard events after
+        ``step`` are purged when the writer opens."""
+        self._purge_step = step
         if not self.enabled or not self.path.exists():
             return
         kept = []
@@ -39,7 +53,8 @@ class MetricsLogger:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line torn by a kill
-            if record.get("step", -1) <= step:
+            at = record.get("step", -1)
+            if at < step or (at == step and "loss" not in record):
                 kept.append(line)
         self.path.write_text("".join(k + "\n" for k in kept))
 
@@ -53,7 +68,7 @@ class MetricsLogger:
                     )
                     + "\n"
                 )
-            if self._tb is not None:
+            if self._writer() is not None:
                 for key, value in record.items():
                     if key != "step" and math.isfinite(value):
                         self._tb.add_scalar(key, value, step)

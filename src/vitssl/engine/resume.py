@@ -25,6 +25,10 @@ HARMLESS_KEYS = {
     "data.val",
     "data.knn_train",
     "data.cache_dir",
+    # Where the run lives and what it is called are not its recipe: a moved or renamed run folder resumes.
+    "train.out_dir",
+    "name",
+    "train.keep_checkpoints",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vitssl.checkpoints import LAST, load_checkpoint, save_atomic
+from vitssl.checkpoints import LAST, NEW, load_checkpoint, older_checkpoints, save_checkpoint
 from vitssl.config import PretrainConfig, save_config
 from vitssl.engine.logger import MetricsLogger
 from vitssl.errors import VitsslError
@@ -28,9 +28,10 @@ class RunFolder:
         main: Whether this process writes (the main process of a distributed run).
     """
 
-    def __init__(self, path: Path, main: bool = True) -> None:
+    def __init__(self, path: Path, main: bool = True, keep: int = 2) -> None:
         self.path = Path(path)
         self.main = main
+        self.keep = keep
         self._logger: MetricsLogger | None = None
 
     @property
@@ -62,13 +63,17 @@ class RunFolder:
         if self.main:
             save_config(cfg, self.path / "config.yaml")
 
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.exists() or (self.path / NEW).exists() or bool(older_checkpoints(self.path))
+
     def read_checkpoint(self) -> dict[str, Any] | None:
-        """The last checkpoint, or None when the run has none yet."""
-        return load_checkpoint(self.checkpoint_path) if self.checkpoint_path.exists() else None
+        """The newest good checkpoint (a torn or corrupt newest one is reported and skipped), or None."""
+        return load_checkpoint(self.path) if self.path.is_dir() and self.has_checkpoint() else None
 
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        """``last.pt`` (atomic, with a checksum), keeping the previous ``keep - 1`` checkpoints."""
         if self.main:
-            save_atomic(state, self.checkpoint_path)
+            save_checkpoint(state, self.path, self.keep)
         return self.checkpoint_path
 
     def write_picture(self, name: str, step: int, image: np.ndarray) -> Path | None:

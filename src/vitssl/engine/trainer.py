@@ -4,7 +4,9 @@ the loss into an update. The run folder, the precision and the data are collabor
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,13 +25,21 @@ from vitssl.data.batches import ViewBatch
 from vitssl.data.pretrain import PretrainData
 from vitssl.engine.logger import to_float
 from vitssl.engine.precision import Precision
+from vitssl.engine.preemption import StopSignals
 from vitssl.engine.resume import check_resumable
 from vitssl.engine.run_folder import RunFolder
-from vitssl.errors import VitsslError
+from vitssl.errors import Interrupted, VitsslError
 from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods.base import Method
 from vitssl.optim import build_optimizer, clip_gradients_per_tensor_
 from vitssl.schedules import StepState, cosine_schedule
+
+# Newer torch renames DDP's broadcast_buffers=False to forward_sync_buffers=False (and warns about the old name).
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 @dataclass
@@ -39,6 +49,7 @@ class FitResult:
     final_loss: float
     knn: dict[int, dict[str, float]] | None = None
     skipped_steps: int = 0
+    already_finished: bool = False  # the run folder held a finished run: nothing was trained
 
 
 class Trainer:
@@ -64,7 +75,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.method, self.data = cfg, method, data
         self.device = device or torch.device("cpu")
-        self.run = run_folder or RunFolder(cfg.run_dir, main=dist.is_main())
+        self.run = run_folder or RunFolder(cfg.run_dir, main=dist.is_main(), keep=cfg.train.keep_checkpoints)
         self.run_dir = self.run.path
         self.knn = knn
         self.images_per_step = cfg.data.batch_size * cfg.optim.accumulate * dist.world_size()
@@ -81,6 +92,7 @@ class Trainer:
         self.precision = Precision(cfg.train.precision, self.device)
         self.wrapped = self._wrap_for_data_parallel()
         self.step = 0
+        self.last_loss = float("nan")
         self.skipped_steps = 0
         self.consecutive_nonfinite = 0
         self.skipped_images = 0
@@ -111,8 +123,8 @@ class Trainer:
             ddp = DistributedDataParallel(
                 module,
                 device_ids=ids,
-                broadcast_buffers=False,  # BatchNorm statistics are synchronised in the forward pass instead
                 find_unused_parameters=self.method.may_skip_parameters,
+                **_NO_BUFFER_SYNC,  # BatchNorm statistics are synchronised in the forward pass instead
             )
             wrapped.append(ddp)
             return ddp
@@ -150,6 +162,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.precision.state_dict(),
             "step": self.step,
+            "total_steps": self.total_steps,
+            "last_loss": self.last_loss,
             "skipped_steps": self.skipped_steps,
             "rng": rng_state(),
             "rng_ranks": dist.all_gather_object(rng_state()),  # drop-path draws differ per process
@@ -170,6 +184,7 @@ class Trainer:
     def _resume(self) -> bool:
         ckpt = self.run.read_checkpoint()
         if ckpt is None:
+            self.logger.truncate_after(0)  # a run killed before its first checkpoint starts its history again
             return False
         path = self.run.checkpoint_path
         self._check_same_global_batch(ckpt, path)
@@ -184,6 +199,7 @@ class Trainer:
             ) from None
         self.precision.load_state_dict(ckpt.get("scaler"))
         self.step = int(ckpt["step"])
+        self.last_loss = float(ckpt.get("last_loss", float("nan")))
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
         ranks = ckpt.get("rng_ranks") or []
         if len(ranks) == dist.world_size():
@@ -263,10 +279,23 @@ class Trainer:
             stop_at_step: stop early (with a checkpoint) after this optimiser step, as if the run had been
                 interrupted there; the schedules still span the whole run, so re-running continues exactly.
         """
-        resumed = self._resume()
         self.run.prepare()
+        resumed = self._resume()
+        if resumed and self.step >= self.total_steps:
+            return FitResult(self.run_dir, self.step, self.last_loss, None, self.skipped_steps, already_finished=True)
         self.run.save_config(self.cfg)
         self.method.train()
+        with StopSignals() as signals:
+            self._loop(stop_at_step, signals, resumed)
+        if self.step < self.total_steps:
+            return FitResult(self.run_dir, self.step, self.last_loss, None, self.skipped_steps)
+        knn = self._log_knn()
+        self._pictures()
+        self._finish(knn)
+        return FitResult(self.run_dir, self.step, self.last_loss, knn, self.skipped_steps)
+
+    def _loop(self, stop_at_step: int | None, signals: StopSignals, resumed: bool) -> None:
+        """Optimiser steps until the end (or ``stop_at_step``, or a stop signal), then a checkpoint."""
         t = self.cfg.train
         bar = tqdm(
             total=self.total_steps,
@@ -277,7 +306,7 @@ class Trainer:
             unit="step",
         )
         batches: Iterator[ViewBatch] = iter(())
-        epoch, loss, speed = -1, float("nan"), 0.0
+        epoch, speed = -1, 0.0
         last_time = time.perf_counter()
         if self.step == 0 and t.knn_every:
             self._log_knn()  # the curve starts at the network's initialisation
@@ -289,25 +318,32 @@ class Trainer:
             log = self.step % t.log_every == 0 or self.step == self.total_steps - 1
             state = self.state_at(self.step, log=log)
             self.apply_state(state)
-            loss, metrics = self.optimizer_step(batches, state)
+            self.last_loss, metrics = self.optimizer_step(batches, state)
             self.step += 1
             now = time.perf_counter()
             instant = self.images_per_step / max(now - last_time, 1e-9)
             speed = 0.9 * speed + 0.1 * instant if speed else instant  # smoothed for the progress bar
             last_time = now
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{speed:.0f}", epoch=epoch)
+            bar.set_postfix(loss=f"{self.last_loss:.4f}", img_s=f"{speed:.0f}", epoch=epoch)
             if log:
-                self._log_step(state, loss, speed, metrics)
+                self._log_step(state, self.last_loss, speed, metrics)
+            signum = signals.requested(self.device)
+            if signum is not None:
+                bar.close()
+                self._stop_on_signal(signum)
             self._periodic()
         bar.close()
         self.save_checkpoint()
-        if self.step < self.total_steps:
-            return FitResult(self.run_dir, self.step, loss, None, self.skipped_steps)
-        knn = self._log_knn()
-        self._pictures()
-        self._finish(knn)
-        return FitResult(self.run_dir, self.step, loss, knn, self.skipped_steps)
+
+    def _stop_on_signal(self, signum: int) -> None:
+        path = self.save_checkpoint()
+        name = signal.Signals(signum).name
+        raise Interrupted(
+            f"{name} received: stopped after step {self.step} of {self.total_steps} and saved {path}; "
+            "re-run the same command to resume exactly where it stopped",
+            signum,
+        )
 
     def _log_step(self, state: StepState, loss: float, speed: float, metrics: dict[str, Any]) -> None:
         if metrics:  # means over processes, like the loss (one small all-reduce, only on logged steps)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset, Subset
 
+from vitssl import distributed as dist
 from vitssl.config import PretrainConfig
 from vitssl.data.build import build_labelled_dataset, knn_memory_spec
 from vitssl.data.folders import ImageFolderDataset
@@ -40,6 +42,16 @@ class KNNSettings:
     device: str = "cpu"
 
 
+def this_process_share(dataset: Dataset) -> Dataset:
+    """The contiguous block of ``dataset`` this process evaluates (the whole dataset in a single process)."""
+    world, rank = dist.world_size(), dist.rank()
+    if world == 1:
+        return dataset
+    n = len(dataset)  # type: ignore[arg-type]
+    per = -(-n // world)
+    return Subset(dataset, range(min(rank * per, n), min((rank + 1) * per, n)))
+
+
 def dataset_features(
     backbone: Backbone,
     dataset: ImageFolderDataset,
@@ -48,9 +60,17 @@ def dataset_features(
     device: torch.device,
     progress: bool | str = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit-norm pooled features and labels of a whole labelled dataset, in dataset order."""
+    """Unit-norm pooled features and labels of a whole labelled dataset, in dataset order.
+
+    Under torchrun each process extracts one contiguous block of the dataset and the blocks are gathered in
+    rank order: every image once, in dataset order, so the result is the single-process one."""
     loader = build_loader(
-        dataset, batch_size=batch_size, num_workers=num_workers, seed=0, shuffle=False, drop_last=False
+        this_process_share(dataset),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=0,
+        shuffle=False,
+        drop_last=False,
     )
     return extract_features(backbone.pooled, loader, device, progress=progress)
 

@@ -112,9 +112,9 @@ def write_card(
     params = sum(p.numel() for p in backbone.parameters())
     kind = "Swin" if backbone.is_swin else "ViT"
     check_rows = "\n".join(f"| {name} | {value:.2e} |" for name, value in checks.items())
-    text = f"""# {cfg.name}: {cfg.model.backbone} pretrained with {cfg.method}
+    text = f"""# {cfg.model.backbone} pretrained with {cfg.method}
 
-Exported by `vitssl export --format {fmt}` from `{source.checkpoint}` ({source.which} network).
+Exported by `vitssl export --format {fmt}` from `{source.checkpoint}` (run `{cfg.name}`, {source.which} network).
 
 ## Architecture
 

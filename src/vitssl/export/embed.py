@@ -92,7 +92,8 @@ def _check_writable(path: Path) -> None:
 def embed_images(
     cfg: PretrainConfig,
     backbone: Backbone,
-    inputs: Sequence[str | Path],
+    paths: Sequence[Path],
+    names: Sequence[str],
     out: str | Path,
     tokens: bool = False,
     batch_size: int = 64,
@@ -106,7 +107,8 @@ def embed_images(
     Args:
         cfg: The run's config (its eval transform: resize, centre crop, mean/std).
         backbone: The evaluation backbone, in eval mode, on ``device``.
-        inputs: One folder (recursive) or image files.
+        paths: The image files, in row order (see :func:`list_inputs`).
+        names: What the index records for each (e.g. the path relative to the folder).
         out: The features file (``.npy`` added if missing); the index goes next to it as ``.json``.
         tokens: Also write the final patch tokens, (N, T, D), as they come out of the backbone (not normalised),
             to ``<name>.tokens.npy``.
@@ -121,7 +123,8 @@ def embed_images(
     """
     if batch_size < 1:
         raise VitsslError(f"--batch-size must be at least 1, got {batch_size}")
-    paths, names = list_inputs(inputs)
+    if len(paths) != len(names):
+        raise VitsslError(f"embed got {len(paths)} images but {len(names)} names; pass one name per image")
     features_path, index_path, tokens_path = output_paths(out)
     _check_writable(features_path)
     feats = np.lib.format.open_memmap(
@@ -151,7 +154,7 @@ def embed_images(
         "l2_normalised": True,
         "run": run,
         "image_size": int(cfg.data.eval_size or cfg.crops.global_size),
-        "paths": names,
+        "paths": list(names),
     }
     # The index goes last: its presence says the arrays are complete.
     index_path.write_text(json.dumps(index, indent=1) + "\n")

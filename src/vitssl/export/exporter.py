@@ -81,10 +81,10 @@ def _write(
 
             result.checks.update(check_hf_folder(source, out))
     else:
-        from vitssl.export.onnx_file import check_onnx, export_onnx
+        from vitssl.export.onnx_file import check_onnx, export_onnx, onnx_files
 
         path = export_onnx(source, out, tokens=tokens, dynamic_size=dynamic_size)
-        result.files.append(path)
+        result.files += onnx_files(path)
         result.checks.update(check_onnx(source, path, tokens=tokens, dynamic_size=dynamic_size))
     return result
 

@@ -49,8 +49,15 @@ def check_hf_folder(source: ExportSource, out: Path) -> dict[str, float]:
         VitsslError: transformers does not load it as TimmWrapperModel, or outputs differ by > ``HF_TOLERANCE``.
     """
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
-    model, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the CLI prints its own one-line result
+    try:
+        model, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     if type(model).__name__ != "TimmWrapperModel":
         raise VitsslError(f"transformers loaded {out} as {type(model).__name__}, not TimmWrapperModel; please report")
     unmatched = [f"{kind} {sorted(keys)[:3]}" for kind, keys in info.items() if keys]
@@ -61,9 +68,8 @@ def check_hf_folder(source: ExportSource, out: Path) -> dict[str, float]:
     with torch.no_grad():
         out_hf = model(pixel_values=x)
         ref = source.backbone(x)
-        diffs = {
-            "hf last_hidden_state": max_abs_diff(source.backbone.model.forward_features(x), out_hf.last_hidden_state)
-        }
+        tokens = source.backbone.model.forward_features(x)  # type: ignore[operator]  # a timm method
+        diffs = {"hf last_hidden_state": max_abs_diff(tokens, out_hf.last_hidden_state)}
         if pooler_is_pooled(source):
             diffs["hf pooler_output"] = max_abs_diff(ref.pooled, out_hf.pooler_output)
         else:  # e.g. SiT's contrastive token: taken from last_hidden_state as the model card says

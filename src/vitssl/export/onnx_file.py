@@ -83,6 +83,11 @@ def export_onnx(source: ExportSource, out: Path, tokens: bool = False, dynamic_s
     return path
 
 
+def onnx_files(path: Path) -> list[Path]:
+    """The ONNX file and, for a model over 2 GB, its external weights file next to it."""
+    return [p for p in (path, path.with_name(path.name + ".data")) if p.is_file()]
+
+
 def check_onnx(source: ExportSource, path: Path, tokens: bool = False, dynamic_size: bool | None = None) -> dict:
     """Run the file with onnxruntime (CPU) and compare with PyTorch: batch 2 and 3 at the run's size, and for a
     dynamic-size export also a non-square size.

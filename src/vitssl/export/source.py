@@ -61,16 +61,20 @@ def load_export_source(checkpoint: str | Path, which: Which | None = None) -> Ex
     from vitssl.eval.loading import load_method
 
     cfg, method = load_method(checkpoint)
-    teacher = getattr(method, "teacher", None)
+    networks = {name: getattr(method, name, None) for name in ("teacher", "student")}
+    if not isinstance(networks["student"], nn.ModuleDict):
+        raise VitsslError(f"method {cfg.method} has no student network to export; export supports dino, esvit, sit")
     if which is None:
-        which = "teacher" if teacher is not None else "student"
-    if which == "teacher" and teacher is None:
+        which = "teacher" if networks["teacher"] is not None else "student"
+    network = networks[which]
+    if not isinstance(network, nn.ModuleDict):
         raise VitsslError(f"method {cfg.method} of {checkpoint} has no teacher; export it with --which student")
-    network = teacher if which == "teacher" else method.student
     network.eval()
     for p in network.parameters():
         p.requires_grad_(False)
     backbone = network["backbone"]
+    if not isinstance(backbone, Backbone):
+        raise VitsslError(f"the {which} of method {cfg.method} has no vitssl backbone to export")
     return ExportSource(cfg, Path(checkpoint), run_dir_of(checkpoint), which, network, backbone)
 
 

@@ -122,6 +122,8 @@ class EsViTLoss(nn.Module):
         center_momentum: momentum of both centres.
         view_weight: weight of the view-level term (0.5 in the paper).
         region_weight: weight of the region-level term (0.5 in the paper; 0 gives DINO times ``view_weight``).
+            The method passes ``view_weight=1`` to :meth:`parts` whenever the region term is off, so that its
+            view-only phase trains on the plain DINO loss, as the authors' code does (docs/methods.md 2.3).
     """
 
     center: Tensor
@@ -159,10 +161,13 @@ class EsViTLoss(nn.Module):
         teacher_feat: Sequence[Tensor],
         teacher_temp: float,
         region_weight: float | None = None,
+        view_weight: float | None = None,
     ) -> EsViTLossParts:
-        """The loss and its parts. ``region_weight`` overrides the constructor's (e.g. 0 before the region loss
-        starts, in which case the region term is not computed at all)."""
+        """The loss and its parts. ``region_weight`` and ``view_weight`` override the constructor's (e.g. region
+        weight 0 and view weight 1 before the region loss starts: the region term is then not computed at all
+        and the total is the plain DINO loss)."""
         w_region = self.region_weight if region_weight is None else region_weight
+        w_view = self.view_weight if view_weight is None else view_weight
         t_view = self.teacher_view_probs(teacher_view, teacher_temp)
         s_view = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_view]
         t_region = self.teacher_region_probs(teacher_region, teacher_temp) if w_region else []
@@ -180,7 +185,7 @@ class EsViTLoss(nn.Module):
             cover_total = cover_total + _coverage(index, teacher_feat[g].shape[1])
         view, region = view_total / len(pairs), region_total / len(pairs)
         return EsViTLossParts(
-            total=self.view_weight * view + w_region * region,
+            total=w_view * view + w_region * region,
             view=view.detach(),
             region=region.detach(),
             similarity=sim_total / len(pairs),

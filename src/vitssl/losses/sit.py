@@ -11,6 +11,7 @@ All functions are pure: no state, no side effects; the only cross-process step i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from vitssl.errors import VitsslError
 
 __all__ = [
     "FixedWeighting",
+    "InfoNCEScale",
     "UncertaintyWeighting",
     "gather_with_grad",
     "info_nce",
@@ -101,9 +103,34 @@ def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2) -> Tensor:
     return F.cross_entropy(q @ k.T / temperature, labels)
 
 
-def symmetric_info_nce(s1: Tensor, s2: Tensor, t1: Tensor, t2: Tensor, temperature: float = 0.2) -> Tensor:
-    """Symmetric InfoNCE: student view 1 against teacher view 2 and student view 2 against teacher view 1."""
-    return 0.5 * (info_nce(s1, t2, temperature) + info_nce(s2, t1, temperature))
+InfoNCEScale = Literal["two_tau_sum", "mean"]
+
+
+def symmetric_info_nce(
+    s1: Tensor, s2: Tensor, t1: Tensor, t2: Tensor, temperature: float = 0.2, scale: InfoNCEScale = "mean"
+) -> Tensor:
+    """Symmetric InfoNCE: student view 1 against teacher view 2 and student view 2 against teacher view 1.
+
+    Args:
+        s1: (B, D) student embeddings of the corrupted view 1.
+        s2: (B, D) student embeddings of the corrupted view 2.
+        t1: (B, D) teacher embeddings of the clean view 1 (detached).
+        t2: (B, D) teacher embeddings of the clean view 2 (detached).
+        temperature: Softmax temperature tau (0.2 in the masked variant).
+        scale: How the two directions are combined. ``"two_tau_sum"``: each direction multiplied by 2 tau and the
+            two summed, as the SiT authors' 2022 code does (the MoCo v3 convention, Chen et al. 2021, arXiv
+            2104.02057, which makes the gradient scale independent of tau); ``"mean"``: the plain mean of the two
+            (vitssl 0.1). ``two_tau_sum = 4 tau x mean``, i.e. 0.8 x the mean at tau = 0.2.
+
+    Returns:
+        The scalar loss (float32).
+    """
+    forward, backward = info_nce(s1, t2, temperature), info_nce(s2, t1, temperature)
+    if scale == "two_tau_sum":
+        return 2.0 * temperature * (forward + backward)
+    if scale == "mean":
+        return 0.5 * (forward + backward)
+    raise VitsslError(f"unknown InfoNCE scale {scale!r}; use 'two_tau_sum' or 'mean'")
 
 
 def rotation_loss(logits: Tensor, labels: Tensor) -> Tensor:

@@ -6,10 +6,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vitssl.config import field_with_help as _f
-from vitssl.config import require
+from vitssl.config.loading import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT, UNIT_BELOW_ONE, Range, check_ranges
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
+
+
+# Every numeric key of the section and its range; tests/test_config.py fails when a key is missing here.
+DINO_RANGES: dict[str, Range] = {
+    "dino.out_dim": Range(2),  # a softmax over one prototype is constant: no learning signal
+    "dino.hidden_dim": AT_LEAST_ONE,
+    "dino.bottleneck_dim": AT_LEAST_ONE,
+    "dino.student_temp": POSITIVE,
+    "dino.teacher_temp": POSITIVE,
+    "dino.warmup_teacher_temp": POSITIVE,
+    "dino.warmup_teacher_temp_epochs": NON_NEGATIVE,
+    "dino.center_momentum": UNIT_BELOW_ONE,  # 1 would freeze the centre at its initial zeros
+    "dino.momentum_teacher": UNIT,
+    "dino.freeze_last_layer": NON_NEGATIVE,
+}
 
 
 @dataclass
@@ -48,10 +63,4 @@ class DINOConfig:
 
     def validate(self, cfg: PretrainConfig) -> None:
         """Ranges of the ``dino`` keys (config loading calls it when the method reads this section)."""
-        require(0 <= self.momentum_teacher <= 1, "dino.momentum_teacher must be in [0, 1]")
-        require(0 <= self.center_momentum < 1, "dino.center_momentum must be in [0, 1)")
-        require(
-            self.teacher_temp > 0 and self.warmup_teacher_temp > 0 and self.student_temp > 0,
-            "temperatures must be > 0",
-        )
-        require(self.out_dim >= 2, "dino.out_dim must be >= 2")
+        check_ranges(self, "dino", DINO_RANGES)

@@ -72,7 +72,9 @@ class EsViT(Method):
             t_region,
             [f.tokens.detach() for f in t.feats],
             temp,
+            # View-only phase: the authors train on the plain DINO loss, not view_weight x DINO (docs/methods.md 2.3).
             region_weight=None if regions else 0.0,
+            view_weight=None if regions else 1.0,
         )
         self._pending_teacher.extend(t_view)
         self._pending_region.extend(t_region)

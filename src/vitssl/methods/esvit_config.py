@@ -6,10 +6,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vitssl.config import field_with_help as _f
-from vitssl.config import require
+from vitssl.config.loading import NON_NEGATIVE, Range, check_ranges
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
+
+
+# Every numeric key of the section and its range; tests/test_config.py fails when a key is missing here.
+ESVIT_RANGES: dict[str, Range] = {
+    "esvit.view_weight": NON_NEGATIVE,
+    "esvit.region_weight": NON_NEGATIVE,
+    "esvit.region_loss_start": NON_NEGATIVE,
+}
 
 
 @dataclass
@@ -27,7 +35,5 @@ class EsViTConfig:
     )
 
     def validate(self, cfg: PretrainConfig) -> None:
-        require(
-            self.view_weight >= 0 and self.region_weight >= 0 and self.region_loss_start >= 0,
-            "esvit.view_weight, esvit.region_weight and esvit.region_loss_start must be >= 0",
-        )
+        """Ranges of the ``esvit`` keys (config loading calls it for esvit runs)."""
+        check_ranges(self, "esvit", ESVIT_RANGES)

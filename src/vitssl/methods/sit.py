@@ -59,11 +59,22 @@ NUM_VIEWS = 2
 # a_t of the uncertainty weighting: 1 for the classification-type losses, 0.5 for the L1 (docs/methods.md 3.3)
 UNCERTAINTY_SCALES = {"rot": 1.0, "con": 1.0, "rec": 0.5}
 _TOKEN_NAMES = ("cls_token", "reg_token")
+_POS_EMBED = "pos_embed"  # the authors' no_weight_decay set is {pos_embed, the two tokens} (docs/methods.md 3.2)
+
+
+# DINO's (blur p, solarize p) of its two global crops (Caron et al. 2021), used by sit.view_augment=dino.
+DINO_GLOBAL_BLUR_SOLARIZE = ((1.0, 0.0), (0.1, 0.2))
 
 
 def sit_crops(cfg: PretrainConfig) -> list[CropSpec]:
-    """SiT's two views: random resized crop, flip, colour jitter (crops.* settings), no blur or solarize."""
+    """SiT's two views: random resized crop, flip, colour jitter (crops.* settings); no blur or solarize, or with
+    ``sit.view_augment=dino`` DINO's blur and solarize of its two global crops (the masked variant's authors)."""
     c = cfg.crops
+    if cfg.sit.view_augment == "dino":
+        return [
+            crop_spec(c, c.global_size, c.global_scale, blur_p=blur, solarize_p=solarize)
+            for blur, solarize in DINO_GLOBAL_BLUR_SOLARIZE
+        ]
     return [crop_spec(c, c.global_size, c.global_scale, blur_p=0.0, solarize_p=0.0)] * NUM_VIEWS
 
 
@@ -73,17 +84,22 @@ def _pair(values: list[float]) -> tuple[float, float]:
 
 def corruption_pipeline(cfg: PretrainConfig) -> CorruptionPipeline:
     """The configured corruptions, in SiT's order (colour distortion of the whole view first, then grayscale
-    patch, blur patch, random drop and random replace); those with probability 0 are left out."""
-    s = cfg.sit
+    patch, blur patch, random drop and random replace); those with probability 0 are left out. Keys left at None
+    take the variant's defaults (``SiTConfig.resolved``)."""
+    s = cfg.sit.resolved()
     mean, std = cfg.data.mean, cfg.data.std
+    where = s.box_placement
+    assert s.grayscale_p is not None and s.blur_p is not None and s.drop_area is not None  # resolved
+    assert s.drop_fill is not None and s.replace_p is not None and s.replace_area is not None
     steps: list[Corruption] = [
         ColourDistortion(p=s.distort_p, strength=s.distort_strength),
-        GrayscalePatch(p=s.grayscale_p, side=_pair(s.grayscale_side)),
+        GrayscalePatch(p=s.grayscale_p, side=_pair(s.grayscale_side), placement=where),
         BlurPatch(
             p=s.blur_p,
             side=_pair(s.blur_side),
             kernel=(int(s.blur_kernel[0]), int(s.blur_kernel[1])),
             sigma=_pair(s.blur_sigma),
+            placement=where,
         ),
         RandomDrop(
             p=s.drop_p,
@@ -92,10 +108,11 @@ def corruption_pipeline(cfg: PretrainConfig) -> CorruptionPipeline:
             fill=s.drop_fill,
             mean=(mean[0], mean[1], mean[2]),
             std=(std[0], std[1], std[2]),
+            placement=where,
         ),
-        RandomReplace(p=s.replace_p, side=_pair(s.replace_side), area=_pair(s.replace_area)),
+        RandomReplace(p=s.replace_p, side=_pair(s.replace_side), area=_pair(s.replace_area), placement=where),
     ]
-    return CorruptionPipeline([step for step in steps if step.p > 0], s.replace_excludes_drop)
+    return CorruptionPipeline([step for step in steps if step.p > 0], bool(s.replace_excludes_drop))
 
 
 def sit_rotations(cfg: PretrainConfig) -> list[int]:
@@ -157,16 +174,24 @@ class SiT(Method):
         cfg, s = self.cfg, self.cfg.sit
         m = cfg.model
         backbone = build_sit_backbone(
-            m.backbone, m.patch_size, m.img_size or cfg.crops.global_size, m.depth, drop_path, s.knn_feature
+            m.backbone,
+            m.patch_size,
+            m.img_size or cfg.crops.global_size,
+            m.depth,
+            drop_path,
+            s.knn_feature,
+            s.contrastive_token,
         )
         net = SiTNetwork({"backbone": backbone})
         dim = backbone.embed_dim
         if "rot" in heads and self.use_rotation:
             net["rot"] = RotationHead(dim)
         if "con" in heads:
-            net["con"] = ContrastiveHead(dim, s.proj_dim, s.proj_hidden_dim)
+            net["con"] = ContrastiveHead(dim, s.proj_dim, s.proj_hidden_dim, s.proj_layers, s.proj_batch_norm)
         if "rec" in heads:
-            net["rec"] = ReconstructionHead(dim, backbone.patch_size, s.rec_hidden_dim)
+            net["rec"] = ReconstructionHead(
+                dim, backbone.patch_size, s.rec_hidden_dim, kind=s.rec_head, mlp_layers=s.rec_mlp_layers
+            )
         return net
 
     @staticmethod
@@ -181,7 +206,12 @@ class SiT(Method):
 
     def train_transform(self) -> SiTViewTransform:
         return SiTViewTransform(
-            self.views, corruption_pipeline(self.cfg), self.cfg.data.mean, self.cfg.data.std, self.rotations
+            self.views,
+            corruption_pipeline(self.cfg),
+            self.cfg.data.mean,
+            self.cfg.data.std,
+            self.rotations,
+            blur_and_solarize=self.cfg.sit.view_augment == "dino",
         )
 
     def train_collate(self) -> SiTCollate:
@@ -208,7 +238,8 @@ class SiT(Method):
             assert self.teacher is not None
             with torch.no_grad():
                 t1, t2 = self.teacher(targets).contrastive.chunk(NUM_VIEWS)
-            losses["con"] = symmetric_info_nce(z1, z2, t1, t2, self.cfg.sit.masked_temperature)
+            s = self.cfg.sit
+            losses["con"] = symmetric_info_nce(z1, z2, t1, t2, s.masked_temperature, s.info_nce_scale)
             losses["rec"] = reconstruction_l1(out.reconstruction, targets, torch.cat(batch.masks))
         else:
             if self.use_rotation:
@@ -235,12 +266,14 @@ class SiT(Method):
         return modules
 
     def param_groups(self) -> list[dict]:
-        """DINO's groups (no weight decay for biases and 1-D tensors), plus SiT's two tokens and the learned
-        uncertainties without weight decay (docs/methods.md 3.2, 3.3)."""
+        """DINO's groups (no weight decay for biases and 1-D tensors), plus, as in the authors' ``no_weight_decay``,
+        SiT's two tokens and the position embedding (unless ``sit.decay_pos_embed``) without weight decay; the
+        learned uncertainties are 0-d and get none either (docs/methods.md 3.2, 3.3)."""
+        excluded = _TOKEN_NAMES if self.cfg.sit.decay_pos_embed else (*_TOKEN_NAMES, _POS_EMBED)
         named = list(self.student.named_parameters()) + list(self.weighting.named_parameters(prefix="weighting"))
-        tokens = [p for n, p in named if n.endswith(_TOKEN_NAMES) and p.requires_grad]
-        groups = param_groups((n, p) for n, p in named if not n.endswith(_TOKEN_NAMES))
-        groups[1]["params"].extend(tokens)
+        extra = [p for n, p in named if n.endswith(excluded) and p.requires_grad]
+        groups = param_groups((n, p) for n, p in named if not n.endswith(excluded))
+        groups[1]["params"].extend(extra)
         return groups
 
     def eval_backbone(self) -> SiTBackbone:

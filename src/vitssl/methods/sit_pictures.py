@@ -7,22 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
+
+from vitssl.data.normalise import to_uint8
 
 __all__ = ["reconstruction_grid", "save_reconstruction_grid"]
 
 _MIN_SIDE = 96  # small views (32 px) are enlarged with nearest-neighbour so a pixel stays a visible square
 _GAP = 2
-
-
-def _to_uint8(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """(N, 3, H, W) normalised images -> (N, H, W, 3) uint8."""
-    m = torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1)
-    pixels = (images.detach().float().cpu() * s + m).clamp(0, 1)
-    return (pixels.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def reconstruction_grid(
@@ -47,7 +40,7 @@ def reconstruction_grid(
         An RGB image.
     """
     masks = mask.detach().cpu().bool().unsqueeze(-1).expand(*mask.shape, 3).numpy().astype(np.uint8) * 255
-    rows = [_to_uint8(x, mean, std) for x in (clean, corrupted, reconstructed)] + [masks]
+    rows = [to_uint8(x, mean, std) for x in (clean, corrupted, reconstructed)] + [masks]
     n, h, w, _ = rows[0].shape
     scale = max(1, -(-_MIN_SIDE // max(h, w)))
     cell_h, cell_w = h * scale, w * scale

@@ -52,8 +52,6 @@ class DetectionBackbone(nn.Module):
         super().__init__()
         if out_channels < 8:
             raise VitsslError(f"the pyramid needs at least 8 channels, got {out_channels}; raise --fpn-channels")
-                f"the pyramid width must be a multiple of 16 (FCOS uses 16 norm groups), got {out_channels}"
-            )
         self.body = body
         self.out_channels = out_channels
         self.frozen = False
@@ -256,7 +254,9 @@ def build_detector(
     if detector not in DETECTORS:
         raise VitsslError(f"unknown detector '{detector}'; use one of {', '.join(DETECTORS)}")
     if detector == "fcos" and pyramid.out_channels % 32:
-        raise VitsslError(f"FCOS's heads use 32 norm groups: --fpn-channels must be a multiple of 32, not {pyramid.out_channels}")
+        raise VitsslError(
+            f"FCOS's heads use 32 norm groups: --fpn-channels must be a multiple of 32, not {pyramid.out_channels}"
+        )
     if num_classes < 1 or image_size < pyramid.size_divisible:
         raise VitsslError(
             f"need at least one class and an image size of at least {pyramid.size_divisible} px "

@@ -29,6 +29,9 @@ __all__ = [
 ROTATION_TOKEN = 0  # the [CLS] slot
 CONTRASTIVE_TOKEN = 1  # the register-token slot
 KNNFeature = Literal["contrastive", "rotation", "patch_mean", "tokens_mean"]
+ContrastiveToken = Literal["register", "cls"]
+ReconstructionKind = Literal["linear", "mlp_deconv"]
+_TOKEN_SLOTS = {"register": CONTRASTIVE_TOKEN, "cls": ROTATION_TOKEN}
 
 
 @dataclass
@@ -55,9 +58,14 @@ class SiTBackbone(Backbone):
         model: A timm ViT with exactly two prefix tokens ([CLS] + one register token).
         feature: What ``pooled`` returns: the ``contrastive`` token, the ``rotation`` token, the mean of the
             patch tokens (``patch_mean``) or of all final tokens (``tokens_mean``).
+        contrastive_token: Which slot carries the contrastive embedding: the register token (``"register"``,
+            SiT 2021's dedicated token) or the [CLS] token (``"cls"``, the authors' 2022 masked variant, which has
+            a single [CLS] token; only meaningful without a rotation task).
     """
 
-    def __init__(self, model: nn.Module, feature: KNNFeature = "contrastive") -> None:
+    def __init__(
+        self, model: nn.Module, feature: KNNFeature = "contrastive", contrastive_token: ContrastiveToken = "register"
+    ) -> None:
         super().__init__(model)
         if self.num_prefix_tokens != 2:
             raise VitsslError(
@@ -67,7 +75,10 @@ class SiTBackbone(Backbone):
             raise VitsslError(
                 f"unknown SiT k-NN feature {feature!r}; use contrastive, rotation, patch_mean or tokens_mean"
             )
+        if contrastive_token not in _TOKEN_SLOTS:
+            raise VitsslError(f"unknown SiT contrastive token {contrastive_token!r}; use 'register' or 'cls'")
         self.feature = feature
+        self.contrastive_slot = _TOKEN_SLOTS[contrastive_token]
 
     def final_tokens(self, images: Tensor) -> Tensor:
         """(B, 2 + N, D) tokens after the final norm: rotation, contrastive, then the patches."""
@@ -77,14 +88,14 @@ class SiTBackbone(Backbone):
         """One forward pass, returning the rotation token, the contrastive token and the patch tokens."""
         out = self.final_tokens(images)
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
-        return SiTTokens(out[:, ROTATION_TOKEN], out[:, CONTRASTIVE_TOKEN], out[:, 2:], grid)
+        return SiTTokens(out[:, ROTATION_TOKEN], out[:, self.contrastive_slot], out[:, 2:], grid)
 
     def forward(self, images: Tensor) -> Features:
         out = self.final_tokens(images)
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         pooled = {
             "rotation": lambda: out[:, ROTATION_TOKEN],
-            "contrastive": lambda: out[:, CONTRASTIVE_TOKEN],
+            "contrastive": lambda: out[:, self.contrastive_slot],
             "patch_mean": lambda: out[:, 2:].mean(dim=1),
             "tokens_mean": lambda: out.mean(dim=1),
         }[self.feature]()
@@ -98,6 +109,7 @@ def build_sit_backbone(
     depth: int | None,
     drop_path_rate: float,
     feature: KNNFeature = "contrastive",
+    contrastive_token: ContrastiveToken = "register",
 ) -> SiTBackbone:
     """A randomly initialised ViT with a rotation token ([CLS]) and a contrastive token (a register token)."""
     base = build_backbone(
@@ -105,7 +117,7 @@ def build_sit_backbone(
     )
     if getattr(base.model, "cls_token", None) is None:
         raise VitsslError(f"backbone '{name}' has no [CLS] token; SiT needs a ViT with class_token=True")
-    return SiTBackbone(base.model, feature)
+    return SiTBackbone(base.model, feature, contrastive_token)
 
 
 class RotationHead(nn.Linear):
@@ -116,42 +128,84 @@ class RotationHead(nn.Linear):
 
 
 class ContrastiveHead(nn.Module):
-    """Projection of the contrastive token: Linear(D, out) (the paper), or Linear-GELU-Linear with ``hidden_dim``.
+    """Projection of the contrastive token: Linear(D, out) (SiT 2021), or an MLP with ``hidden_dim``.
+
+    The MLP is ``layers - 1`` blocks of Linear(., hidden) [-> BatchNorm1d] -> GELU, then Linear(hidden, out). The
+    authors' 2022 masked variant uses 3 layers, width 4096, BatchNorm and a 256-d output (docs/methods.md 3.4);
+    under torchrun the trainer turns its BatchNorm into a cross-process one (docs/methods.md 4.4).
 
     Args:
         dim: Token width D.
-        out_dim: Embedding size (512 in SiT).
+        out_dim: Embedding size (512 in SiT 2021, 256 in the masked variant).
         hidden_dim: 0 for a single linear layer, else the MLP's hidden width.
+        layers: Linear layers of the MLP (>= 2; ignored when ``hidden_dim`` is 0).
+        batch_norm: BatchNorm1d after every hidden linear layer.
     """
 
-    def __init__(self, dim: int, out_dim: int = 512, hidden_dim: int = 0) -> None:
+    def __init__(
+        self, dim: int, out_dim: int = 512, hidden_dim: int = 0, layers: int = 2, batch_norm: bool = False
+    ) -> None:
         super().__init__()
-        if hidden_dim > 0:
-            self.net: nn.Module = nn.Sequential(nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
-        else:
-            self.net = nn.Linear(dim, out_dim)
+        if hidden_dim <= 0:
+            self.net: nn.Module = nn.Linear(dim, out_dim)
+            return
+        if layers < 2:
+            raise VitsslError(f"an MLP projection head needs at least 2 layers, got {layers}")
+        blocks: list[nn.Module] = []
+        width = dim
+        for _ in range(layers - 1):
+            blocks.append(nn.Linear(width, hidden_dim))
+            if batch_norm:
+                blocks.append(nn.BatchNorm1d(hidden_dim))
+            blocks.append(nn.GELU())
+            width = hidden_dim
+        blocks.append(nn.Linear(hidden_dim, out_dim))
+        self.net = nn.Sequential(*blocks)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
 
 class ReconstructionHead(nn.Module):
-    """Patch tokens -> (optional MLP) -> ``patch * patch * 3`` pixels per token -> the image.
+    """Patch tokens -> the image, in normalised pixel space like the targets.
 
-    Equivalent to a ConvTranspose2d with kernel = stride = patch; works for any patch and image size because the
-    grid comes with the tokens. The output is in normalised pixel space, like the targets.
+    ``kind="linear"`` (vitssl's default): optional Linear-GELU of width ``hidden_dim``, then a linear map to
+    ``patch * patch * 3`` pixels per token, put back in place (a ConvTranspose2d with kernel = stride = patch,
+    but with one bias per output pixel). ``kind="mlp_deconv"``: the SiT authors' head, ``mlp_layers`` blocks of
+    Linear(D, D) -> GELU on every token, then ConvTranspose2d(D, 3, kernel = stride = patch) (one bias per
+    channel; docs/methods.md 3.2 and 3.4). Both work for any patch and image size: the grid comes with the tokens.
 
     Args:
         dim: Token width D.
         patch_size: Side of the patch each token reconstructs.
-        hidden_dim: 0 for a linear map, else the width of a Linear-GELU before it.
+        hidden_dim: ``linear`` only: 0 for a linear map, else the width of a Linear-GELU before it.
         channels: Image channels.
+        kind: ``"linear"`` or ``"mlp_deconv"``.
+        mlp_layers: ``mlp_deconv`` only: the number of Linear(D, D) -> GELU blocks (3 in the authors' code).
     """
 
-    def __init__(self, dim: int, patch_size: int, hidden_dim: int = 0, channels: int = 3) -> None:
+    def __init__(
+        self,
+        dim: int,
+        patch_size: int,
+        hidden_dim: int = 0,
+        channels: int = 3,
+        kind: ReconstructionKind = "linear",
+        mlp_layers: int = 3,
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.channels = channels
+        self.kind = kind
+        if kind == "mlp_deconv":
+            blocks: list[nn.Module] = []
+            for _ in range(mlp_layers):
+                blocks += [nn.Linear(dim, dim), nn.GELU()]
+            self.mlp = nn.Sequential(*blocks)
+            self.deconv = nn.ConvTranspose2d(dim, channels, kernel_size=patch_size, stride=patch_size)
+            return
+        if kind != "linear":
+            raise VitsslError(f"unknown reconstruction head {kind!r}; use 'linear' or 'mlp_deconv'")
         layers: list[nn.Module] = []
         if hidden_dim > 0:
             layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
@@ -160,10 +214,14 @@ class ReconstructionHead(nn.Module):
 
     def forward(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
         """(B, N, D) row-major tokens over ``grid`` -> (B, C, rows * patch, cols * patch) image."""
-        b, n, _ = tokens.shape
+        b, n, d = tokens.shape
         rows, cols = grid
         if n != rows * cols:
             raise VitsslError(f"reconstruction got {n} tokens for a {rows}x{cols} grid")
+        if self.kind == "mlp_deconv":
+            # (B, N, D) -> (B, D, rows, cols): the token grid as a feature map for the transposed convolution
+            features = self.mlp(tokens).transpose(1, 2).reshape(b, d, rows, cols)
+            return self.deconv(features)
         p, c = self.patch_size, self.channels
         pixels = self.net(tokens).view(b, rows, cols, c, p, p)
         # (B, rows, cols, C, p, p) -> (B, C, rows, p, cols, p): each token's patch goes back to its place

@@ -151,7 +151,10 @@ def _read_folder(path: Path) -> tuple[dict[str, Tensor], str]:
         return load_checkpoint(path)["method"], str(path / "last.pt")
     index = path / "model.safetensors.index.json"
     if index.is_file():  # a sharded Hugging Face folder: the index maps each tensor to its shard
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, AttributeError):
+            raise VitsslError(f"{index} is not a safetensors index (no weight_map); fix or delete it") from None
         state: dict[str, Tensor] = {}
         for shard in shards:
             state.update(_read_safetensors(path / shard))
