@@ -184,3 +184,29 @@ def test_collate_stacks_view_major_and_replaces_from_the_next_image():
             assert torch.equal(views[i][:, ~m], targets[i][:, ~m])
     single = SiTCollate()(samples[:1])
     assert not single.masks[0].any() and torch.equal(single.views[0], single.targets[0])
+
+
+def test_corner_placement_clips_rectangles_at_the_border_like_the_authors():
+    # The authors' geometry (docs/methods.md 3.1): top-left corner anywhere, the rectangle clipped at the right and
+    # bottom borders. With sides in (0.05, 1) a grey patch then covers about 0.35^2 = 0.12 of the view on average,
+    # against 0.525^2 = 0.28 when every rectangle is placed inside (vitssl 0.1's "inside").
+    areas = {}
+    for placement in ("corner", "inside"):
+        patch = GrayscalePatch(side=(0.05, 1.0), placement=placement)
+        masks = [_apply(patch, seed)[1] for seed in range(400)]
+        for mask in masks:
+            h, w = _bounding_box(mask)
+            assert int(mask.sum()) == h * w  # still one solid rectangle
+        areas[placement] = sum(float(m.float().mean()) for m in masks) / len(masks)
+    assert areas["corner"] == pytest.approx(0.12, abs=0.025)
+    assert areas["inside"] == pytest.approx(0.28, abs=0.035)
+    clipped = [_apply(BlurPatch(side=(0.9, 1.0), placement="corner"), seed)[1] for seed in range(20)]
+    assert any(bool(m[-1].any()) and int(m.sum()) < 0.8 * SIDE * SIDE for m in clipped)  # cut by the border
+
+
+def test_corner_placement_still_reaches_the_drawn_area_for_drop_and_replace():
+    for corruption in (RandomDrop(area=(0.3, 0.3), placement="corner"), RandomReplace(area=(0.3, 0.3), placement="corner")):
+        for seed in range(10):
+            assert float(_apply(corruption, seed)[1].float().mean()) >= 0.3
+    with pytest.raises(VitsslError, match="placement"):
+        GrayscalePatch(placement="centre")

@@ -174,12 +174,14 @@ def test_resume_under_two_processes_continues_exactly(two_processes):
 def test_resuming_with_another_global_batch_is_refused(two_processes, tiny_image_folder, tmp_path):
     import shutil
 
+    from vitssl.checkpoints import checksum
     from vitssl.errors import VitsslError
 
     run = tmp_path / "run"
     shutil.copytree(two_processes / "resume" / "dino_bn_head", run)
     ckpt = torch.load(run / "last.pt", weights_only=True)
-    ckpt["step"] = 3
+    ckpt["step"] = 3  # as if it had stopped in the middle
+    ckpt["checksum"] = checksum(ckpt)
     torch.save(ckpt, run / "last.pt")
     same_global = overrides(tiny_image_folder, "dino_bn_head", 2 * PER_PROCESS_BATCH)
     build_trainer(load_config(None, [*same_global, f"train.out_dir={run}"]))  # 1 process x 8: accepted

@@ -152,3 +152,55 @@ def test_coverage_and_similarity_are_reported():
     sv, sr, sf, tv, tr, tf = _random_inputs()
     parts = EsViTLoss(out_dim=7).parts(sv, sr, sf, tv, tr, tf, 0.04)
     assert 0 < parts.coverage <= 1 and -1 <= parts.similarity <= 1
+
+
+def test_view_only_phase_is_the_plain_dino_loss():
+    # Before esvit.region_loss_start the authors train on the DINO loss itself (docs/methods.md 2.3): the method
+    # passes view_weight=1 with region_weight=0; the constructor's weights (the public API) are unchanged.
+    sv, sr, sf, tv, tr, tf = _random_inputs()
+    esvit = EsViTLoss(out_dim=7, view_weight=0.5, region_weight=0.5)
+    dino = DINOLoss(out_dim=7)
+    esvit.center.normal_()
+    dino.center.copy_(esvit.center)
+    parts = esvit.parts(sv, sr, sf, tv, tr, tf, 0.04, region_weight=0.0, view_weight=1.0)
+    torch.testing.assert_close(parts.total, dino(sv, tv, 0.04))
+    assert esvit.view_weight == 0.5 and esvit.region_weight == 0.5
+
+
+def test_esvit_method_uses_view_weight_one_before_the_region_loss_starts(monkeypatch):
+    from vitssl.config import load_config
+    from vitssl.methods import build_method
+
+    cfg = load_config(
+        None,
+        [
+            "method=esvit",
+            "model.backbone=vit_tiny",
+            "model.patch_size=8",
+            "model.depth=1",
+            "crops.global_size=16",
+            "crops.local_count=0",
+            "dino.out_dim=16",
+            "dino.hidden_dim=16",
+            "dino.bottleneck_dim=8",
+            "esvit.region_loss_start=5",
+        ],
+    )
+    method = build_method(cfg)
+    seen = []
+    original = method.loss_fn.parts
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("region_weight"), kwargs.get("view_weight")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(method.loss_fn, "parts", spy)
+    from vitssl.data.batches import ViewBatch
+    from vitssl.schedules import StepState
+
+    views = [torch.randn(2, 3, 16, 16) for _ in range(2)]
+    batch = ViewBatch(views=views, label=torch.zeros(2, dtype=torch.long), index=torch.arange(2), skipped=0)
+    for step, expected in ((0, (0.0, 1.0)), (60, (None, None))):  # epoch 0, then epoch 6 at 10 steps per epoch
+        state = StepState(step=step, steps_per_epoch=10, total_steps=100, values={"teacher_temp": 0.04})
+        method.training_step(batch, state)
+        assert seen[-1] == expected

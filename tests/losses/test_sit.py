@@ -124,3 +124,77 @@ def test_fixed_weighting():
     total = fixed({"rot": torch.tensor(2.0), "con": torch.tensor(3.0)})
     assert total.item() == pytest.approx(0.5 * 2 + 2 * 3)
     assert list(fixed.parameters()) == []
+
+
+# -- golden values from the authors' formulas, with explicit loops (docs/methods.md 3.3 and 3.4) -----------------
+
+
+def _cosine(a, b):
+    return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+Z1 = [[1.0, 2.0, 0.0], [0.5, -1.0, 1.0], [-1.0, 0.0, 2.0]]
+Z2 = [[1.0, 1.5, 0.5], [0.0, -1.0, 1.5], [-2.0, 1.0, 1.0]]
+
+
+def test_nt_xent_golden_simclr_formula():
+    # SimCLR's NT-Xent (Chen et al. 2020, eq. 1), the loss of SiT 2021: for the 2B rows z = [z1; z2],
+    # l(i) = -log( exp(cos(z_i, z_pos(i)) / tau) / sum_{k != i} exp(cos(z_i, z_k) / tau) ), averaged over 2B rows.
+    z = Z1 + Z2
+    n = len(z)
+    for tau in (0.5, 0.1):
+        total = 0.0
+        for i in range(n):
+            pos = (i + n // 2) % n
+            numerator = math.exp(_cosine(z[i], z[pos]) / tau)
+            denominator = 0.0
+            for k in range(n):
+                if k != i:
+                    denominator += math.exp(_cosine(z[i], z[k]) / tau)
+            total += -math.log(numerator / denominator)
+        expected = total / n
+        assert nt_xent(torch.tensor(Z1), torch.tensor(Z2), tau).item() == pytest.approx(expected, rel=1e-5)
+
+
+def _info_nce_by_hand(query, key, tau):
+    total = 0.0
+    for i in range(len(query)):
+        logits = [_cosine(query[i], key[j]) / tau for j in range(len(key))]
+        total += -math.log(math.exp(logits[i]) / sum(math.exp(v) for v in logits))
+    return total / len(query)
+
+
+def test_masked_info_nce_golden_authors_scaling():
+    # The authors' 2022 contrastive term: ctr(q, k) = CE(q k^T / tau, i -> i) * 2 tau per direction, the two
+    # directions (student view 1 vs teacher view 2, student view 2 vs teacher view 1) summed.
+    s1, s2, t1, t2 = Z1, Z2, [row[::-1] for row in Z2], [row[::-1] for row in Z1]
+    tau = 0.2
+    forward, backward = _info_nce_by_hand(s1, t2, tau), _info_nce_by_hand(s2, t1, tau)
+    authors = 2 * tau * forward + 2 * tau * backward
+    tensors = [torch.tensor(x) for x in (s1, s2, t1, t2)]
+    assert symmetric_info_nce(*tensors, tau, scale="two_tau_sum").item() == pytest.approx(authors, rel=1e-5)
+    mean = symmetric_info_nce(*tensors, tau, scale="mean").item()
+    assert mean == pytest.approx(0.5 * (forward + backward), rel=1e-5)
+    assert authors == pytest.approx(0.8 * mean, rel=1e-5)  # 4 tau = 0.8 at tau 0.2 (docs/methods.md 3.4)
+    with pytest.raises(VitsslError, match="scale"):
+        symmetric_info_nce(*tensors, tau, scale="sum")
+
+
+def test_uncertainty_weighting_golden_kendall_formula():
+    # Kendall et al. 2018 as SiT combines its tasks: L = sum_t exp(-a_t s_t) L_t + 0.5 s_t, a_t = 1 for the
+    # cross-entropy-type losses and 0.5 for the L1 (Laplace likelihood), every s_t a learned scalar.
+    scales = {"rot": 1.0, "con": 1.0, "rec": 0.5}
+    s_values = {"rot": -0.4, "con": 0.9, "rec": 2.0}
+    loss_values = {"rot": 1.386, "con": 5.2, "rec": 0.45}
+    weighting = UncertaintyWeighting(scales, init=0.0)
+    with torch.no_grad():
+        for name, value in s_values.items():
+            weighting.log_vars[name].fill_(value)
+    expected = 0.0
+    for name in ("rot", "con", "rec"):
+        expected += math.exp(-scales[name] * s_values[name]) * loss_values[name] + 0.5 * s_values[name]
+    total = weighting({k: torch.tensor(v) for k, v in loss_values.items()})
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    # At init 1 (SiT's) every cross-entropy-type task has weight e^-1 and the L1 e^-0.5.
+    fresh = UncertaintyWeighting(scales, init=1.0).weights()
+    assert fresh["con"].item() == pytest.approx(math.exp(-1)) and fresh["rec"].item() == pytest.approx(math.exp(-0.5))

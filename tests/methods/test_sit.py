@@ -290,3 +290,89 @@ def test_tiny_masked_run_end_to_end(tiny_image_folder, tmp_path):
     assert result.steps == 6 and result.skipped_steps == 0
     assert not torch.equal(trainer.method.teacher["backbone"].model.pos_embed, start)  # the EMA moved the teacher
     assert (tmp_path / "pictures" / "reconstruction_step000006.png").is_file()
+
+
+# -- the authors' settings (issue 14; docs/methods.md 3.2, 3.4) ------------------------------------------------
+
+
+def test_position_embedding_gets_no_weight_decay_unless_asked():
+    model_groups = {}
+    for flag in ("false", "true"):
+        method = build_method(_cfg(f"sit.decay_pos_embed={flag}"))
+        no_decay = {id(p) for p in method.param_groups()[1]["params"]}
+        model_groups[flag] = id(method.student["backbone"].model.pos_embed) in no_decay
+    assert model_groups == {"false": True, "true": False}
+
+
+def test_masked_variant_takes_its_own_corruption_defaults_and_explicit_keys_win():
+    from vitssl.data.corruptions import RandomDrop, RandomReplace
+    from vitssl.methods.sit import corruption_pipeline
+
+    masked = _cfg("sit.variant=masked").sit.resolved()
+    assert (masked.grayscale_p, masked.blur_p, masked.drop_fill, masked.drop_area) == (0.0, 0.0, "zeros", [0.5, 0.5])
+    assert (masked.replace_p, masked.replace_area, masked.replace_excludes_drop) == (0.5, [0.3, 0.3], True)
+    original = _cfg().sit.resolved()
+    assert (original.grayscale_p, original.drop_fill, original.drop_area) == (1.0, "noise", [0.0, 0.3])
+    assert _cfg("sit.variant=masked", "sit.blur_p=0.3").sit.resolved().blur_p == 0.3
+    steps = corruption_pipeline(_cfg("sit.variant=masked")).steps
+    assert [type(s) for s in steps] == [RandomDrop, RandomReplace] and all(s.placement == "corner" for s in steps)
+    inside = corruption_pipeline(_cfg("sit.box_placement=inside")).steps
+    assert all(getattr(s, "placement", "inside") == "inside" for s in inside)
+
+
+def test_authors_heads_batchnorm_projection_and_mlp_deconv_reconstruction():
+    from torch import nn
+
+    method = build_method(
+        _cfg(
+            "sit.variant=masked",
+            "sit.proj_hidden_dim=32",
+            "sit.proj_layers=3",
+            "sit.proj_batch_norm=true",
+            "sit.proj_dim=8",
+            "sit.rec_head=mlp_deconv",
+            "sit.contrastive_token=cls",
+            "sit.view_augment=dino",
+        )
+    )
+    con = method.student["con"].net
+    assert [type(m) for m in con] == [nn.Linear, nn.BatchNorm1d, nn.GELU] * 2 + [nn.Linear]
+    rec = method.student["rec"]
+    assert sum(isinstance(m, nn.Linear) for m in rec.mlp) == 3 and rec.deconv.bias.shape == (3,)
+    assert rec(torch.randn(2, 16, 192), (4, 4)).shape == (2, 3, 16, 16)
+    backbone = method.eval_backbone()
+    images = torch.randn(2, 3, 16, 16)
+    backbone.eval()
+    assert torch.allclose(backbone.tokens_by_role(images).contrastive, backbone.final_tokens(images)[:, 0])
+    assert [(c.blur_p, c.solarize_p) for c in method.views] == [(1.0, 0.0), (0.1, 0.2)]
+    out = method.training_step(_batch(method), StepState(step=0, steps_per_epoch=1, total_steps=1))
+    assert torch.isfinite(out.loss)
+
+
+def test_masked_contrastive_term_uses_the_authors_scale_by_default():
+    from vitssl.losses import sit as sit_losses
+
+    seen = []
+    original = sit_losses.symmetric_info_nce
+
+    def spy(*args):
+        seen.append(args[-1])
+        return original(*args)
+
+    for override, expected in (("sit.info_nce_scale=mean", "mean"), ("sit.variant=masked", "two_tau_sum")):
+        method = build_method(_cfg("sit.variant=masked", override))
+        import vitssl.methods.sit as sit_module
+
+        sit_module.symmetric_info_nce, saved = spy, sit_module.symmetric_info_nce
+        try:
+            method.training_step(_batch(method), StepState(step=0, steps_per_epoch=1, total_steps=1))
+        finally:
+            sit_module.symmetric_info_nce = saved
+        assert seen[-1] == expected
+
+
+def test_cls_contrastive_token_needs_no_rotation_task():
+    with pytest.raises(VitsslError, match="contrastive_token"):
+        _cfg("sit.contrastive_token=cls")
+    with pytest.raises(VitsslError, match="box_placement"):
+        _cfg("sit.box_placement=centre")

@@ -46,6 +46,19 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """A seed: an integer in [0, 2**32 - 1], what every seeded generator (torch, numpy) accepts."""
+    value = int(_number(text, int))
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 4294967295], got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (cuts on standardised scores)."""
+    return _number(text, float)
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (learning rates, temperatures)."""
     value = _number(text, float)
@@ -67,6 +80,14 @@ def unit_float(text: str) -> float:
     value = _number(text, float)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def unit_below_one_float(text: str) -> float:
+    """A number in [0, 1) (label smoothing: 1 would make every target uniform)."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
     return value
 
 

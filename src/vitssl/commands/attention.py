@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_int, unit_float
 from vitssl.errors import VitsslError
 
 EPILOG = """\
@@ -46,13 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: RUN/attention)")
     p.add_argument(
         "--threshold",
-        type=float,
+        type=unit_float,
         default=0.6,
         help="fraction of the attention mass each mask keeps (default 0.6, DINO's value; lower: tighter masks)",
     )
     p.add_argument(
         "--resize",
-        type=int,
+        type=positive_int,
         help="resize the short side to this many pixels first (default: keep the size; a ViT trained on 32 px "
         "images with patch 4 sees a 512 px photo as 16384 tokens, so resize large photos)",
     )
@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image/mask pairs for --score: 'synthetic' (default; its test split) or a folder with images/ "
         "and masks/ (non-zero mask pixels are foreground)",
     )
-    p.add_argument("--max-images", type=int, default=500, help="pairs scored by --score (default 500)")
+    p.add_argument("--max-images", type=positive_int, default=500, help="pairs scored by --score (default 500)")
     add_device(p, workers=False)
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_int, seed_int, unit_float
 
 if TYPE_CHECKING:
     import torch
@@ -40,26 +40,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_checkpoint(p)
     p.add_argument("images", nargs="*", help="one image (view 2 = its flip with colour jitter) or two images")
     p.add_argument("--score", metavar="FOLDER", help="a folder of images (labelled or not) or a named dataset to score")
-    p.add_argument("--top", type=int, default=10, help="matches drawn or scored per image pair (default 10)")
+    p.add_argument("--top", type=positive_int, default=10, help="matches drawn or scored per image pair (default 10)")
     p.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         help="side of the centre crop fed to the network (default: the run's data.eval_size, else its global "
         "crop size); larger crops give more, smaller regions",
     )
-    p.add_argument("--max-images", type=int, default=1000, help="images scored with --score (default 1000)")
+    p.add_argument("--max-images", type=positive_int, default=1000, help="images scored with --score (default 1000)")
     p.add_argument(
         "--jitter",
-        type=float,
+        type=unit_float,
         default=0.2,
         help="colour-jitter strength of view 2 (brightness, contrast; half of it for saturation; default 0.2; "
         "0 = a pure flip). The score depends strongly on it: see docs/esvit.md for measured values",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of view 2's jitter and of the image subset (default 0)")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="seed of view 2's jitter and of the image subset (default 0)"
+    )
     p.add_argument("--compare-init", action="store_true", help="also score the same network at initialisation")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/correspondence.png)")
     p.add_argument(
-        "--batch-size", type=int, default=128, help="image pairs per forward pass when scoring (default 128)"
+        "--batch-size", type=positive_int, default=128, help="image pairs per forward pass when scoring (default 128)"
     )
     add_device(p)
     p.set_defaults(func=run)

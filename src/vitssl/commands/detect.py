@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    non_negative_int,
+    open_unit_float,
+    positive_float,
+    positive_int,
+)
 
 EPILOG = """\
 examples:
@@ -36,29 +43,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--detector", default="faster_rcnn", choices=("faster_rcnn", "retinanet", "fcos"), help="default faster_rcnn"
     )
     p.add_argument("--freeze", action="store_true", help="keep the backbone fixed; train the pyramid and heads only")
-    p.add_argument("--epochs", type=int, default=12, help="passes over the training images (default 12)")
-    p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate (default 2e-4)")
+    p.add_argument("--epochs", type=positive_int, default=12, help="passes over the training images (default 12)")
+    p.add_argument("--lr", type=positive_float, default=2e-4, help="AdamW peak learning rate (default 2e-4)")
     p.add_argument(
-        "--layer-decay", type=float, default=0.75, help="lr factor per block towards the input (default 0.75)"
+        "--layer-decay", type=open_unit_float, default=0.75, help="lr factor per block towards the input (default 0.75)"
     )
     p.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         help="short side the images are resized to (default: 64 for synthetic_det, else 512)",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
-    p.add_argument("--max-train", type=int, help="cap the training images (fixed random subset)")
-    p.add_argument("--max-val", type=int, help="cap the validation images (fixed random subset)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per step (default 8)")
+    p.add_argument("--max-train", type=positive_int, help="cap the training images (fixed random subset)")
+    p.add_argument("--max-val", type=positive_int, help="cap the validation images (fixed random subset)")
     p.add_argument(
         "--fpn-channels",
-        type=int,
+        type=positive_int,
         help="width of the pyramid; a multiple of 32 for FCOS (default 256; 128 for backbones narrower than 384)",
     )
     p.add_argument(
         "--compare-init", action="store_true", help="also train and score the same network at initialisation"
     )
     add_device(p, workers=False)
-    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes (default 0)")
+    p.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader worker processes (default 0)")
     p.set_defaults(func=run)
 
 

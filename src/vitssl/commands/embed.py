@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import add_checkpoint, add_device, positive_int
 
 EPILOG = """\
 examples:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="a folder (searched recursively) or image files")
     p.add_argument("--out", type=Path, required=True, help="features file (.npy); the index goes next to it (.json)")
     p.add_argument("--tokens", action="store_true", help="also write the patch tokens (OUT.tokens.npy; can be large)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default 64)")
     add_device(p)
     p.set_defaults(func=run)
 

@@ -7,7 +7,19 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, add_labelled_sets, provenance, run_protocol
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_labelled_sets,
+    non_negative_float,
+    open_unit_float,
+    positive_float,
+    positive_int,
+    provenance,
+    run_protocol,
+    seed_int,
+    unit_below_one_float,
+)
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -37,40 +49,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_checkpoint(p)
     add_labelled_sets(p)
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10; papers: 100-300)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default 10; papers: 100-300)")
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=5e-4,
         help="peak learning rate per 256 images, scaled with --batch-size (default 5e-4; lower it with weak "
         "augmentation or small data, raise --layer-decay towards 1 for networks far from converged)",
     )
-    p.add_argument("--min-lr", type=float, default=1e-6, help="learning rate at the end of the cosine (default 1e-6)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
-    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
+    p.add_argument(
+        "--min-lr", type=non_negative_float, default=1e-6, help="learning rate at the end of the cosine (default 1e-6)"
+    )
+    p.add_argument(
+        "--warmup-epochs", type=non_negative_float, default=1.0, help="linear warm-up length in epochs (default 1)"
+    )
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.05, help="AdamW weight decay (default 0.05)")
     p.add_argument(
         "--layer-decay",
-        type=float,
+        type=open_unit_float,
         default=0.75,
         help="layer-wise lr decay: block i of L trains at lr x decay^(L+1-i) (default 0.75; 1 disables; "
         "0.65 for ViT-B in BEiT/MAE, higher for shallow networks)",
     )
-    p.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
+    p.add_argument("--label-smoothing", type=unit_below_one_float, default=0.1, help="label smoothing (default 0.1)")
     p.add_argument(
         "--randaugment",
         default="rand-m9-mstd0.5-mmax9-inc1",
         help="timm RandAugment policy string (default rand-m9-mstd0.5-inc1, DeiT's)",
     )
     p.add_argument("--no-randaugment", action="store_true", help="switch RandAugment off (colour jitter 0.4 instead)")
-    p.add_argument("--mixup", type=float, default=0.8, help="mixup alpha; 0 switches it off (default 0.8)")
-    p.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha; 0 switches it off (default 1.0)")
+    p.add_argument("--mixup", type=non_negative_float, default=0.8, help="mixup alpha; 0 switches it off (default 0.8)")
+    p.add_argument(
+        "--cutmix", type=non_negative_float, default=1.0, help="cutmix alpha; 0 switches it off (default 1.0)"
+    )
     p.add_argument(
         "--sit-heads",
         action="store_true",
         help="SiT checkpoints: classify from the rotation and contrastive tokens, averaging the two heads' logits",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images per step (default 64; even with mixup)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the head, the views and the order (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default 64; even with mixup)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the head, the views and the order (default 0)")
     p.add_argument(
         "--at-init",
         action="store_true",

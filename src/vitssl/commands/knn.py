@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device
+from vitssl.commands._shared import add_checkpoint, add_device, positive_float, positive_int
+
+if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
+    from vitssl.data.folders import ImageFolderDataset
+    from vitssl.eval.knn_eval import KNNSettings
+    from vitssl.methods import Method
+
+DEFAULT_KS = (10, 20, 100, 200)
 
 EPILOG = """\
 examples:
@@ -33,20 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", help="labelled query set (default: the run's data.val)")
     p.add_argument(
         "--k",
-        type=int,
+        type=positive_int,
         nargs="+",
-        default=[10, 20, 100, 200],
-        help="numbers of neighbours; 20 is the usual headline number (default: 10 20 100 200)",
+        help="numbers of neighbours, each at most the memory set's size; 20 is the usual headline number "
+        "(default: those of 10 20 100 200 that the memory set allows)",
     )
     p.add_argument(
         "--temperature",
-        type=float,
+        type=positive_float,
         default=0.07,
         help="T of the exp(sim/T) vote weights; lower trusts the nearest neighbours more (default 0.07)",
     )
-    p.add_argument("--max-train", type=int, help="cap the memory set (fixed stratified subset) to save time")
-    p.add_argument("--max-val", type=int, help="cap the query set (fixed stratified subset)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--max-train", type=positive_int, help="cap the memory set (fixed stratified subset) to save time")
+    p.add_argument("--max-val", type=positive_int, help="cap the query set (fixed stratified subset)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default 256)")
     add_device(p)
     p.add_argument(
         "--compare-init",
@@ -62,27 +70,28 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.checkpoints import run_dir_of
     from vitssl.device import resolve_device
     from vitssl.eval.knn import format_knn_table
-    from vitssl.eval.knn_eval import KNNSettings, evaluate_knn, save_knn_json
-    from vitssl.eval.loading import load_method
+    from vitssl.eval.knn_eval import KNNSettings, save_knn_json
+    from vitssl.eval.loading import labelled_sets, load_method
 
+    device = str(dist.init_from_env(resolve_device(args.device, "--device")))
+    cfg, method = load_method(args.checkpoint)
+    # the sets are built once for both networks, and --k is checked against the memory set before any extraction
+    memory, queries = labelled_sets(cfg, args.train, args.val, args.max_train, args.max_val, "evaluate on")
     settings = KNNSettings(
         train=args.train,
         val=args.val,
-        ks=tuple(args.k),
+        ks=_neighbour_counts(args.k, len(memory)),
         temperature=args.temperature,
         max_train=args.max_train,
         max_val=args.max_val,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
-        # under torchrun every process extracts its share of the images; rank 0 reports
-        device=str(dist.init_from_env(resolve_device(args.device, "--device"))),
+        device=device,  # under torchrun every process extracts its share of the images; rank 0 reports
     )
-    results: dict[str, dict] = {}
-    cfg, method = load_method(args.checkpoint)
-    results["pretrained"] = evaluate_knn(cfg, method, settings)
+    results: dict[str, dict] = {"pretrained": _evaluate(method, memory, queries, settings)}
     if args.compare_init:
         _, init = load_method(args.checkpoint, at_init=True)
-        results["init"] = evaluate_knn(cfg, init, settings)
+        results["init"] = _evaluate(init, memory, queries, settings)
     if not dist.is_main():
         return 0
     print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.checkpoint})"))
@@ -94,6 +103,48 @@ def run(args: argparse.Namespace) -> int:
         _plot_comparison(results, out)
     print(f"wrote {out}")
     return 0
+
+
+def _neighbour_counts(ks: list[int] | None, memory_size: int) -> tuple[int, ...]:
+    """The k values to evaluate: ``--k`` as given, or the defaults the memory set allows. A k above the memory set
+    would silently be clamped to it, so an explicit one is refused, naming the fix."""
+    from vitssl.errors import VitsslError
+
+    if ks is None:
+        ks = [k for k in DEFAULT_KS if k <= memory_size]
+        if not ks:
+            raise VitsslError(
+                f"the memory set (--train) has only {memory_size} images, fewer than the smallest default k "
+                f"({DEFAULT_KS[0]}); pass --k values <= {memory_size}"
+            )
+    too_large = [k for k in ks if k > memory_size]
+    if too_large:
+        raise VitsslError(
+            f"--k {' '.join(map(str, too_large))} exceeds the {memory_size} images of the memory set (--train); "
+            f"pass --k values <= {memory_size} or a larger --train / --max-train"
+        )
+    return tuple(ks)
+
+
+def _evaluate(method: Method, memory: ImageFolderDataset, queries: ImageFolderDataset, s: KNNSettings) -> dict:
+    """Weighted k-NN of ``method``'s evaluation backbone on the given memory and query sets."""
+    import torch
+
+    from vitssl.eval.knn_eval import knn_on_datasets
+
+    device = torch.device(s.device)
+    backbone = method.eval_backbone().to(device).eval()
+    return knn_on_datasets(
+        backbone,
+        memory,
+        queries,
+        s.ks,
+        batch_size=s.batch_size,
+        num_workers=s.num_workers,
+        device=device,
+        temperature=s.temperature,
+        progress=True,
+    )
 
 
 def _plot_comparison(results: dict[str, dict], out: Path) -> None:

@@ -7,7 +7,18 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, add_labelled_sets, provenance, run_protocol
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_labelled_sets,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    provenance,
+    run_protocol,
+    seed_int,
+    unit_float,
+)
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -46,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--n-last-blocks",
-        type=int,
+        type=positive_int,
         help="blocks whose pooled outputs are concatenated (default: 4 for ViT-S and smaller and for Swin, "
         "1 for ViT-B and larger, as in the papers)",
     )
@@ -56,20 +67,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="append the mean of the last block's patch tokens (ViT only; default: on for ViT-B and larger)",
     )
-    p.add_argument("--epochs", type=int, default=100, help="training epochs (default 100, the papers' setting)")
+    p.add_argument(
+        "--epochs", type=positive_int, default=100, help="training epochs (default 100, the papers' setting)"
+    )
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=[1e-3],
         help="learning rate per 256 images, scaled linearly with --batch-size (default 1e-3 as in DINO; short runs "
         "on small data often want 1e-2..1e-1). Several values with --fast: a sweep on the same features, keeping "
         "the head with the best final top-1 (chosen on the validation set, so say so when you quote it)",
     )
-    p.add_argument("--batch-size", type=int, default=256, help="images per step (default 256)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="SGD weight decay (default 0, as in DINO)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the layer's init and the data order (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per step (default 256)")
+    p.add_argument("--momentum", type=unit_float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument(
+        "--weight-decay", type=non_negative_float, default=0.0, help="SGD weight decay (default 0, as in DINO)"
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the layer's init and the data order (default 0)")
     add_device(p)
     p.add_argument("--at-init", action="store_true", help="probe the same network at initialisation instead")
     p.set_defaults(func=run)

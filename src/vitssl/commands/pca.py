@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
+from vitssl.commands._shared import add_checkpoint, add_device, finite_float, load_frozen, positive_int
 
 EPILOG = """\
 examples:
@@ -32,10 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_checkpoint(p)
     p.add_argument("images", nargs="+", help="image files of any size (cropped to a multiple of the patch size)")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/pca.png; the .npy goes next to it)")
-    p.add_argument("--resize", type=int, help="resize the short side to this many pixels first (default: keep)")
+    p.add_argument(
+        "--resize", type=positive_int, help="resize the short side to this many pixels first (default: keep)"
+    )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="cut on the standardised first component; patches below it are background (default 0: the mean; "
         "raise it to keep less)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vitssl.commands._shared import device_name, positive_int, seed_int
+
 EPILOG = """\
 examples:
   vitssl reconstruct runs/sit_vit_tiny_cifar10 /data/cifar10/test --count 12
@@ -28,16 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="SiT run folder (uses its last.pt) or a checkpoint file written by vitssl")
     p.add_argument("images", nargs="+", help="image files, or folders searched recursively for images")
     p.add_argument(
-        "--count", type=int, default=8, help="at most this many images (default 8), evenly spaced over the images found"
+        "--count",
+        type=positive_int,
+        default=8,
+        help="at most this many images (default 8), evenly spaced over the images found",
     )
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/reconstruction.png)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions and rotations (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the corruptions and rotations (default 0)")
     p.add_argument(
         "--augment",
         action="store_true",
         help="use the training crops (random resized crop, flip, jitter) instead of the centred image",
     )
-    p.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'auto' (default cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", help="'cpu', 'cuda' or 'auto' (default cpu)")
     p.set_defaults(func=run)
 
 

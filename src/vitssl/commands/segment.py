@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen
+from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_float, positive_int
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-pairs", default="synthetic:test", help="validation pairs (default synthetic:test)")
     p.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         help="image side after resize + centre crop, a multiple of the patch (default: the run's eval size)",
     )
     p.add_argument("--binary", action="store_true", help="treat every non-zero mask class as one foreground class")
@@ -47,13 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="synthetic data: label the foreground with the shape's class (11 classes) instead of 1; asks the "
         "probe what the object is, not only where",
     )
-    p.add_argument("--max-train", type=int, default=2000, help="training pairs used (default 2000)")
-    p.add_argument("--max-val", type=int, default=1000, help="validation pairs used (default 1000)")
-    p.add_argument("--epochs", type=int, default=20, help="probe epochs over the frozen tokens (default 20)")
+    p.add_argument("--max-train", type=positive_int, default=2000, help="training pairs used (default 2000)")
+    p.add_argument("--max-val", type=positive_int, default=1000, help="validation pairs used (default 1000)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="probe epochs over the frozen tokens (default 20)")
     p.add_argument(
-        "--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3; tokens are normalised first)"
+        "--lr",
+        type=positive_float,
+        default=1e-3,
+        help="AdamW learning rate (default 1e-3; tokens are normalised first)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default 64)")
     p.add_argument("--no-init", action="store_true", help="skip the comparison with the network at initialisation")
     add_device(p, workers=False)
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vitssl.commands._shared import positive_int, seed_int
+
 EPILOG = """\
 examples:
   vitssl shards /data/imagenet/train /data/shards
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="folder for the shards and the index (created)")
     p.add_argument(
         "--shard-size",
-        type=int,
+        type=int,  # pack_shards checks it (one line, before any work)
         default=1000,
         help="images per shard (default 1000; aim for shards of 100 MB to 1 GB, and at least as many shards as "
         "processes x loader workers)",
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace shards already written with this prefix")
     p.add_argument(
         "--seed",
-        type=int,
+        type=seed_int,
         default=0,
         help="seed of the random packing order (default 0); shards packed in path order would hold one class "
         "each, and training only shuffles within a buffer",

@@ -18,6 +18,7 @@ from vitssl.engine.run_folder import RunFolder
 from vitssl.engine.trainer import FitResult, Trainer
 from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods import Method, build_method
+from vitssl.models.weights import load_backbone_weights
 
 
 def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
@@ -31,7 +32,10 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
         # processes x threads must not exceed the cores, or the processes measure oversubscription
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size()))
     torch.manual_seed(cfg.train.seed)  # the initial weights depend on the seed only: equal on every process
-    method = dist.synchronise_batch_norm((method or build_method(cfg)).to(device), device)
+    method = method or build_method(cfg)
+    if cfg.model.init_from:
+        init_backbones(method, cfg.model.init_from, cfg.model.init_strict)
+    method = dist.synchronise_batch_norm(method.to(device), device)
     if dist.world_size() > 1:
         torch.manual_seed(cfg.train.seed + dist.rank())  # but each process draws its own drop-path masks
     data = build_pretrain_data(
@@ -44,6 +48,14 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
         pin_memory=device.type == "cuda",
     )
     return Trainer(method, data, cfg, device, knn=KNNMonitor.maybe(cfg, device))
+
+
+def init_backbones(method: Method, path: str, strict: bool = True) -> None:
+    """Load the backbone weights at ``path`` into every copy of the method's backbone (student and teacher), with
+    name and shape checks; one line reports what was loaded (and, when not strict, what was skipped)."""
+    reports = [load_backbone_weights(backbone, path, strict=strict) for backbone in method.backbones()]
+    if reports and dist.is_main():
+        print(f"vitssl: model.init_from: {reports[0].summary()}")
 
 
 def fresh_run_dir(cfg: PretrainConfig) -> PretrainConfig:

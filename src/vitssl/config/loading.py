@@ -201,9 +201,15 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
+        low, high = _plain(self.low), _plain(self.high)
         if self.high == math.inf:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _plain(bound: float) -> str:
+    """A range bound as written in a config: 1 and 4294967295 rather than 1.0 and 4.29497e+09."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 AT_LEAST_ONE = Range(1)
@@ -221,6 +227,7 @@ GENERIC_RANGES: dict[str, Range] = {
     "data.max_images": AT_LEAST_ONE,
     "data.mean": UNIT,
     "data.std": POSITIVE,
+    "data.repeated_augmentation": AT_LEAST_ONE,
     "data.eval_size": AT_LEAST_ONE,
     "data.eval_resize": AT_LEAST_ONE,
     "crops.global_size": AT_LEAST_ONE,

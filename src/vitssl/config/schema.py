@@ -136,6 +136,17 @@ class ModelConfig:
         "quadratic cost; crops whose feature map is smaller than the window get padded windows.",
     )
     drop_path: float = _f(0.1, "Stochastic depth rate of the student (the teacher always uses 0).")
+    init_from: str | None = _f(
+        None,
+        "Start from these backbone weights instead of a random initialisation: a safetensors / timm weights file, "
+        "a folder exported by `vitssl export` (timm or Hugging Face), or another run's folder or checkpoint. "
+        "Names and shapes are checked; see model.init_strict.",
+    )
+    init_strict: bool = _f(
+        True,
+        "With model.init_from: refuse unless every backbone tensor is found with its shape (true), or load what "
+        "matches and print what was skipped (false).",
+    )
 
 
 @dataclass

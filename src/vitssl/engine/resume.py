@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vitssl.config import method_sections, section_types
+import torch
+
+from vitssl import distributed as dist
+from vitssl.checkpoints import set_rng_state
+from vitssl.config import PretrainConfig, method_sections, section_types
 from vitssl.errors import VitsslError
 
 # Keys that change how a run is executed or reported, not what it computes: they may differ on resume.
@@ -70,3 +74,28 @@ def check_resumable(
             f"{path} was made with a different config: {shown}{more}; use a new train.out_dir "
             "(or the old settings) — nothing was overwritten"
         )
+
+
+def check_same_global_batch(ckpt: dict[str, Any], images_per_step: int, cfg: PretrainConfig, path: Path) -> None:
+    """A run resumes with another number of processes only when the global batch is the same."""
+    saved = int(ckpt.get("images_per_step", images_per_step))
+    if saved != images_per_step:
+        procs = int(ckpt.get("world_size", 1))
+        raise VitsslError(
+            f"{path} was trained with a global batch of {saved} images per step ({procs} process(es)); this "
+            f"run has {images_per_step} ({dist.world_size()} process(es) x data.batch_size="
+            f"{cfg.data.batch_size} x optim.accumulate={cfg.optim.accumulate}); set data.batch_size "
+            f"so that the global batch is {saved} again, or use a new train.out_dir"
+        )
+
+
+def restore_rng(ckpt: dict[str, Any], seed: int) -> None:
+    """Each process continues its own random stream; with another number of processes (same data and weights)
+    the drop-path masks of the other processes are drawn afresh."""
+    ranks = ckpt.get("rng_ranks") or []
+    if len(ranks) == dist.world_size():
+        set_rng_state(ranks[dist.rank()])
+        return
+    set_rng_state(ckpt["rng"])
+    if dist.rank() > 0:
+        torch.manual_seed(seed + 1000 * int(ckpt["step"]) + dist.rank())

@@ -3,43 +3,33 @@ the loss into an update. The run folder, the precision and the data are collabor
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import math
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from vitssl import __version__
 from vitssl import distributed as dist
-from vitssl.checkpoints import rng_state, set_rng_state
+from vitssl.checkpoints import rng_state
 from vitssl.config import PretrainConfig, to_dict
 from vitssl.data.batches import ViewBatch
 from vitssl.data.pretrain import PretrainData
+from vitssl.engine.data_parallel import DataParallel
 from vitssl.engine.logger import to_float
 from vitssl.engine.precision import Precision
 from vitssl.engine.preemption import StopSignals
-from vitssl.engine.resume import check_resumable
+from vitssl.engine.progress import Progress
+from vitssl.engine.resume import check_resumable, check_same_global_batch, restore_rng
 from vitssl.engine.run_folder import RunFolder
 from vitssl.errors import Interrupted, VitsslError
 from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods.base import Method
 from vitssl.optim import build_optimizer, clip_gradients_per_tensor_
 from vitssl.schedules import StepState, cosine_schedule
-
-# Newer torch renames DDP's broadcast_buffers=False to forward_sync_buffers=False (and warns about the old name).
-_NO_BUFFER_SYNC = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-    else {"broadcast_buffers": False}
-)
 
 
 @dataclass
@@ -90,7 +80,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.precision = Precision(cfg.train.precision, self.device)
-        self.wrapped = self._wrap_for_data_parallel()
+        self.data_parallel = DataParallel(method, self.params, self.device)
         self.step = 0
         self.last_loss = float("nan")
         self.skipped_steps = 0
@@ -101,44 +91,6 @@ class Trainer:
     @property
     def logger(self):
         return self.run.logger
-
-    def _wrap_for_data_parallel(self) -> list[DistributedDataParallel]:
-        """Under torchrun, route the method's trained modules through DistributedDataParallel (gradients are
-        averaged during backward, bucket by bucket); the teacher is never wrapped. Nothing in one process."""
-        if not dist.is_distributed():
-            return []
-        trained = {id(p) for m in self.method.trained_modules().values() for p in m.parameters()}
-        stray = [p for p in self.params if id(p) not in trained]
-        if stray:
-            raise VitsslError(
-                f"{len(stray)} optimised parameter(s) of method '{self.method.name}' belong to no trained module; "
-                "list their module in Method.trained_modules() so their gradients are averaged across processes"
-            )
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        wrapped: list[DistributedDataParallel] = []
-
-        def wrap(module: torch.nn.Module) -> torch.nn.Module:
-            if not any(p.requires_grad for p in module.parameters()):
-                return module
-            ddp = DistributedDataParallel(
-                module,
-                device_ids=ids,
-                find_unused_parameters=self.method.may_skip_parameters,
-                **_NO_BUFFER_SYNC,  # BatchNorm statistics are synchronised in the forward pass instead
-            )
-            wrapped.append(ddp)
-            return ddp
-
-        self.method.wrap_trained_modules(wrap)
-        return wrapped
-
-    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager:
-        """Accumulation micro-batches before the last one skip the gradient all-reduce (DDP's ``no_sync``)."""
-        stack = contextlib.ExitStack()
-        if not sync:
-            for module in self.wrapped:
-                stack.enter_context(module.no_sync())
-        return stack
 
     # -- schedules ----------------------------------------------------------------------------------------
     def state_at(self, step: int, log: bool = False) -> StepState:
@@ -187,7 +139,7 @@ class Trainer:
             self.logger.truncate_after(0)  # a run killed before its first checkpoint starts its history again
             return False
         path = self.run.checkpoint_path
-        self._check_same_global_batch(ckpt, path)
+        check_same_global_batch(ckpt, self.images_per_step, self.cfg, path)
         # The same global batch split over another number of processes is the same run.
         check_resumable(ckpt["config"], to_dict(self.cfg), path, also_harmless={"data.batch_size"})
         try:
@@ -201,26 +153,9 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.last_loss = float(ckpt.get("last_loss", float("nan")))
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
-        ranks = ckpt.get("rng_ranks") or []
-        if len(ranks) == dist.world_size():
-            set_rng_state(ranks[dist.rank()])
-        else:  # another number of processes: same data and weights; drop-path masks are drawn afresh per process
-            set_rng_state(ckpt["rng"])
-            if dist.rank() > 0:
-                torch.manual_seed(self.cfg.train.seed + 1000 * self.step + dist.rank())
+        restore_rng(ckpt, self.cfg.train.seed)
         self.logger.truncate_after(self.step)
         return True
-
-    def _check_same_global_batch(self, ckpt: dict[str, Any], path: Path) -> None:
-        saved = int(ckpt.get("images_per_step", self.images_per_step))
-        if saved != self.images_per_step:
-            procs = int(ckpt.get("world_size", 1))
-            raise VitsslError(
-                f"{path} was trained with a global batch of {saved} images per step ({procs} process(es)); this "
-                f"run has {self.images_per_step} ({dist.world_size()} process(es) x data.batch_size="
-                f"{self.cfg.data.batch_size} x optim.accumulate={self.cfg.optim.accumulate}); set data.batch_size "
-                f"so that the global batch is {saved} again, or use a new train.out_dir"
-            )
 
     # -- one optimiser step -------------------------------------------------------------------------------
     def optimizer_step(self, batches: Iterator[ViewBatch], state: StepState) -> tuple[float, dict[str, Any]]:
@@ -232,7 +167,7 @@ class Trainer:
             batch = next(batches).to(self.device, non_blocking=self.device.type == "cuda")
             self.last_batch = batch
             self.skipped_images += int(batch.skipped)
-            with self._gradient_sync(i == accumulate - 1):
+            with self.data_parallel.sync(i == accumulate - 1):
                 with self.precision.autocast():
                     out = self.method.training_step(batch, state)
                 self.precision.backward(out.loss / accumulate)
@@ -297,17 +232,10 @@ class Trainer:
     def _loop(self, stop_at_step: int | None, signals: StopSignals, resumed: bool) -> None:
         """Optimiser steps until the end (or ``stop_at_step``, or a stop signal), then a checkpoint."""
         t = self.cfg.train
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            disable=not (t.progress and dist.is_main()),
-            desc="resumed" if resumed else "pretrain",
-            dynamic_ncols=True,
-            unit="step",
-        )
+        enabled = t.progress and dist.is_main()
+        bar = Progress(self.total_steps, self.step, self.images_per_step, enabled, "resumed" if resumed else "pretrain")
         batches: Iterator[ViewBatch] = iter(())
-        epoch, speed = -1, 0.0
-        last_time = time.perf_counter()
+        epoch = -1
         if self.step == 0 and t.knn_every:
             self._log_knn()  # the curve starts at the network's initialisation
         end = min(self.total_steps, stop_at_step) if stop_at_step is not None else self.total_steps
@@ -320,12 +248,7 @@ class Trainer:
             self.apply_state(state)
             self.last_loss, metrics = self.optimizer_step(batches, state)
             self.step += 1
-            now = time.perf_counter()
-            instant = self.images_per_step / max(now - last_time, 1e-9)
-            speed = 0.9 * speed + 0.1 * instant if speed else instant  # smoothed for the progress bar
-            last_time = now
-            bar.update(1)
-            bar.set_postfix(loss=f"{self.last_loss:.4f}", img_s=f"{speed:.0f}", epoch=epoch)
+            speed = bar.step(self.last_loss, epoch)
             if log:
                 self._log_step(state, self.last_loss, speed, metrics)
             signum = signals.requested(self.device)

@@ -93,6 +93,11 @@ class Method(nn.Module, metaclass=ABCMeta):
         student = getattr(self, "student", None)
         return {"student": student} if isinstance(student, nn.Module) else {}
 
+    def backbones(self) -> list[nn.Module]:
+        """Every copy of the backbone (student, teacher): what ``model.init_from`` loads weights into."""
+        nets = [getattr(self, name, None) for name in ("student", "teacher")]
+        return [net["backbone"] for net in nets if isinstance(net, nn.ModuleDict) and "backbone" in net]
+
     def wrap_trained_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Route the forward of every trained module through ``wrap(module)`` (e.g. DDP); the wrappers are not
         registered as submodules, so state dicts and checkpoints keep the plain names."""
