@@ -135,8 +135,10 @@ def test_bad_flag_values_stop_argparse_with_one_line(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert re.search(f"vitssl {argv[0]}: error: {message}", err), err
-    assert "Traceback" not in err and len(err.strip().splitlines()) <= 4  # usage (wrapped) + the error line
+    *usage, last = err.strip().splitlines()
+    assert re.fullmatch(f"vitssl {argv[0]}: error: {message}.*", last), err
+    # nothing but argparse's usage (wrapped over lines) and the one error line
+    assert usage[0].startswith("usage: ") and all(line.startswith(" ") for line in usage[1:]), err
 
 
 @pytest.mark.parametrize(

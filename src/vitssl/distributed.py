@@ -47,7 +47,23 @@ def init_from_env(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if "TORCHELASTIC_RESTART_COUNT" in os.environ:
+        # torchrun keeps one key-value store across the restarts of a group (--max-restarts); each attempt gets
+        # its own key space, so a restarted group never reads the addresses of the processes that died.
+        agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+        store = dist.TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            int(os.environ["WORLD_SIZE"]),
+            is_master=not agent_store and int(os.environ["RANK"]) == 0,  # rank 0 hosts it unless torchrun's agent does
+        )
+        attempt = dist.PrefixStore(f"vitssl/attempt{os.environ['TORCHELASTIC_RESTART_COUNT']}", store)
+        dist.init_process_group(
+            backend, store=attempt, rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"])
+        )
+    else:
+        dist.init_process_group(backend=backend)
     return device
 
 

@@ -205,7 +205,10 @@ def test_corner_placement_clips_rectangles_at_the_border_like_the_authors():
 
 
 def test_corner_placement_still_reaches_the_drawn_area_for_drop_and_replace():
-    for corruption in (RandomDrop(area=(0.3, 0.3), placement="corner"), RandomReplace(area=(0.3, 0.3), placement="corner")):
+    for corruption in (
+        RandomDrop(area=(0.3, 0.3), placement="corner"),
+        RandomReplace(area=(0.3, 0.3), placement="corner"),
+    ):
         for seed in range(10):
             assert float(_apply(corruption, seed)[1].float().mean()) >= 0.3
     with pytest.raises(VitsslError, match="placement"):

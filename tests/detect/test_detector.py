@@ -56,4 +56,4 @@ def test_unknown_detector_and_too_small_images(tiny_vit):
     with pytest.raises(VitsslError, match="unknown detector"):
         build_detector(build_pyramid(tiny_vit, 16), "yolo", 3, 48, MEAN, STD)
     with pytest.raises(VitsslError, match="image size"):
-        build_detector(build_pyramid(tiny_vit, 16), "fcos", 3, 8, MEAN, STD)
+        build_detector(build_pyramid(tiny_vit, 16), "faster_rcnn", 3, 8, MEAN, STD)

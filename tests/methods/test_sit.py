@@ -349,25 +349,20 @@ def test_authors_heads_batchnorm_projection_and_mlp_deconv_reconstruction():
     assert torch.isfinite(out.loss)
 
 
-def test_masked_contrastive_term_uses_the_authors_scale_by_default():
-    from vitssl.losses import sit as sit_losses
+def test_masked_contrastive_term_uses_the_authors_scale_by_default(monkeypatch):
+    import vitssl.methods.sit as sit_module
 
     seen = []
-    original = sit_losses.symmetric_info_nce
+    original = sit_module.symmetric_info_nce
 
     def spy(*args):
         seen.append(args[-1])
         return original(*args)
 
+    monkeypatch.setattr(sit_module, "symmetric_info_nce", spy)
     for override, expected in (("sit.info_nce_scale=mean", "mean"), ("sit.variant=masked", "two_tau_sum")):
         method = build_method(_cfg("sit.variant=masked", override))
-        import vitssl.methods.sit as sit_module
-
-        sit_module.symmetric_info_nce, saved = spy, sit_module.symmetric_info_nce
-        try:
-            method.training_step(_batch(method), StepState(step=0, steps_per_epoch=1, total_steps=1))
-        finally:
-            sit_module.symmetric_info_nce = saved
+        method.training_step(_batch(method), StepState(step=0, steps_per_epoch=1, total_steps=1))
         assert seen[-1] == expected
 
 

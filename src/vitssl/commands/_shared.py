@@ -25,8 +25,12 @@ def _number(text: str, cast: type) -> float:
     except ValueError:
         kind = "an integer" if cast is int else "a number"
         raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-    if not math.isfinite(value):  # nan passes every comparison below unnoticed, and inf is never a setting
+    # nan passes every comparison below unnoticed, and inf is never a setting; integers beyond torch's int64 would
+    # overflow later, inside the work
+    if cast is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if cast is int and abs(value) >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer below 2**63, got {text[:20]}...")
     return value
 
 

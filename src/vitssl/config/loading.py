@@ -49,7 +49,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None:
             return None
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and _fits_float(value)):
             return float(value)
         if isinstance(value, str):  # YAML 1.1 reads '5e-4' (no dot) as a string
             try:
@@ -65,6 +65,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         f"config key '{key}' expects {_type_name(tp)}, got {value!r}; fix the value in the YAML "
         f"file or override it with {key}=..."
     )
+
+
+def _fits_float(value: int) -> bool:
+    """Whether the integer converts to a float (beyond about 1.8e308 ``float()`` raises OverflowError)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _unknown_key(key: str, valid: list[str], prefix: str) -> VitsslError:
@@ -194,7 +203,7 @@ class Range:
     high_open: bool = False
 
     def __contains__(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # math.isfinite overflows on huge ints
             return False
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high

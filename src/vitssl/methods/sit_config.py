@@ -46,7 +46,8 @@ class SiTConfig:
         "'original': SiT 2021, rotation + contrastive (NT-Xent) + reconstruction of all pixels, combined by "
         "learned uncertainties; 'masked': the 2022 revision, masked reconstruction (L1 on corrupted pixels only) "
         "+ symmetric InfoNCE against an EMA teacher on clean views, no rotation. Views use crops.global_size, "
-        "crops.global_scale and the crops.* colour-jitter settings; local crops and blur are not used.",
+        "crops.global_scale and the crops.* colour-jitter settings (blur and solarize with "
+        "sit.view_augment=dino); no local crops.",
     )
     rotations: list[int] = _f(
         [0, 1, 2, 3],
