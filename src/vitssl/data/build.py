@@ -12,6 +12,7 @@ from vitssl.data.multicrop import CropSpec, EvalTransform, MultiCropTransform
 from vitssl.data.named import resolve_dataset
 from vitssl.data.pretrain import PretrainData
 from vitssl.data.shards import build_shard_dataset, is_shard_spec
+from vitssl.errors import VitsslError
 
 
 def build_pretrain_dataset(
@@ -45,7 +46,13 @@ def build_pretrain_data(
 ) -> PretrainData:
     """The pretraining set of ``cfg`` with a method's views and collate function, split across processes: an image
     folder or named dataset, or WebDataset shards (a folder of shards or a brace pattern)."""
+    repeats = cfg.data.repeated_augmentation
     if is_shard_spec(cfg.data.train):
+        if repeats > 1:
+            raise VitsslError(
+                "data.repeated_augmentation > 1 needs a folder of images; WebDataset shards are read as a stream "
+                "(set data.repeated_augmentation=1 or train on the image folder)"
+            )
         dataset: Any = build_shard_dataset(
             cfg.data.train,
             transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std),
@@ -65,6 +72,7 @@ def build_pretrain_data(
         rank=rank,
         world_size=world_size,
         pin_memory=pin_memory,
+        repeats=repeats,
     )
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 from vitssl.data.cache import DecodedImages, choose_cache_mode, decode_images
 from vitssl.data.discovery import list_labelled, list_unlabelled, no_images_error
 from vitssl.data.images import UnreadableImageError, UnreadableImageWarning, load_rgb
+from vitssl.data.sampler import decode_repeat
 from vitssl.data.seeding import sample_generator
 from vitssl.data.subset import stratified_subset
 from vitssl.errors import VitsslError
@@ -123,11 +124,12 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         (lazy mode only), the next readable image stands in, ``skipped`` counts the files passed over and
         ``index`` stays the requested one, so the generator, and the sampler's bookkeeping, are unchanged.
         """
+        index, repeat = decode_repeat(index, len(self))  # repeated augmentation: copy `repeat` of image `index`
         index = self._check_index(index)
         image, source, skipped = self._load(index)
         views: Any = image
         if self.transform is not None:
-            views = self.transform(image, sample_generator(self.seed, self.epoch, index))
+            views = self.transform(image, sample_generator(self.seed, self.epoch, index, repeat))
         return {"views": views, "label": self.targets[source], "index": index, "skipped": skipped}
 
     def __repr__(self) -> str:

@@ -70,6 +70,7 @@ def build_loader(
     drop_last: bool = True,
     pin_memory: bool = False,
     collate_fn: Callable[[Sequence[dict[str, Any]]], Any] = collate_views,
+    repeats: int = 1,
 ) -> DataLoader[dict[str, Any]]:
     """A ``DataLoader`` over ``dataset`` with a seeded :class:`EpochSampler` and :func:`collate_views`.
 
@@ -92,6 +93,7 @@ def build_loader(
         pin_memory: Pin batches in page-locked memory for faster copies to an accelerator.
         collate_fn: Turns a list of samples into a batch (default :func:`collate_views`; a method may bring its
             own, e.g. SiT's, which pastes rectangles between the batch's images).
+        repeats: Repeated augmentation: copies of each image per epoch, each with its own views (training only).
 
     Returns:
         The loader; its ``sampler`` is the :class:`EpochSampler`.
@@ -104,6 +106,7 @@ def build_loader(
         shuffle=shuffle,
         drop_last=drop_last,
         batch_size=batch_size,
+        repeats=repeats,
     )
     if hasattr(dataset, "seed"):
         dataset.seed = seed

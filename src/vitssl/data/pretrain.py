@@ -31,6 +31,7 @@ class PretrainData:
         rank: This process's index.
         world_size: Number of processes.
         pin_memory: Pin batches for fast copies to an accelerator.
+        repeats: Repeated augmentation (``data.repeated_augmentation``): copies of each image per epoch.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class PretrainData:
         rank: int = 0,
         world_size: int = 1,
         pin_memory: bool = False,
+        repeats: int = 1,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
@@ -51,6 +53,7 @@ class PretrainData:
         self.collate_fn = collate_fn
         self.rank, self.world_size = rank, world_size
         self.pin_memory = pin_memory
+        self.repeats = repeats
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -83,5 +86,6 @@ class PretrainData:
             world_size=self.world_size,
             pin_memory=self.pin_memory,
             collate_fn=self.collate_fn,
+            repeats=self.repeats,
         )
         return iter(loader)

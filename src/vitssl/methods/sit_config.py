@@ -213,7 +213,7 @@ class SiTConfig:
             raise VitsslError("sit.rot_weight, sit.con_weight and sit.rec_weight must be >= 0")
         if s.proj_dim < 1 or s.proj_hidden_dim < 0 or s.rec_hidden_dim < 0 or s.picture_images < 1:
             raise VitsslError("sit.proj_dim and sit.picture_images must be >= 1, the hidden widths >= 0")
-        if s.variant == "masked" and max(s.drop_p, s.replace_p) == 0:
+        if s.variant == "masked" and max(s.drop_p, s.replace_p or 0.0) == 0:
             raise VitsslError(
                 "the masked SiT variant reconstructs corrupted pixels, but sit.drop_p and sit.replace_p are 0"
             )
