@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except VitsslError as exc:
         print(f"vitssl: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file system refusal the command did not foresee: still one line, never a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"vitssl: error: {exc.strerror or exc}{where}; check the path and its folder", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             "\nvitssl: interrupted; re-run the same command to resume from the last checkpoint",

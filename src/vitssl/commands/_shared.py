@@ -113,8 +113,25 @@ def device_name(text: str) -> str:
 
 
 def add_checkpoint(p: argparse.ArgumentParser) -> None:
-    """The positional run folder or checkpoint file."""
+    """The positional run folder or checkpoint file, and ``--init`` / ``--init-partial`` (foreign weights)."""
     p.add_argument("checkpoint", help="run folder (uses its last.pt) or a checkpoint file written by vitssl pretrain")
+    p.add_argument(
+        "--init",
+        metavar="PATH",
+        help="evaluate these backbone weights with the run's architecture and settings instead of the run's own: "
+        "a safetensors / timm weights file, a folder from `vitssl export` (timm or Hugging Face) or another run; "
+        "names and shapes are checked",
+    )
+    p.add_argument(
+        "--init-partial",
+        action="store_true",
+        help="with --init: load the tensors that match and print what was skipped, instead of refusing",
+    )
+
+
+def init_options(args: argparse.Namespace) -> dict:
+    """``init`` / ``init_strict`` keyword arguments for the loaders, from ``--init`` / ``--init-partial``."""
+    return {"init": getattr(args, "init", None), "init_strict": not getattr(args, "init_partial", False)}
 
 
 def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
@@ -150,7 +167,7 @@ def load_frozen(args: argparse.Namespace, at_init: bool = False) -> tuple[str, P
     from vitssl.eval.loading import load_backbone
 
     device = str(resolve_device(args.device, "--device"))
-    cfg, backbone = load_backbone(args.checkpoint, at_init=at_init, device=device)
+    cfg, backbone = load_backbone(args.checkpoint, at_init=at_init, device=device, **init_options(args))
     return device, cfg, backbone
 
 

@@ -8,6 +8,7 @@ import json
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    init_options,
     non_negative_int,
     open_unit_float,
     positive_float,
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.models.detection import build_detector, build_pyramid
 
     device = str(resolve_device(args.device, "--device"))
-    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))
     train, val = load_detection(args.data, cfg.data.cache_dir, args.max_train, args.max_val)
     size = args.image_size or train.native_size or 512
     channels = args.fpn_channels or (256 if backbone.embed_dim >= 384 else 128)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device, positive_int
+from vitssl.commands._shared import add_checkpoint, add_device, init_options, positive_int
 
 EPILOG = """\
 examples:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     paths, names = list_inputs(args.images)  # a wrong path fails before the model is built
     device = resolve_device(args.device, key="--device")
-    cfg, backbone = load_backbone(args.checkpoint, device=device)
+    cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))
     result = embed_images(
         cfg,
         backbone,

@@ -62,7 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitssl.errors import VitsslError
     from vitssl.export import export_run
+
+    if getattr(args, "init", None):
+        raise VitsslError(
+            "vitssl export writes the run's own weights; --init is for the evaluation commands (to export other "
+            "weights, pretrain or evaluate with model.init_from / --init first)"
+        )
 
     result = export_run(
         args.checkpoint,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, positive_float, positive_int
+from vitssl.commands._shared import add_checkpoint, add_device, init_options, positive_float, positive_int
 
 if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
     from vitssl.data.folders import ImageFolderDataset
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.eval.loading import labelled_sets, load_method
 
     device = str(dist.init_from_env(resolve_device(args.device, "--device")))
-    cfg, method = load_method(args.checkpoint)
+    cfg, method = load_method(args.checkpoint, **init_options(args))
     # the sets are built once for both networks, and --k is checked against the memory set before any extraction
     memory, queries = labelled_sets(cfg, args.train, args.val, args.max_train, args.max_val, "evaluate on")
     settings = KNNSettings(

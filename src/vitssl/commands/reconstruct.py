@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import device_name, positive_int, seed_int
+from vitssl.commands._shared import device_name, init_options, positive_int, seed_int
 
 EPILOG = """\
 examples:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise VitsslError(f"--count must be >= 1, got {args.count}")
-    cfg, method = load_method(args.checkpoint)
+    cfg, method = load_method(args.checkpoint, **init_options(args))
     if not isinstance(method, SiT):
         raise VitsslError(
             f"{args.checkpoint} is a '{cfg.method}' run; vitssl reconstruct needs a SiT run (method: sit)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import positive_int, seed_int
+from vitssl.commands._shared import seed_int
 
 EPILOG = """\
 examples:

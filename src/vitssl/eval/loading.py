@@ -3,6 +3,7 @@ the labelled train / validation sets it is scored on."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -14,11 +15,18 @@ from vitssl.data.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 from vitssl.methods import Method, build_method
 from vitssl.models.backbones import Backbone
+from vitssl.models.weights import load_backbone_weights
 
 
-def load_method(checkpoint: str | Path, at_init: bool = False) -> tuple[PretrainConfig, Method]:
+def load_method(
+    checkpoint: str | Path, at_init: bool = False, init: str | Path | None = None, init_strict: bool = True
+) -> tuple[PretrainConfig, Method]:
     """Rebuild the method of a run folder or checkpoint file, with its trained weights (or, with ``at_init``,
-    the exact weights the run started from: same config, same seed)."""
+    the exact weights the run started from: same config, same seed).
+
+    With ``init``, the backbones then take the weights at that path instead (a timm / safetensors file, an
+    export folder or another run), checked by name and shape (``init_strict=False`` loads what matches and
+    reports the rest): evaluate foreign weights with a run's architecture and data settings."""
     ckpt = load_checkpoint(checkpoint)
     cfg = from_dict(ckpt["config"])
     torch.manual_seed(cfg.train.seed)
@@ -31,11 +39,19 @@ def load_method(checkpoint: str | Path, at_init: bool = False) -> tuple[Pretrain
                 f"checkpoint {checkpoint} does not match its own config "
                 f"({str(exc).splitlines()[0]}); was it written by another vitssl version?"
             ) from None
+    if init is not None:
+        reports = [load_backbone_weights(b, init, strict=init_strict) for b in method.backbones()]
+        if reports:
+            print(f"vitssl: --init: {reports[0].summary()}", file=sys.stderr)
     return cfg, method.eval()
 
 
 def load_backbone(
-    checkpoint: str | Path, at_init: bool = False, device: str | torch.device = "cpu"
+    checkpoint: str | Path,
+    at_init: bool = False,
+    device: str | torch.device = "cpu",
+    init: str | Path | None = None,
+    init_strict: bool = True,
 ) -> tuple[PretrainConfig, Backbone]:
     """The evaluation backbone (the teacher where the method has one) of a run folder or checkpoint, in eval
     mode and frozen.
@@ -45,7 +61,7 @@ def load_backbone(
         at_init: Rebuild the same network at initialisation (same config and seed) instead of loading weights.
         device: Where to put the backbone.
     """
-    cfg, method = load_method(checkpoint, at_init=at_init)
+    cfg, method = load_method(checkpoint, at_init=at_init, init=None if at_init else init, init_strict=init_strict)
     backbone = method.eval_backbone().to(device).eval()
     for p in backbone.parameters():
         p.requires_grad_(False)
