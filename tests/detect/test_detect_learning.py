@@ -15,7 +15,7 @@ def test_faster_rcnn_learns_on_synthetic_det(tiny_det_run, tmp_path):
     # A one-block ViT-Tiny (patch 4) from a one-epoch run on noise: this measures that the detection pipeline
     # learns (shapes from scratch in 80 steps), not the value of pretraining.
     data = ensure_synthetic_det(tmp_path / "cache", 64, 160, 48)
-    args = ["detect", str(tiny_det_run), "--data", str(data), "--epochs", "4", "--lr", "1e-3"]
+    args = ["detect", str(tiny_det_run), "--data", str(data), "--epochs", "4", "--lr", "1e-3", "--image-size", "64"]
     args += ["--fpn-channels", "64", "--batch-size", "8", "--device", "cpu"]
     assert main(args) == 0
     result = json.loads((tiny_det_run / "detect.json").read_text())["pretrained"]

@@ -105,7 +105,7 @@ def open_unit_float(text: str) -> float:
 
 def device_name(text: str) -> str:
     """'auto', 'cpu', 'cuda' or 'cuda:N'; whether that GPU exists is checked when the device is resolved."""
-    from vitssl.config.loading import is_device_name  # one pattern for --device and train.device
+    from vitssl.config.ranges import is_device_name  # one pattern for --device and train.device
 
     if not is_device_name(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")

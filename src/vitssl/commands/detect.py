@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from vitssl.commands._shared import (
     add_checkpoint,
@@ -14,6 +15,9 @@ from vitssl.commands._shared import (
     positive_float,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from vitssl.data.detection import DetectionSet
 
 EPILOG = """\
 examples:
@@ -52,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image-size",
         type=positive_int,
-        help="short side the images are resized to (default: 64 for synthetic_det, else 512)",
+        help="short side the images are resized to (default: the median short side of the training "
+        "images, at most 512; 64 for synthetic_det)",
     )
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per step (default 8)")
     p.add_argument("--max-train", type=positive_int, help="cap the training images (fixed random subset)")
@@ -80,6 +85,14 @@ def _print(results: dict, header: str) -> None:
             print(f"  {label:<18} {r['ap']:6.2f} {r['ap50']:6.2f} {r['ap75']:6.2f}")
 
 
+def _default_size(train: DetectionSet) -> int:
+    """The median short side of the training images, at most 512 (small images are not blown up)."""
+    import statistics
+
+    sides = [min(s.size) for s in train.samples if s.size]
+    return min(512, int(statistics.median(sides))) if sides else 512
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -94,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device, "--device"))
     cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))
     train, val = load_detection(args.data, cfg.data.cache_dir, args.max_train, args.max_val)
-    size = args.image_size or train.native_size or 512
+    size = args.image_size or train.native_size or _default_size(train)
     channels = args.fpn_channels or (256 if backbone.embed_dim >= 384 else 128)
     s = DetectSettings(
         args.detector, args.freeze, args.epochs, args.lr, args.layer_decay, batch_size=args.batch_size,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vitssl.config import field_with_help as _f
-from vitssl.config.loading import NON_NEGATIVE, Range, check_ranges
+from vitssl.config.ranges import NON_NEGATIVE, Range, check_ranges
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
