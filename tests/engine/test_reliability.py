@@ -99,7 +99,7 @@ def test_sigkill_resumes_from_the_last_checkpoint_identically(uninterrupted, tin
     wait_for_steps(proc, run, 20)
     proc.kill()
     proc.communicate()
-    assert len(steps_logged(run)) > torch.load(run / "last.pt", weights_only=True)["step"]  # lost steps were logged
+    assert len(steps_logged(run)) >= torch.load(run / "last.pt", weights_only=True)["step"] >= 14
     build_trainer(load_config(None, overrides(tiny_image_folder, run, "train.checkpoint_every=7"))).fit()
     assert_same_run(uninterrupted, run)  # the lost steps were logged once only
 
