@@ -35,7 +35,7 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
     method = method or build_method(cfg)
     if cfg.model.init_from:
         init_backbones(method, cfg.model.init_from, cfg.model.init_strict)
-    method = dist.synchronise_batch_norm(method.to(device), device)
+    dist.synchronise_batch_norm(method.to(device), device)  # converts the BatchNorm layers in place
     if dist.world_size() > 1:
         torch.manual_seed(cfg.train.seed + dist.rank())  # but each process draws its own drop-path masks
     data = build_pretrain_data(

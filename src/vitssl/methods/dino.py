@@ -60,7 +60,7 @@ class DINO(Method):
         self._pending_teacher.extend(teacher)
         metrics: dict[str, Tensor | float] = {}
         if state.log:
-            metrics = collapse_diagnostics(self.loss_fn.teacher_probs(teacher, temp), student.feats[0].pooled)
+            metrics = dict(collapse_diagnostics(self.loss_fn.teacher_probs(teacher, temp), student.feats[0].pooled))
             metrics["center_norm"] = self.loss_fn.center.norm()
         return StepOutput(loss=loss, metrics=metrics)
 

@@ -154,11 +154,11 @@ class SiT(Method):
         self.use_rotation = len(self.rotations) > 1
         self.student = self._network(cfg.model.drop_path, heads=("rot", "con", "rec"))
         self.teacher: SiTNetwork | None = None
-        self.ema = None
+        self.ema: EMATeacher | None = None
         if self.masked:
             # The teacher sees clean views and only feeds the contrastive loss: backbone + projection.
             self.teacher = self._network(0.0, heads=("con",))
-            self.ema: EMATeacher | None = EMATeacher(self.teacher, self.student)
+            self.ema = EMATeacher(self.teacher, self.student)
             self.weighting: UncertaintyWeighting | FixedWeighting = FixedWeighting(
                 {"con": s.con_weight, "rec": s.rec_weight}
             )
