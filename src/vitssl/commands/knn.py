@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING
 from vitssl.commands._shared import add_checkpoint, add_device, init_options, positive_float, positive_int
 
 if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
-    from vitssl.data.folders import ImageFolderDataset
-    from vitssl.eval.knn_eval import KNNSettings
-    from vitssl.methods import Method
+    pass
 
 DEFAULT_KS = (10, 20, 100, 200)
 
@@ -70,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.checkpoints import run_dir_of
     from vitssl.device import resolve_device
     from vitssl.eval.knn import format_knn_table
-    from vitssl.eval.knn_eval import KNNSettings, save_knn_json
+    from vitssl.eval.knn_eval import KNNSettings, knn_of_method, save_knn_json
     from vitssl.eval.loading import labelled_sets, load_method
 
     device = str(dist.init_from_env(resolve_device(args.device, "--device")))
@@ -88,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         device=device,  # under torchrun every process extracts its share of the images; rank 0 reports
     )
-    results: dict[str, dict] = {"pretrained": _evaluate(method, memory, queries, settings)}
+    results: dict[str, dict] = {"pretrained": knn_of_method(method, memory, queries, settings)}
     if args.compare_init:
         _, init = load_method(args.checkpoint, at_init=True)
-        results["init"] = _evaluate(init, memory, queries, settings)
+        results["init"] = knn_of_method(init, memory, queries, settings)
     if not dist.is_main():
         return 0
     print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.checkpoint})"))
@@ -124,27 +122,6 @@ def _neighbour_counts(ks: list[int] | None, memory_size: int) -> tuple[int, ...]
             f"pass --k values <= {memory_size} or a larger --train / --max-train"
         )
     return tuple(ks)
-
-
-def _evaluate(method: Method, memory: ImageFolderDataset, queries: ImageFolderDataset, s: KNNSettings) -> dict:
-    """Weighted k-NN of ``method``'s evaluation backbone on the given memory and query sets."""
-    import torch
-
-    from vitssl.eval.knn_eval import knn_on_datasets
-
-    device = torch.device(s.device)
-    backbone = method.eval_backbone().to(device).eval()
-    return knn_on_datasets(
-        backbone,
-        memory,
-        queries,
-        s.ks,
-        batch_size=s.batch_size,
-        num_workers=s.num_workers,
-        device=device,
-        temperature=s.temperature,
-        progress=True,
-    )
 
 
 def _plot_comparison(results: dict[str, dict], out: Path) -> None:

@@ -22,14 +22,13 @@ from vitssl.data.loader import build_loader
 from vitssl.errors import VitsslError
 from vitssl.eval.features import extract_features
 from vitssl.eval.knn import weighted_knn
-from vitssl.eval.loading import labelled_sets
 from vitssl.methods import Method
 from vitssl.models.backbones import Backbone
 
 
 @dataclass
 class KNNSettings:
-    """Options of :func:`evaluate_knn` (the CLI's help texts explain each)."""
+    """Options of :func:`knn_of_method` (the CLI's help texts explain each)."""
 
     train: str | None = None
     val: str | None = None
@@ -101,9 +100,10 @@ def knn_on_datasets(
     )
 
 
-def evaluate_knn(cfg: PretrainConfig, method: Method, s: KNNSettings) -> dict[int, dict[str, float]]:
-    """``vitssl knn``: the method's evaluation backbone on ``s.train`` / ``s.val`` (default: the run's sets)."""
-    memory, queries = labelled_sets(cfg, s.train, s.val, s.max_train, s.max_val, "evaluate on")
+def knn_of_method(
+    method: Method, memory: ImageFolderDataset, queries: ImageFolderDataset, s: KNNSettings
+) -> dict[int, dict[str, float]]:
+    """``vitssl knn``: weighted k-NN of the method's evaluation backbone on the given memory and query sets."""
     device = torch.device(s.device)
     backbone = method.eval_backbone().to(device).eval()
     return knn_on_datasets(
