@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 
 from vitssl import distributed as dist
 from vitssl.checkpoints import set_rng_state
-from vitssl.config import PretrainConfig, method_sections, section_types
+from vitssl.config import PretrainConfig, method_sections
 from vitssl.errors import VitsslError
 
 # Keys that change how a run is executed or reported, not what it computes: they may differ on resume.
@@ -52,12 +53,15 @@ def config_differences(
     """The dotted keys whose values differ and matter; sections of methods this run does not use are ignored (a
     method added to vitssl after the run started must not stop it from resuming)."""
     old, new = _flatten(saved), _flatten(current)
-    unused = set(section_types()) - set(method_sections(str(current.get("method"))))
+    # Compared: the generic sections and the sections of the current method. A section saved by a method that is
+    # not registered in this process (a plug-in, a test's toy method) is as unused as a known one.
+    generic = {f.name for f in dataclasses.fields(PretrainConfig) if not f.metadata.get("sections")}
+    used = generic | set(method_sections(str(current.get("method"))))
     keys = sorted(set(old) | set(new))
     return [
         k
         for k in keys
-        if k not in HARMLESS_KEYS | also_harmless and k.split(".")[0] not in unused and old.get(k) != new.get(k)
+        if k not in HARMLESS_KEYS | also_harmless and k.split(".")[0] in used and old.get(k) != new.get(k)
     ]
 
 
