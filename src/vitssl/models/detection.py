@@ -16,6 +16,7 @@ Faster R-CNN, RetinaNet and FCOS expect; inputs of any size are padded (bottom/r
 
 from __future__ import annotations
 
+import abc
 import math
 from collections import OrderedDict
 
@@ -38,7 +39,7 @@ from vitssl.models.backbones import Backbone
 DETECTORS = ("faster_rcnn", "retinanet", "fcos")
 
 
-class DetectionBackbone(nn.Module):
+class DetectionBackbone(nn.Module, metaclass=abc.ABCMeta):
     """Base of the adapters: padding, freezing, and the pyramid's geometry.
 
     Attributes:
@@ -85,11 +86,13 @@ class DetectionBackbone(nn.Module):
         m = self.size_divisible
         return F.pad(images, (0, (-w) % m, 0, (-h) % m))
 
+    @abc.abstractmethod
     def body_maps(self, images: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        """The backbone's feature maps for padded images, finest first."""
 
+    @abc.abstractmethod
     def neck(self, maps: list[Tensor]) -> OrderedDict[str, Tensor]:
-        raise NotImplementedError
+        """The pyramid the detector heads read, keyed '0', '1', ... (finest first) plus 'pool' where used."""
 
     def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
         images = self.pad(images)
