@@ -10,7 +10,6 @@ repeats (the machines are shared and noisy) with min and max.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -18,22 +17,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, environment  # noqa: E402
 from throughput import model_step_rate  # noqa: E402
+from workloads import PRESETS  # noqa: E402
 
 from vitssl.commands.training import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.engine.trainer import Trainer  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_PRESETS = [
-    "configs/dino/vit_tiny_cifar10.yaml",
-    "configs/esvit/vit_tiny_cifar10.yaml",
-    "configs/esvit/swin_mini_cifar10.yaml",
-    "configs/sit/vit_tiny_cifar10.yaml",
-]
+DEFAULT_PRESETS = list(PRESETS.values())
 
 
 def describe(trainer: Trainer) -> str:
+    """``method / backbone (parameters), crops`` of a trainer's run."""
     cfg = trainer.cfg
     params = sum(p.numel() for p in trainer.method.eval_backbone().parameters()) / 1e6
     return f"{cfg.method} / {cfg.model.backbone} ({params:.1f} M), {len(trainer.method.views)} crops"
@@ -55,9 +51,10 @@ def main() -> None:
         rates = [model_step_rate(trainer, args.steps) for _ in range(args.repeats)]
         rows.append((config, describe(trainer), statistics.median(rates), min(rates), max(rates)))
         print(f"{config}: {rows[-1][2]:.1f} images/s", file=sys.stderr)
+    env = environment(torch.get_num_threads())
     header = (
         f"model step (forward + backward + update, batch of the preset, fixed views), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, {env['machine']['cpu']}, commit {str(env['commit'])[:10]}, "
         f"median of {args.repeats} x {args.steps} steps"
     )
     table = ["| preset | method / backbone | images/s (median) | min | max |", "|---|---|---|---|---|"]

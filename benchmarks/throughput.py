@@ -10,29 +10,37 @@ are shared and noisy. The end-to-end number uses the preset's data (override dat
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from vitssl.commands.training import build_trainer
-from vitssl.config import load_config
-from vitssl.data.batches import ViewBatch
-from vitssl.engine.trainer import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, environment  # noqa: E402
+from flops import synchronize  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.config import load_config  # noqa: E402
+from vitssl.data.batches import ViewBatch  # noqa: E402
+from vitssl.engine.trainer import Trainer  # noqa: E402
 
 
-def _time_steps(trainer: Trainer, batches, steps: int) -> float:
-    start = time.perf_counter()
+def step_times(trainer: Trainer, batches: Iterator[ViewBatch], steps: int) -> list[float]:
+    """Seconds of each of ``steps`` optimiser steps (schedules applied as in training; the device is
+    synchronised around each step, so GPU work is counted where it is queued)."""
+    times = []
     for step in range(steps):
         state = trainer.state_at(step)
         trainer.apply_state(state)
+        synchronize(trainer.device)
+        start = time.perf_counter()
         trainer.optimizer_step(batches, state)
-    return trainer.images_per_step * steps / (time.perf_counter() - start)
+        synchronize(trainer.device)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def _clone(batch: ViewBatch) -> ViewBatch:
@@ -40,19 +48,40 @@ def _clone(batch: ViewBatch) -> ViewBatch:
     return batch.apply(torch.clone)
 
 
-def model_step_rate(trainer: Trainer, steps: int) -> float:
-    """Images/s of forward + backward + update on one fixed, pre-made batch (no data loading)."""
-    batch = next(trainer.batches_from(0, 0))
-    fixed = iter(lambda: _clone(batch), None)
+def fixed_batch(trainer: Trainer) -> ViewBatch:
+    """The first batch of the training data, on the trainer's device: the pre-made input of the model step."""
+    return next(trainer.batches_from(0, 0)).to(trainer.device)
+
+
+def repeat_batch(batch: ViewBatch) -> Iterator[ViewBatch]:
+    """``batch`` again and again (a fresh copy each time: a method may write into its inputs)."""
+    return iter(lambda: _clone(batch), None)
+
+
+def model_step_times(trainer: Trainer, steps: int, batch: ViewBatch | None = None) -> list[float]:
+    """Seconds per step of forward + backward + update on one fixed, pre-made batch (no data loading), after one
+    warm-up step."""
+    fixed = repeat_batch(batch if batch is not None else fixed_batch(trainer))
     trainer.optimizer_step(fixed, trainer.state_at(0))  # warm-up
-    return _time_steps(trainer, fixed, steps)
+    return step_times(trainer, fixed, steps)
+
+
+def model_step_rate(trainer: Trainer, steps: int, batch: ViewBatch | None = None) -> float:
+    """Images/s of forward + backward + update on one fixed, pre-made batch (no data loading)."""
+    return trainer.images_per_step * steps / sum(model_step_times(trainer, steps, batch))
+
+
+def end_to_end_times(trainer: Trainer, steps: int) -> list[float]:
+    """Seconds per step including the data loader (decode, views, collate) with the configured workers, after
+    one warm-up step that starts the workers."""
+    batches = trainer.batches_from(0, 0)
+    trainer.optimizer_step(batches, trainer.state_at(0))
+    return step_times(trainer, batches, steps)
 
 
 def end_to_end_rate(trainer: Trainer, steps: int) -> float:
     """Images/s including the data loader (decode, multi-crop, collate) with the configured workers."""
-    batches = trainer.batches_from(0, 0)
-    trainer.optimizer_step(batches, trainer.state_at(0))  # warm-up, starts the workers
-    return _time_steps(trainer, batches, steps)
+    return trainer.images_per_step * steps / sum(end_to_end_times(trainer, steps))
 
 
 def loader_rate(trainer: Trainer, steps: int) -> float:
@@ -86,10 +115,11 @@ def main() -> None:
     ):
         rates = [fn(trainer, args.steps) for _ in range(args.repeats)]
         rows.append((name, statistics.median(rates), min(rates), max(rates)))
+    env = environment(torch.get_num_threads())
     header = (
         f"config `{args.config}` {' '.join(args.overrides)} — batch {cfg.data.batch_size}, "
         f"{len(trainer.method.views)} crops, workers {cfg.data.num_workers}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, {env['machine']['cpu']}, commit {str(env['commit'])[:10]}, "
         f"median of {args.repeats} x {args.steps} steps"
     )
     table = ["| measurement | images/s (median) | min | max |", "|---|---|---|---|"]
