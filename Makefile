@@ -4,15 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_FLAGS ?=
+PEER_VENV := benchmarks/.peer-venv
+BENCH_FLAGS ?=
 
-.PHONY: help install demo test test-fast lint format bench bench-distributed clean
+.PHONY: help install demo test test-fast lint format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
+	bench-distributed clean
 
 help:
 	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate, write pictures and a report (runs/demo)"
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
-	@echo "make bench      throughput benchmarks (writes benchmarks/results/)"
+	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (~20 min;"
+	@echo "                writes benchmarks/results/bench.md, bench.json, summary.json; docs/benchmarks.md)"
+	@echo "make bench-quick  the same as a smoke run (1 round, 2 steps; writes benchmarks/results/quick/)"
+	@echo "make bench-throughput  one preset: model step, end to end, loader alone (benchmarks/throughput.py)"
+	@echo "make bench-gpu  on a GPU machine: ViT-S/16 multi-crop bf16 eager + compiled, DDP smoke (benchmarks/gpu.sh)"
+	@echo "make bench-gpu-dry  the GPU script's code paths on CPU at toy sizes"
 	@echo "make bench-distributed  1 process x 2 threads against 2 processes x 1 thread (torchrun, gloo)"
 
 $(STAMP): pyproject.toml
@@ -45,11 +53,25 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# The peer (lightly) gets its own venv on top of this one's torch; if it cannot be installed, the results say why.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/peer_env.py --venv $(PEER_VENV)
+	$(BIN)/python benchmarks/bench.py --peer-python $(PEER_VENV)/bin/python $(BENCH_FLAGS)
+
+bench-quick:
+	$(MAKE) bench BENCH_FLAGS="--quick $(BENCH_FLAGS)"
+
+bench-throughput: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
+
+bench-gpu: $(STAMP)
+	PYTHON=$(BIN)/python bash benchmarks/gpu.sh
+
+bench-gpu-dry: $(STAMP)
+	PYTHON=$(BIN)/python bash benchmarks/gpu.sh --dry-run
 
 bench-distributed: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/distributed.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) runs .pytest_cache .ruff_cache

@@ -137,6 +137,7 @@ def aggregate_vitssl(results: list[dict]) -> dict[str, Any]:
         "model_step_images_per_s_by_round": [rate_from_step_times(images, r["model_step_seconds"]) for r in ok],
         "model_step_samples": len(model_times),
         "flops_per_step": flops,
+        "gemm_flops_per_step": ok[0]["gemm_flops_per_step"],
         "achieved_gflops": achieved,
         "matmul_gflops": matmul,
         "square_matmul_gflops": median_of(ok, "square_matmul_gflops"),

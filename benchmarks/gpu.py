@@ -18,9 +18,9 @@ What it runs:
    a single GPU there is one process, and vitssl creates no process group (it joins one only when WORLD_SIZE > 1):
    the file says so.
 
-``--dry-run`` runs the same steps on CPU at toy sizes: depth 1, 32 / 16 px crops, batch 4, bf16 autocast on CPU,
-the ``aot_eager`` compile backend (dynamo + AOT autograd without code generation, seconds instead of minutes on
-CPU; ``--compile-backend inductor`` to try the real one), 2 processes with gloo for the DDP smoke.
+``--dry-run`` runs the same steps on CPU at toy sizes: ViT-Tiny/16 of depth 1, 32 / 16 px crops, batch 4, bf16
+autocast on CPU, the ``aot_eager`` compile backend (dynamo + AOT autograd without code generation: seconds instead
+of minutes on CPU; ``--compile-backend inductor`` tries the real one), 2 processes with gloo for the DDP smoke.
 
 Offline: the data is the built-in synthetic set (generated locally on first use) unless ``--data`` names a folder;
 nothing is downloaded.
@@ -55,6 +55,7 @@ from vitssl.engine.trainer import Trainer  # noqa: E402
 
 CONFIG = "configs/dino/vit_small_imagenet.yaml"
 TOY = [
+    "model.backbone=vit_tiny",
     "model.depth=1",
     "crops.global_size=32",
     "crops.local_size=16",
@@ -147,7 +148,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         device = trainer.device
         fused = [bool(g.get("fused")) for g in trainer.optimizer.param_groups]
         reset_peak(device)
-        square = 512 if args.dry_run else 8192
+        square = 256 if args.dry_run else 8192
         eager = model_step_metrics(trainer, args.steps, args.repeats, args.matmul_repeats, square_size=square)
         eager["peak_gpu_memory_gib"] = peak_gpu_gib(device)
         result: dict[str, Any] = {
@@ -310,7 +311,9 @@ def render(result: dict[str, Any]) -> str:
 
 def workload_text(args: argparse.Namespace) -> str:
     if args.dry_run:
-        return f"`{CONFIG}` at toy sizes (depth 1, 2 x 32 px + 2 x 16 px crops, head 64), batch {args.batch}"
+        return (
+            f"`{CONFIG}` at toy sizes (ViT-Tiny/16 depth 1, 2 x 32 px + 2 x 16 px crops, head 64), batch {args.batch}"
+        )
     return f"`{CONFIG}`: DINO ViT-S/16, 2 x 224 px + 10 x 96 px crops, head 65536, batch {args.batch} per GPU"
 
 
