@@ -15,7 +15,7 @@ help:
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
-	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (~20 min;"
+	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (est. 20-25 min;"
 	@echo "                writes benchmarks/results/bench.md, bench.json, summary.json; docs/benchmarks.md)"
 	@echo "make bench-quick  the same as a smoke run (1 round, 2 steps; writes benchmarks/results/quick/)"
 	@echo "make bench-throughput  one preset: model step, end to end, loader alone (benchmarks/throughput.py)"

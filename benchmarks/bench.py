@@ -11,8 +11,8 @@ See docs/benchmarks.md for what each number means.
 
 Writes ``bench.md``, ``bench.json`` (every round, every step time, machine, versions, commit) and
 ``summary.json`` (the headline numbers) into ``--out`` (default benchmarks/results/, or benchmarks/results/quick/
-with ``--quick``), and prints the tables. The full run takes about 20 minutes on 2 cores; ``--quick`` (one
-round, two steps) about 3; ``--quick --toy`` (toy model sizes, for the tests) seconds per workload.
+with ``--quick``), and prints the tables. The full run is estimated at 20-25 minutes on 2 cores; ``--quick`` (one
+round, two steps) a few minutes; ``--quick --toy`` (toy model sizes, for the tests) seconds per workload.
 """
 
 from __future__ import annotations
@@ -194,7 +194,32 @@ def summarise(runs: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
         summary.update({**dict.fromkeys(SUMMARY_KEYS), "peer": None, "peer_model_step_images_per_s": None})
         summary["peer_error"] = "the fixed workload was not run"
     summary["presets"] = {w: aggregate_vitssl(r["vitssl"]) for w, r in runs.items() if w != FIXED}
+    summary["targets"] = targets(summary)
     return summary
+
+
+def check(name: str, value: float | None, goal: float, higher_is_better: bool = True) -> dict[str, Any]:
+    """One target of issue 15: the measured value, the goal, met or not, and by how much it is missed."""
+    if value is None:
+        return {"target": name, "value": None, "goal": goal, "met": None}
+    met = value >= goal if higher_is_better else value <= goal
+    return {"target": name, "value": value, "goal": goal, "met": met, "missed_by": None if met else abs(goal - value)}
+
+
+def targets(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's targets that these measurements decide (activation checkpointing is not measured here)."""
+    rss, peer_rss = s.get("peak_rss_mib_model_step"), s.get("peer_peak_rss_mib")
+    out = [
+        check("model step / peer >= 1.1", s.get("vitssl_over_peer"), 1.1),
+        check("utilisation >= 0.80 (stretch 0.90)", s.get("utilisation"), 0.80),
+        check("end to end / model step >= 0.95", s.get("end_to_end_over_model_step"), 0.95),
+        check("peak RSS (model step) / peer's <= 1", ratio_of(rss, peer_rss), 1.0, higher_is_better=False),
+    ]
+    for name, preset in s.get("presets", {}).items():
+        if s.get("utilisation") and preset.get("utilisation"):
+            gap = abs(preset["utilisation"] - s["utilisation"])
+            out.append(check(f"{name}: utilisation within 0.10 of the fixed workload's", gap, 0.10, False))
+    return out
 
 
 # -- tables -------------------------------------------------------------------------------------------------------
@@ -290,14 +315,28 @@ def header(args: argparse.Namespace, env: dict[str, Any]) -> str:
     )
 
 
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    def verdict(t: dict[str, Any]) -> str:
+        if t["met"] is None:
+            return "not measured"
+        return "met" if t["met"] else f"missed by {t['missed_by']:.2g}"
+
+    rows_text = [(t["target"], fmt(t["value"], 2), verdict(t)) for t in rows]
+    return markdown_table(("target (issue 15)", "measured", "verdict"), rows_text)
+
+
 def render(args: argparse.Namespace, env: dict[str, Any], summary: dict[str, Any]) -> str:
     parts = [f"# vitssl benchmark\n\n{header(args, env)}"]
+    if args.quick:
+        parts.append("**Quick mode: a smoke run with too few steps to be a measurement.**")
     if FIXED in args.workloads:
         parts.append(f"## Fixed workload: {fixed_workload(args.toy).describe()}\n\n{fixed_table(summary)}")
     if summary["presets"]:
         parts.append(
             f"## CIFAR-10 presets (each preset's own batch, crops and workers)\n\n{presets_table(summary['presets'])}"
         )
+    if summary["targets"]:
+        parts.append(f"## Targets\n\n{targets_table(summary['targets'])}")
     return "\n\n".join(parts) + "\n"
 
 
