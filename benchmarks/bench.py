@@ -70,16 +70,14 @@ def peer_unavailable(args: argparse.Namespace) -> str | None:
     """Why the peer cannot run, or None when its interpreter is there (it reports a missing lightly itself)."""
     if args.no_peer:
         return "not run (--no-peer)"
+    status_file = Path(args.peer_python).parents[1] / "peer_env.json"
+    if status_file.exists():
+        status = json.loads(status_file.read_text())
+        if not status.get("ok"):
+            return f"the peer venv could not be made: {status.get('reason')}"
     if Path(args.peer_python).exists():
         return None
-    status = Path(args.peer_python).parents[1] / "peer_env.json"
-    if status.exists():
-        reason = json.loads(status.read_text()).get("reason")
-        if reason:
-            return f"the peer venv could not be made: {reason}"
-    return (
-        f"no peer interpreter at {args.peer_python}; create it with `python benchmarks/peer_env.py` (make bench does)"
-    )
+    return f"no peer interpreter at {args.peer_python}; make it with `python benchmarks/peer_env.py` (make bench does)"
 
 
 def run_rounds(args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, list[dict]]]:

@@ -70,11 +70,22 @@ def install(venv: Path, requirement: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def installed_version(venv: Path, package: str) -> str | None:
-    """The version of ``package`` that the peer venv imports, or None when it cannot import it."""
+def pip_error(result: subprocess.CompletedProcess[str], limit: int = 400) -> str:
+    """pip's ERROR lines (else its last lines), shortened to ``limit`` characters."""
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    errors = [line for line in lines if line.startswith("ERROR")] or lines[-3:]
+    text = " | ".join(errors)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def import_check(venv: Path, package: str) -> tuple[str | None, str]:
+    """(the version of ``package`` that the peer venv imports, or None; the last line of the import error)."""
     code = f"import {package}; print({package}.__version__)"
     result = subprocess.run([str(venv_python(venv)), "-c", code], capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else None
+    if result.returncode == 0:
+        return result.stdout.strip(), ""
+    lines = result.stderr.strip().splitlines()
+    return None, lines[-1] if lines else f"exit code {result.returncode}"
 
 
 def ensure_peer_env(venv: Path, requirement: str, package: str) -> dict[str, object]:
@@ -82,13 +93,14 @@ def ensure_peer_env(venv: Path, requirement: str, package: str) -> dict[str, obj
     status: dict[str, object] = {"requirement": requirement, "python": str(venv_python(venv))}
     try:
         create_venv(venv)
-        version = installed_version(venv, package)
+        version, _ = import_check(venv, package)
         if version is None:
             result = install(venv, requirement)
-            version = installed_version(venv, package)
-            if version is None:
-                tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-                status.update(ok=False, reason=f"pip install {requirement} failed: " + " | ".join(tail))
+            version, error = import_check(venv, package)
+            if version is None and result.returncode != 0:
+                status.update(ok=False, reason=f"pip install {requirement} failed: {pip_error(result)}")
+            elif version is None:
+                status.update(ok=False, reason=f"{package} was installed but does not import: {error}")
         if version is not None:
             status.update(ok=True, package=package, version=version)
     except (OSError, subprocess.CalledProcessError) as exc:
