@@ -249,8 +249,8 @@ def device_info() -> dict[str, Any]:
     }
 
 
-def step_row(name: str, r: dict[str, Any], matmul_gflops: float) -> tuple[str, ...]:
-    """One row of the model-step table (eager or compiled)."""
+def step_row(name: str, r: dict[str, Any], matmul_gflops: float, scale: float) -> tuple[str, ...]:
+    """One row of the model-step table (eager or compiled); rates in GFLOP/s divided by ``scale``."""
     if "error" in r:
         return (name, "failed: " + r["error"][:100], "", "", "", "")
     if name == "compiled":
@@ -258,10 +258,10 @@ def step_row(name: str, r: dict[str, Any], matmul_gflops: float) -> tuple[str, .
     return (
         name,
         fmt(r["model_step_images_per_s"]),
-        fmt(r["achieved_gflops"] / 1e3, 2),
+        fmt(r["achieved_gflops"] / scale, 2),
         fmt(pct(r["utilisation"]), 0, " %"),
         fmt(r.get("peak_gpu_memory_gib"), 1),
-        fmt(matmul_gflops / 1e3, 2),
+        fmt(matmul_gflops / scale, 2),
     )
 
 
@@ -285,9 +285,10 @@ def tables(result: dict[str, Any]) -> str:
     text = "(model-step benchmark not run)"
     if "eager" in bench:
         matmul = bench["eager"]["matmul_gflops"]
-        rows = [step_row(name, bench[name], matmul) for name in ("eager", "compiled") if name in bench]
-        header = ("model step", "images/s", "achieved TFLOP/s", "utilisation", "peak GPU GiB", "matmul TFLOP/s")
-        text = markdown_table(header, rows) + "\n\nmatmul TFLOP/s: the step's own GEMMs replayed (same shapes, dtype)."
+        scale, unit = (1.0, "GFLOP/s") if result["dry_run"] else (1e3, "TFLOP/s")
+        rows = [step_row(name, bench[name], matmul, scale) for name in ("eager", "compiled") if name in bench]
+        header = ("model step", "images/s", f"achieved {unit}", "utilisation", "peak GPU GiB", f"matmul {unit}")
+        text = markdown_table(header, rows) + f"\n\nmatmul {unit}: the step's own GEMMs replayed (same shapes, dtype)."
     if result.get("ddp"):
         text += "\n\n" + ddp_table(result["ddp"])
     return text
