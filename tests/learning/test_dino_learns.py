@@ -24,7 +24,7 @@ def test_dino_learns_on_synthetic_shapes(dino_demo_run):
 
 @pytest.fixture(scope="module")
 def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
-    """One short DINO pretraining on CIFAR-10 (0.3 epochs, about 4 minutes on 2 quiet cores), shared below."""
+    """One short DINO pretraining on CIFAR-10 (0.3 epochs, an estimated 6 minutes of the CI), shared below."""
     out = tmp_path_factory.mktemp("cifar_run")
     cfg = load_config(
         CONFIGS / "dino" / "vit_tiny_cifar10.yaml",
