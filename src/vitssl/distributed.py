@@ -82,6 +82,13 @@ def all_reduce_mean(tensor: Tensor) -> Tensor:
     return tensor
 
 
+def all_reduce_max(tensor: Tensor) -> Tensor:
+    """The element-wise maximum of a tensor over processes, in place (no gradient)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def all_gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` of every process along dim 0 (rank order), differentiably.
 

@@ -29,14 +29,19 @@ def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]]) -> list[d
 @torch.no_grad()
 def clip_gradients_per_tensor_(parameters: Iterable[nn.Parameter], max_norm: float) -> Tensor:
     """Scale each parameter's gradient so its own L2 norm is at most ``max_norm`` (DINO clips per tensor, not
-    the global norm). Returns the norms before clipping."""
+    the global norm). Returns the norms before clipping.
+
+    Three foreach kernels for all tensors (norms, scales, multiply) instead of three small ops per tensor, and no
+    host synchronisation: the scale is 1 where a gradient is already short enough.
+    """
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(0)
-    norms = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+    norms = torch.stack(torch._foreach_norm(grads)).float()
     scales = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g, s in zip(grads, scales):
-        g.mul_(s.to(g.dtype))
+    for dtype in {g.dtype for g in grads}:  # one foreach multiply per gradient dtype
+        same = [i for i, g in enumerate(grads) if g.dtype == dtype]
+        torch._foreach_mul_([grads[i] for i in same], list(scales[same].to(dtype).unbind()))
     return norms
 
 

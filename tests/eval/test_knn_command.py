@@ -22,6 +22,7 @@ def test_knn_command_on_a_tiny_run(tiny_image_folder, tmp_path, capsys):
             "1",
             "5",
             "--compare-init",
+            "--pixels",
             "--num-workers",
             "0",
             "--device",
@@ -30,10 +31,10 @@ def test_knn_command_on_a_tiny_run(tiny_image_folder, tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "pretrained" in out and "initialisation" in out
+    assert "pretrained" in out and "initialisation" in out and "raw pixels" in out
     results = json.loads((run / "knn.json").read_text())
-    # memory == queries: the 1-NN of every image is itself, so top-1 must be 100% for both networks
-    assert results["pretrained"]["1"]["top1"] == 100.0 and results["init"]["1"]["top1"] == 100.0
+    # memory == queries: the 1-NN of every image is itself, so top-1 must be 100% for both networks and the pixels
+    assert all(results[name]["1"]["top1"] == 100.0 for name in ("pretrained", "init", "pixels"))
     assert 0.0 <= results["pretrained"]["5"]["top1"] <= 100.0
     assert (run / "knn_comparison.png").stat().st_size > 1000
 

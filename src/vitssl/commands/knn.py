@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+# the real imports stay inside the functions, so that ``vitssl --help`` stays fast
 from vitssl.commands._shared import add_checkpoint, add_device, init_options, positive_float, positive_int
-
-if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
-    pass
 
 DEFAULT_KS = (10, 20, 100, 200)
 
 EPILOG = """\
 examples:
   vitssl knn runs/demo
-  vitssl knn runs/cifar/last.pt --train cifar10/train --val cifar10/test --k 20 --compare-init"""
+  vitssl knn runs/cifar/last.pt --train cifar10/train --val cifar10/test --k 20 --compare-init --pixels"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,16 +56,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also evaluate the same network at initialisation (same config and seed) and plot both",
     )
+    p.add_argument(
+        "--pixels",
+        action="store_true",
+        help="also score the raw pixels (each image normalised and flattened, same k-NN): the baseline that "
+        "pretrained features must beat to be worth anything",
+    )
     p.add_argument("--out", type=Path, help="JSON file for the results (default: RUN/knn.json)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from vitssl import distributed as dist
     from vitssl.checkpoints import run_dir_of
     from vitssl.device import resolve_device
     from vitssl.eval.knn import format_knn_table
-    from vitssl.eval.knn_eval import KNNSettings, knn_of_method, save_knn_json
+    from vitssl.eval.knn_eval import KNNSettings, RawPixels, knn_of_method, knn_on_datasets, save_knn_json
     from vitssl.eval.loading import labelled_sets, load_method
 
     device = str(dist.init_from_env(resolve_device(args.device, "--device")))
@@ -90,14 +95,29 @@ def run(args: argparse.Namespace) -> int:
     if args.compare_init:
         _, init = load_method(args.checkpoint, at_init=True)
         results["init"] = knn_of_method(init, memory, queries, settings)
+    if args.pixels:
+        s = settings
+        results["pixels"] = knn_on_datasets(
+            RawPixels(),
+            memory,
+            queries,
+            s.ks,
+            batch_size=s.batch_size,
+            num_workers=s.num_workers,
+            device=torch.device(device),
+            temperature=s.temperature,
+            progress=True,
+        )
     if not dist.is_main():
         return 0
     print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.checkpoint})"))
     if "init" in results:
         print(format_knn_table(results["init"], title="weighted k-NN, same network at initialisation"))
+    if "pixels" in results:
+        print(format_knn_table(results["pixels"], title="weighted k-NN, raw pixels (normalised, flattened)"))
     out = args.out or run_dir_of(args.checkpoint) / "knn.json"
     save_knn_json(results, out, {"checkpoint": str(args.checkpoint), "temperature": args.temperature})
-    if args.compare_init:
+    if args.compare_init or args.pixels:
         _plot_comparison(results, out)
     print(f"wrote {out}")
     return 0
@@ -125,9 +145,8 @@ def _neighbour_counts(ks: list[int] | None, memory_size: int) -> tuple[int, ...]
 
 
 def _plot_comparison(results: dict[str, dict], out: Path) -> None:
-    """``knn_comparison.png`` next to the JSON: initialisation against pretrained, per k."""
+    """``knn_comparison.png`` next to the JSON: raw pixels and initialisation (when scored) against pretrained."""
     from vitssl.plots import plot_knn_comparison
 
-    plot_knn_comparison(
-        {"init": results["init"], "pretrained": results["pretrained"]}, out.with_name("knn_comparison.png")
-    )
+    order = ("pixels", "init", "pretrained")
+    plot_knn_comparison({name: results[name] for name in order if name in results}, out.with_name("knn_comparison.png"))

@@ -18,6 +18,7 @@ from vitssl.engine.run_folder import RunFolder
 from vitssl.engine.trainer import FitResult, Trainer
 from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods import Method, build_method
+from vitssl.models.runtime import configure_backbones
 from vitssl.models.weights import load_backbone_weights
 
 
@@ -36,6 +37,10 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
     if cfg.model.init_from:
         init_backbones(method, cfg.model.init_from, cfg.model.init_strict)
     dist.synchronise_batch_norm(method.to(device), device)  # converts the BatchNorm layers in place
+    student, *others = method.backbones() or [None]
+    if student is not None:
+        m = cfg.model
+        configure_backbones(student, others, device, m.attention, m.grad_checkpointing, cfg.train.compile)
     if dist.world_size() > 1:
         torch.manual_seed(cfg.train.seed + dist.rank())  # but each process draws its own drop-path masks
     data = build_pretrain_data(

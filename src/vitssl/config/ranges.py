@@ -94,6 +94,7 @@ GENERIC_RANGES: dict[str, Range] = {
     "optim.accumulate": AT_LEAST_ONE,
     "train.seed": SEED,
     "train.threads": AT_LEAST_ONE,
+    "train.budget_minutes": POSITIVE,
     "train.log_every": AT_LEAST_ONE,
     "train.checkpoint_every": AT_LEAST_ONE,
     "train.knn_every": NON_NEGATIVE,

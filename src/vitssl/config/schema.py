@@ -136,6 +136,17 @@ class ModelConfig:
         "quadratic cost; crops whose feature map is smaller than the window get padded windows.",
     )
     drop_path: float = _f(0.1, "Stochastic depth rate of the student (the teacher always uses 0).")
+    attention: Literal["auto", "fused", "explicit"] = _f(
+        "auto",
+        "Attention kernel: 'fused' (torch's scaled_dot_product_attention), 'explicit' (softmax(q k^T) v as "
+        "matrix products) or 'auto' (fused on CUDA, explicit on CPU, where it measured faster at ViT-Tiny's "
+        "token counts: docs/benchmarks.md). Same result up to float rounding.",
+    )
+    grad_checkpointing: bool = _f(
+        False,
+        "Activation checkpointing of the student's blocks: recompute each block's activations in the backward "
+        "pass instead of keeping them. Less memory (larger batches fit), one more forward's worth of time.",
+    )
     init_from: str | None = _f(
         None,
         "Start from these backbone weights instead of a random initialisation: a safetensors / timm weights file, "
@@ -187,6 +198,16 @@ class TrainConfig:
         "on CPU. Losses are always computed in fp32.",
     )
     threads: int | None = _f(None, "torch CPU threads (default: torch's choice).")
+    budget_minutes: float | None = _f(
+        None,
+        "Wall-clock budget of the training in minutes: after a few steps the run measures its pace and shortens "
+        "optim.epochs to what fits, so that the schedules end in time. The final k-NN is not counted.",
+    )
+    compile: bool = _f(
+        False,
+        "torch.compile the backbones (student and teacher) before training. Pays a one-off compilation (tens of "
+        "seconds to minutes) for faster steps; worth it for long runs, on GPU above all. See docs/benchmarks.md.",
+    )
     log_every: int = _f(10, "Write metrics every this many optimiser steps.")
     checkpoint_every: int = _f(200, "Save a resumable checkpoint every this many steps (and at the end).")
     knn_every: int = _f(0, "Run the online k-NN every this many steps (0: only at the end) when data.val is set.")

@@ -34,5 +34,10 @@ class Progress:
         self._bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self.speed:.0f}", epoch=epoch)
         return self.speed
 
+    def set_total(self, total: int) -> None:
+        """The run's length changed (a time budget): the bar ends at the new total."""
+        self._bar.total = total
+        self._bar.refresh()
+
     def close(self) -> None:
         self._bar.close()

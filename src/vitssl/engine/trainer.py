@@ -18,6 +18,7 @@ from vitssl.checkpoints import rng_state
 from vitssl.config import PretrainConfig, to_dict
 from vitssl.data.batches import ViewBatch
 from vitssl.data.pretrain import PretrainData
+from vitssl.engine.budget import TimeBudget
 from vitssl.engine.data_parallel import DataParallel
 from vitssl.engine.logger import to_float
 from vitssl.engine.precision import Precision
@@ -76,11 +77,13 @@ class Trainer:
                 f"needs ({self.images_per_step}); lower data.batch_size or optim.accumulate"
             )
         self.total_steps = max(1, round(cfg.optim.epochs * self.steps_per_epoch))
+        self.warmup_steps = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
         self.peak_lr = cfg.optim.lr * self.images_per_step / 256  # linear scaling rule
         self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.precision = Precision(cfg.train.precision, self.device)
         self.data_parallel = DataParallel(method, self.params, self.device)
+        self.budget = TimeBudget(cfg.train.budget_minutes)
         self.step = 0
         self.last_loss = float("nan")
         self.skipped_steps = 0
@@ -96,7 +99,7 @@ class Trainer:
     def state_at(self, step: int, log: bool = False) -> StepState:
         o, spe = self.cfg.optim, self.steps_per_epoch
         state = StepState(step=step, steps_per_epoch=spe, total_steps=self.total_steps, log=log)
-        state.lr = cosine_schedule(step, self.total_steps, self.peak_lr, o.min_lr, round(o.warmup_epochs * spe))
+        state.lr = cosine_schedule(step, self.total_steps, self.peak_lr, o.min_lr, self.warmup_steps)
         state.weight_decay = cosine_schedule(step, self.total_steps, o.weight_decay, o.weight_decay_end)
         state.values = self.method.schedule(step, spe, self.total_steps)
         return state
@@ -115,6 +118,7 @@ class Trainer:
             "scaler": self.precision.state_dict(),
             "step": self.step,
             "total_steps": self.total_steps,
+            "budget_decided": self.budget.minutes is not None and self.budget.decided,
             "last_loss": self.last_loss,
             "skipped_steps": self.skipped_steps,
             "rng": rng_state(),
@@ -153,6 +157,9 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.last_loss = float(ckpt.get("last_loss", float("nan")))
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
+        if self.budget.minutes is not None and ckpt.get("budget_decided"):
+            self._fit_to_budget(int(ckpt["total_steps"]), self.total_steps, quiet=True)  # fitted at its start
+            self.budget.decided = True
         restore_rng(ckpt, self.cfg.train.seed)
         self.logger.truncate_after(self.step)
         return True
@@ -216,6 +223,7 @@ class Trainer:
         """
         self.run.prepare()
         resumed = self._resume()
+        self.budget.start(self.step)
         if resumed and self.step >= self.total_steps:
             return FitResult(self.run_dir, self.step, self.last_loss, None, self.skipped_steps, already_finished=True)
         self.run.save_config(self.cfg)
@@ -248,6 +256,10 @@ class Trainer:
             self.apply_state(state)
             self.last_loss, metrics = self.optimizer_step(batches, state)
             self.step += 1
+            fitted = self.budget.after_step(self.step, self.total_steps, self.device)
+            if fitted is not None:
+                end = self._fit_to_budget(fitted, end)
+                bar.set_total(self.total_steps)
             speed = bar.step(self.last_loss, epoch)
             if log:
                 self._log_step(state, self.last_loss, speed, metrics)
@@ -258,6 +270,20 @@ class Trainer:
             self._periodic()
         bar.close()
         self.save_checkpoint()
+
+    def _fit_to_budget(self, total_steps: int, end: int, quiet: bool = False) -> int:
+        """Shorten the run to ``total_steps`` (``train.budget_minutes``) with its learning-rate warm-up in proportion
+        (other epoch-based schedules keep their epochs); returns the loop's new last step."""
+        planned = max(1, round(self.cfg.optim.epochs * self.steps_per_epoch))
+        self.warmup_steps = round(self.cfg.optim.warmup_epochs * self.steps_per_epoch * total_steps / planned)
+        if total_steps < self.total_steps and dist.is_main() and not quiet:
+            print(
+                f"vitssl: train.budget_minutes={self.cfg.train.budget_minutes:g}: {total_steps} steps fit "
+                f"({total_steps / self.steps_per_epoch:.2f} epochs) of {self.total_steps}; the schedules end there",
+                flush=True,
+            )
+        self.total_steps = total_steps
+        return min(end, total_steps)
 
     def _stop_on_signal(self, signum: int) -> None:
         path = self.save_checkpoint()

@@ -41,6 +41,16 @@ class KNNSettings:
     device: str = "cpu"
 
 
+class RawPixels(torch.nn.Module):
+    """The images themselves as features (normalised pixels, flattened): the baseline of every k-NN.
+
+    A pretrained network whose features score below its own input pixels has not learned anything useful yet,
+    whatever its gain over initialisation (the first check of docs/evaluation.md)."""
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
 def this_process_share(dataset: Dataset) -> Dataset:
     """The contiguous block of ``dataset`` this process evaluates (the whole dataset in a single process)."""
     world, rank = dist.world_size(), dist.rank()

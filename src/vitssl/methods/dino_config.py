@@ -23,6 +23,7 @@ DINO_RANGES: dict[str, Range] = {
     "dino.warmup_teacher_temp_epochs": NON_NEGATIVE,
     "dino.center_momentum": UNIT_BELOW_ONE,  # 1 would freeze the centre at its initial zeros
     "dino.momentum_teacher": UNIT,
+    "dino.momentum_teacher_end": UNIT,
     "dino.freeze_last_layer": NON_NEGATIVE,
 }
 
@@ -56,6 +57,11 @@ class DINOConfig:
         "Initial EMA momentum of the teacher, raised to 1 by a cosine schedule. "
         "Use a higher value (0.9995) with small batches and a lower one (0.99) for "
         "very short runs.",
+    )
+    momentum_teacher_end: float = _f(
+        1.0,
+        "Final EMA momentum of the teacher (DINO: 1). In a run of a few hundred steps a teacher frozen for its "
+        "second half stops improving; a value below 1 (e.g. 0.996) keeps it moving.",
     )
     freeze_last_layer: float = _f(
         1, "Epochs during which the head's last layer gets no update; helps the start of training."

@@ -69,11 +69,12 @@ def dino_views(cfg: PretrainConfig) -> list[CropSpec]:
 
 
 def dino_schedule(cfg: PretrainConfig, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
-    """Teacher momentum (cosine to 1) and teacher temperature (linear warm-up, then constant) at ``step``."""
+    """Teacher momentum (cosine to ``momentum_teacher_end``, DINO: 1) and teacher temperature (linear warm-up,
+    then constant) at ``step``."""
     d = cfg.dino
     warmup = round(d.warmup_teacher_temp_epochs * steps_per_epoch)
     return {
-        "teacher_momentum": cosine_schedule(step, total_steps, d.momentum_teacher, 1.0),
+        "teacher_momentum": cosine_schedule(step, total_steps, d.momentum_teacher, d.momentum_teacher_end),
         "teacher_temp": linear_warmup(step, warmup, d.warmup_teacher_temp, d.teacher_temp),
     }
 

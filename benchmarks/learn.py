@@ -1,0 +1,177 @@
+"""Learning per unit of compute (issue 16): each method's short-budget CIFAR-10 preset, pretrained for a wall-clock
+budget, scored by 20-NN on the full sets next to the same network at initialisation and next to raw pixels.
+
+    python benchmarks/learn.py [--budgets 15 60] [--methods dino esvit_vit esvit_swin sit sit_masked]
+        [--data $VITSSL_TEST_DATA/cifar10] [--out benchmarks/results/learn] [--max-train N --max-val N]
+
+For every method and budget, in one process after another (nothing else should run meanwhile):
+    vitssl pretrain PRESET data.train=DATA/train train.budget_minutes=B train.out_dir=OUT/METHOD-B
+    vitssl knn OUT/METHOD-B --train DATA/train --val DATA/test --k 20 --compare-init --pixels
+Writes OUT/learn.md (the table, with the command behind every row), OUT/learn.json and OUT/learn.png (20-NN
+against wall-clock minutes of pretraining; initialisation at minute 0, raw pixels as a line). A run folder that
+already holds a finished run is scored again without retraining, so an interrupted benchmark resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS, environment, fmt, markdown_table, write_json, write_text  # noqa: E402
+
+# The short-budget preset of each method (the paper-faithful presets sit beside them in configs/).
+PRESETS: dict[str, str] = {
+    "dino": "configs/dino/vit_tiny_cifar10.yaml",
+    "esvit_vit": "configs/esvit/vit_tiny_cifar10.yaml",
+    "esvit_swin": "configs/esvit/swin_mini_cifar10.yaml",
+    "sit": "configs/sit/vit_tiny_cifar10.yaml",
+    "sit_masked": "configs/sit/vit_tiny_cifar10_masked.yaml",
+}
+K = 20
+
+
+def default_data() -> Path | None:
+    base = os.environ.get("VITSSL_TEST_DATA")
+    return Path(base) / "cifar10" if base else None
+
+
+def vitssl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vitssl", *args]
+
+
+def run_logged(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` with its output in ``log``; the wall-clock seconds it took. A failure stops the benchmark."""
+    start = time.perf_counter()
+    with log.open("a") as out:
+        out.write("$ " + shlex.join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}; see {log}")
+    return time.perf_counter() - start
+
+
+def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Pretrain ``method`` for ``budget`` minutes (or reuse the finished run) and score it."""
+    run_dir = args.out / f"{method}-{budget:g}min"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "benchmark.log"
+    train, val = args.data / "train", args.data / "test"
+    pretrain = vitssl(
+        "pretrain",
+        PRESETS[method],
+        f"data.train={train}",
+        "data.val=null",  # scored below on the full sets; no online k-NN inside the budget
+        f"train.budget_minutes={budget:g}",
+        f"train.out_dir={run_dir}",
+        "train.progress=false",
+        *args.overrides,
+    )
+    timing = run_dir / "pretrain_seconds.json"
+    if not timing.exists():
+        seconds = run_logged(pretrain, log)
+        timing.write_text(json.dumps({"seconds": seconds}))
+    seconds = json.loads(timing.read_text())["seconds"]
+    knn = vitssl("knn", str(run_dir), "--train", str(train), "--val", str(val), "--k", str(K))
+    knn += ["--compare-init", "--pixels", "--out", str(run_dir / "knn_full.json")]
+    knn += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
+    knn += [*(["--max-val", str(args.max_val)] if args.max_val else [])]
+    run_logged(knn, log)
+    scores = json.loads((run_dir / "knn_full.json").read_text())
+    steps = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line)
+    return {
+        "method": method,
+        "preset": PRESETS[method],
+        "budget_minutes": budget,
+        "pretrain_minutes": seconds / 60,
+        "logged_steps": steps,
+        "pixels": scores["pixels"][str(K)]["top1"],
+        "init": scores["init"][str(K)]["top1"],
+        "pretrained": scores["pretrained"][str(K)]["top1"],
+        "commands": [shlex.join(pretrain), shlex.join(knn)],
+    }
+
+
+def plot(rows: list[dict[str, Any]], out_png: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = figure.subplots()
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["pretrain_minutes"])
+        xs = [0.0] + [r["pretrain_minutes"] for r in mine]
+        ax.plot(xs, [mine[0]["init"]] + [r["pretrained"] for r in mine], marker="o", label=method)
+    pixels = rows[0]["pixels"]
+    ax.axhline(pixels, color="grey", linestyle="--", label=f"raw pixels ({pixels:.1f} %)")
+    ax.set_xlabel("wall-clock minutes of pretraining (2 CPU cores)")
+    ax.set_ylabel(f"CIFAR-10 {K}-NN top-1 (%)")
+    ax.set_title("Learning per minute: full test set queries, full training set memory")
+    ax.legend(fontsize=8)
+    figure.savefig(out_png, dpi=120)
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    header = ["method", "budget", "minutes", f"{K}-NN init", f"{K}-NN pretrained", "gain", "raw pixels", "vs pixels"]
+    table = markdown_table(
+        header,
+        [
+            [
+                r["method"],
+                f"{r['budget_minutes']:g} min",
+                fmt(r["pretrain_minutes"], 1),
+                fmt(r["init"]),
+                fmt(r["pretrained"]),
+                fmt(r["pretrained"] - r["init"], 1),
+                fmt(r["pixels"]),
+                fmt(r["pretrained"] - r["pixels"], 1),
+            ]
+            for r in rows
+        ],
+    )
+    commands = "\n".join(f"- {r['method']} {r['budget_minutes']:g} min:\n  `{c}`" for r in rows for c in r["commands"])
+    return (
+        f"# Learning per minute of CPU (CIFAR-10, {K}-NN top-1 %)\n\n`python benchmarks/learn.py "
+        f"{shlex.join(sys.argv[1:])}`\n\n{table}\n\n![learning curves](learn.png)\n\nCommands:\n{commands}\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[15.0, 60.0], help="minutes of pretraining")
+    parser.add_argument("--methods", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--data", type=Path, default=default_data(), help="folder with train/ and test/ (CIFAR-10)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "learn")
+    parser.add_argument("--max-train", type=int, help="cap the k-NN memory set (default: all of train/)")
+    parser.add_argument("--max-val", type=int, help="cap the k-NN queries (default: all of test/)")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides for every pretraining (key=value)")
+    args = parser.parse_args()
+    if args.data is None or not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
+        raise SystemExit("no CIFAR-10 folders: pass --data DIR (with train/ and test/) or set VITSSL_TEST_DATA")
+    args.out = args.out.resolve()
+    rows = []
+    for budget in args.budgets:
+        for method in args.methods:
+            rows.append(one_run(method, budget, args))
+            print(
+                f"{method} {budget:g} min: {rows[-1]['init']:.1f} -> {rows[-1]['pretrained']:.1f} "
+                f"(pixels {rows[-1]['pixels']:.1f})",
+                flush=True,
+            )
+    text = report(rows, args)
+    print(text)
+    write_text(args.out / "learn.md", text)
+    write_json(args.out / "learn.json", {"rows": rows, "environment": environment()})
+    plot(rows, args.out / "learn.png")
+    print(f"wrote {args.out / 'learn.md'}, learn.json, learn.png")
+
+
+if __name__ == "__main__":
+    main()
