@@ -8,20 +8,23 @@ PEER_VENV := benchmarks/.peer-venv
 BENCH_FLAGS ?=
 
 .PHONY: help install demo test test-fast lint format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
-	bench-distributed clean
+	bench-distributed bench-options bench-learn clean
 
 help:
 	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate, write pictures and a report (runs/demo)"
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
-	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (est. 20-25 min;"
+	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (over an hour;"
 	@echo "                writes benchmarks/results/bench.md, bench.json, summary.json; docs/benchmarks.md)"
 	@echo "make bench-quick  the same as a smoke run (1 round, 2 steps; writes benchmarks/results/quick/)"
 	@echo "make bench-throughput  one preset: model step, end to end, loader alone (benchmarks/throughput.py)"
 	@echo "make bench-gpu  on a GPU machine: ViT-S/16 multi-crop bf16 eager + compiled, DDP smoke (benchmarks/gpu.sh)"
 	@echo "make bench-gpu-dry  the GPU script's code paths on CPU at toy sizes"
 	@echo "make bench-distributed  1 process x 2 threads against 2 processes x 1 thread (torchrun, gloo)"
+	@echo "make bench-options  attention kernel, activation checkpointing, torch.compile: before/after (fixed workload)"
+	@echo "make bench-learn  20-NN vs minutes for each method's CIFAR-10 preset, init and raw pixels (BUDGETS=\"15 60\";"
+	@echo "                needs VITSSL_TEST_DATA; hours for all methods: METHODS=dino for one)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +75,14 @@ bench-gpu-dry: $(STAMP)
 
 bench-distributed: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python benchmarks/distributed.py
+
+bench-options: $(STAMP)
+	$(BIN)/python benchmarks/options.py $(BENCH_FLAGS)
+
+BUDGETS ?= 15 60
+METHODS ?= dino esvit_vit esvit_swin sit sit_masked
+bench-learn: $(STAMP)
+	$(BIN)/python benchmarks/learn.py --budgets $(BUDGETS) --methods $(METHODS) $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) runs .pytest_cache .ruff_cache

@@ -11,7 +11,7 @@ See docs/benchmarks.md for what each number means.
 
 Writes ``bench.md``, ``bench.json`` (every round, every step time, machine, versions, commit) and
 ``summary.json`` (the headline numbers) into ``--out`` (default benchmarks/results/, or benchmarks/results/quick/
-with ``--quick``), and prints the tables. The full run is estimated at 20-25 minutes on 2 cores; ``--quick`` (one
+with ``--quick``), and prints the tables. The full run takes over an hour on 2 cores; ``--quick`` (one
 round, two steps) a few minutes; ``--quick --toy`` (toy model sizes, for the tests) seconds per workload.
 """
 

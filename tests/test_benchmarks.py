@@ -87,3 +87,32 @@ def test_gpu_dry_run_runs_eager_compiled_and_ddp_on_cpu(tiny_image_folder, tmp_p
     ddp = data["ddp"]
     assert ddp["ok"] and ddp["processes"] == 2 and ddp["backend"] == "gloo", ddp
     assert ddp["finite_losses"] and ddp["checkpoint_written"]
+
+
+def test_options_benchmark_times_each_variant_in_its_own_process(tmp_path):
+    args = ["--toy", "--rounds", "1", "--steps", "1", "--threads", "1", "--variants", "fused", "checkpointing"]
+    result = run_script("options.py", *args, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "options.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["fused", "checkpointing"]
+    for row in rows:
+        assert positive_finite(row["model_step_images_per_s"]) and positive_finite(row["peak_rss_mib"]), row
+    assert "| checkpointing |" in (tmp_path / "options.md").read_text()
+
+
+def test_learning_benchmark_scores_init_pretrained_and_pixels_and_plots(tiny_image_folder, tmp_path):
+    from conftest import TINY_OVERRIDES
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train").symlink_to(tiny_image_folder)
+    (data / "test").symlink_to(tiny_image_folder)
+    args = ["--budgets", "0.05", "--methods", "dino", "--data", str(data), "--out", str(tmp_path / "out")]
+    result = run_script("learn.py", *args, *TINY_OVERRIDES, "data.num_workers=0")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "out" / "learn.json").read_text())["rows"]
+    for key in ("init", "pretrained", "pixels", "pretrain_minutes"):
+        assert positive_finite(row[key]), (key, row)
+    assert "train.budget_minutes=0.05" in row["commands"][0] and "--pixels" in row["commands"][1]
+    assert (tmp_path / "out" / "learn.png").stat().st_size > 1000
+    assert "| dino | 0.05 min |" in (tmp_path / "out" / "learn.md").read_text()
