@@ -30,6 +30,7 @@ class TimeBudget:
         self.minutes = minutes
         self.decided = minutes is None
         self._start = time.perf_counter()
+        self._first_step = 0
         self._pace_from: tuple[int, float] | None = None
 
     def start(self, step: int) -> None:

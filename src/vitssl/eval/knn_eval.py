@@ -45,7 +45,7 @@ class RawPixels(torch.nn.Module):
     """The images themselves as features (normalised pixels, flattened): the baseline of every k-NN.
 
     A pretrained network whose features score below its own input pixels has not learned anything useful yet,
-    whatever its gain over initialisation (the first check of docs/evaluation.md)."""
+    whatever its gain over initialisation (docs/learning.md: always report the three numbers side by side)."""
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         return images.flatten(1)
