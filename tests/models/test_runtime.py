@@ -26,8 +26,8 @@ def test_explicit_and_fused_attention_agree(name):
     torch.testing.assert_close(fused, explicit, rtol=1e-4, atol=1e-4)
 
 
-def test_auto_attention_is_fused_on_cuda_and_explicit_on_cpu():
-    assert use_fused_attention("auto", torch.device("cuda")) and not use_fused_attention("auto", torch.device("cpu"))
+def test_auto_attention_is_the_fused_kernel_as_measured():
+    assert use_fused_attention("auto", torch.device("cuda")) and use_fused_attention("auto", torch.device("cpu"))
     assert use_fused_attention("fused", torch.device("cpu")) and not use_fused_attention(
         "explicit", torch.device("cuda")
     )
@@ -35,7 +35,6 @@ def test_auto_attention_is_fused_on_cuda_and_explicit_on_cpu():
 
 def test_grad_checkpointing_gives_the_same_gradients_on_the_student_only():
     student, teacher = _vit().train(), _vit()
-    set_attention_kernel(student, fused=False)  # what configure_backbones picks on the CPU
     x = torch.randn(2, 3, 32, 32)
     student(x).pooled.square().sum().backward()
     plain = [p.grad.clone() for p in student.parameters()]
