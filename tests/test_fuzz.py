@@ -219,8 +219,10 @@ FLAG_EDGE_VALUES = ["0", "-1", "nan", "1e999", "9" * 400, "x", ""]
 KNOWN_TRACEBACKS: set[tuple[str, str, str]] = set()  # none left
 
 
-def test_edge_values_for_every_flag_fail_cleanly() -> None:
-    """Every flag that takes a value x every edge value, on a missing run folder: a clean failure every time."""
+def test_edge_values_for_every_flag_fail_cleanly(tmp_path, monkeypatch) -> None:
+    """Every flag that takes a value x every edge value, on a missing run folder: a clean failure every time,
+    and nothing written (a relative --out such as ``0`` once left an empty folder in the working directory)."""
+    monkeypatch.chdir(tmp_path)
     for command, option, takes_value in FLAGS:
         if not takes_value:
             continue
@@ -231,6 +233,7 @@ def test_edge_values_for_every_flag_fail_cleanly() -> None:
             if command == "pretrain":
                 argv += ["train.out_dir=/nonexistent/vitssl-fuzz/out"]
             _assert_clean_failure(*_run_cli(argv))
+            assert not any(tmp_path.iterdir()), (argv, sorted(p.name for p in tmp_path.iterdir()))
 
 
 @pytest.mark.parametrize("command", sorted(_subcommands()))

@@ -115,8 +115,8 @@ def export_run(
             export that does not reproduce the backbone.
     """
     require_extras(fmt)
+    source = load_export_source(checkpoint, which)  # first, so that a bad checkpoint leaves no empty folder
     out = prepare_out(Path(out))
-    source = load_export_source(checkpoint, which)
     result = _write(source, fmt, out, with_heads, tokens, dynamic_size)
     if with_heads and fmt != "safetensors":  # the safetensors file holds the heads itself
         from vitssl.export.native import write_heads
