@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitssl.data.batches import EvalBatch
+from vitssl.data.batches import EvalBatch, adjacent_runs, joined
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, collate_views, set_loader_epoch
 from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, EvalTransform, MultiCropTransform, dino_crops
@@ -111,3 +111,31 @@ def test_skipped_files_are_counted_in_batches(corrupt_folder: Path) -> None:
     with pytest.warns(UserWarning, match="skipping"):
         total = sum(batch.skipped for batch in loader)
     assert total == 2
+
+
+def test_crops_of_one_resolution_share_one_buffer_through_workers_and_moves():
+    """The loader stacks same-size crops into one buffer (crop-major, values unchanged), which survives the
+    worker hand-over and ``Batch.to``; the backbone input is then that buffer itself, not a copy."""
+
+    class Crops(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            big = [torch.full((3, 8, 8), float(i + 10 * v)) for v in range(2)]
+            small = [torch.full((3, 4, 4), float(i + 10 * v)) for v in range(2, 5)]
+            return {"views": big + small, "label": i, "index": i}
+
+    samples = [Crops()[i] for i in range(4)]
+    expected = [torch.stack([s["views"][v] for s in samples]) for v in range(5)]
+    for workers in (0, 1):
+        loader = torch.utils.data.DataLoader(Crops(), batch_size=4, num_workers=workers, collate_fn=collate_views)
+        batch = next(iter(loader)).to("cpu")
+        assert all(torch.equal(a, b) for a, b in zip(batch.views, expected))
+        assert adjacent_runs(batch.views) == [(0, 2), (2, 5)]
+        moved = batch.apply(lambda t: t.clone())  # as a device move does: one transfer per resolution
+        assert adjacent_runs(moved.views) == [(0, 2), (2, 5)]
+        both = joined(moved.views[:2])
+        assert both.data_ptr() == moved.views[0].data_ptr() and torch.equal(both, torch.cat(expected[:2]))
+    apart = [t.clone() for t in expected[:2]]  # separate buffers: joined falls back to a copy
+    assert adjacent_runs(apart) == [(0, 1), (1, 2)] and torch.equal(joined(apart), torch.cat(expected[:2]))

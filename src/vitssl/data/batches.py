@@ -7,6 +7,7 @@ run its backbone once per crop resolution, as DINO does (Caron et al. 2021, arXi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,11 +17,69 @@ from torch import Tensor
 B = TypeVar("B", bound="Batch")
 
 
+def adjacent_runs(tensors: Sequence[Tensor]) -> list[tuple[int, int]]:
+    """Maximal runs ``(start, end)`` of consecutive tensors that lie back to back in one buffer.
+
+    Two neighbours join a run when both are contiguous, share their storage, have the same shape but for the
+    first dimension, and the second starts where the first ends; such a run can be read as one tensor without a
+    copy (:func:`joined`). Tensors stacked per crop resolution and then split (:func:`stack_by_resolution`) form
+    one run per resolution.
+    """
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(tensors) + 1):
+        if i == len(tensors) or not _follows(tensors[i - 1], tensors[i]):
+            runs.append((start, i))
+            start = i
+    return runs
+
+
+def _follows(a: Tensor, b: Tensor) -> bool:
+    return (
+        a.is_contiguous()
+        and b.is_contiguous()
+        and a.dtype == b.dtype
+        and a.device == b.device
+        and a.shape[1:] == b.shape[1:]
+        and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        and b.storage_offset() == a.storage_offset() + a.numel()
+    )
+
+
+def joined(tensors: Sequence[Tensor]) -> Tensor:
+    """``torch.cat(tensors)``, without the copy when they lie back to back in one buffer (:func:`adjacent_runs`)."""
+    if len(tensors) == 1:
+        return tensors[0]
+    if adjacent_runs(tensors) == [(0, len(tensors))]:
+        first = tensors[0]
+        size = (sum(t.shape[0] for t in tensors), *first.shape[1:])
+        return first.as_strided(size, first.stride(), first.storage_offset())
+    return torch.cat(list(tensors))
+
+
+def stack_by_resolution(per_crop: Sequence[Sequence[Tensor]]) -> list[Tensor]:
+    """``[torch.stack(samples) for samples in per_crop]``, with each run of same-size crops stacked into one
+    buffer, so that the crops of one resolution move to the device and into the backbone as one tensor."""
+    out: list[Tensor] = []
+    start = 0
+    for i in range(1, len(per_crop) + 1):
+        if i == len(per_crop) or per_crop[i][0].shape != per_crop[start][0].shape:
+            group = torch.stack([t for crop in per_crop[start:i] for t in crop])
+            out.extend(group.split(len(per_crop[start])))
+            start = i
+    return out
+
+
 def _move(value: Any, fn) -> Any:
     if isinstance(value, Tensor):
         return fn(value)
     if isinstance(value, list) and value and all(isinstance(v, Tensor) for v in value):
-        return [fn(v) for v in value]
+        # A run of tensors sharing one buffer moves as one tensor (one transfer, and still one buffer after).
+        moved: list[Tensor] = []
+        for start, end in adjacent_runs(value):
+            run = value[start:end]
+            moved.extend(fn(run[0]) if len(run) == 1 else fn(joined(run)).split([t.shape[0] for t in run]))
+        return moved
     return value
 
 

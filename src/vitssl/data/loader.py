@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vitssl.data.batches import EvalBatch, ViewBatch
+from vitssl.data.batches import EvalBatch, ViewBatch, stack_by_resolution
 from vitssl.data.sampler import EpochSampler
 
 __all__ = ["build_loader", "collate_views", "set_loader_epoch"]
@@ -43,8 +43,8 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
     if isinstance(first, torch.Tensor):
         return EvalBatch(images=torch.stack([sample["views"] for sample in samples]), **common)
     if isinstance(first, (list, tuple)) and all(isinstance(view, torch.Tensor) for view in first):
-        views = [torch.stack([sample["views"][crop] for sample in samples]) for crop in range(len(first))]
-        return ViewBatch(views=views, **common)
+        per_crop = [[sample["views"][crop] for sample in samples] for crop in range(len(first))]
+        return ViewBatch(views=stack_by_resolution(per_crop), **common)
     raise TypeError(
         f"cannot batch views of type {type(first).__name__}; give the dataset a transform that returns "
         "tensors (MultiCropTransform or EvalTransform)"

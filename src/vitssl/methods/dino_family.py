@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
+from vitssl.data.batches import joined
 from vitssl.data.multicrop import CropSpec, dino_crops_from_config
 from vitssl.methods.teacher import EMATeacher
 from vitssl.models.backbones import Backbone, Features, build_backbone
@@ -95,7 +96,7 @@ def forward_per_resolution(backbone: nn.Module, views: Sequence[Tensor]) -> list
     out: list[Features] = []
     for start, end in resolution_groups(views):
         batch = views[start:end]
-        feats = backbone(torch.cat(list(batch)) if len(batch) > 1 else batch[0])
+        feats = backbone(joined(batch))  # no copy when the loader stacked this resolution's crops together
         sizes = [v.shape[0] for v in batch]
         for pooled, tokens in zip(feats.pooled.split(sizes), feats.tokens.split(sizes)):
             out.append(Features(pooled=pooled, tokens=tokens, grid=feats.grid))
