@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_checkpoint(p)
-    p.add_argument("images", nargs="*", help="image files of any size (cropped to a multiple of the patch size)")
+    p.add_argument(
+        "images",
+        nargs="*",
+        help="image files of any size (cropped to a multiple of the patch size); 'synthetic': one test image per "
+        "class of the built-in synthetic set",
+    )
     p.add_argument("--out", type=Path, help="output folder (default: RUN/attention)")
     p.add_argument(
         "--threshold",
@@ -77,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vitssl.checkpoints import run_dir_of
     from vitssl.eval.attention_io import render_attention, save_scores, score_networks
+    from vitssl.eval.images import expand_images
     from vitssl.eval.loading import load_backbone
 
     if not args.images and not args.score:
@@ -85,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir_of(args.checkpoint)
     if args.images:
         out_dir = args.out or run_dir / "attention"
-        written = render_attention(cfg, backbone, args.images, out_dir, args.threshold, args.resize, args.query, device)
+        paths = expand_images(args.images, cfg.data.cache_dir)
+        written = render_attention(cfg, backbone, paths, out_dir, args.threshold, args.resize, args.query, device)
         for png, npy in written:
             print(f"wrote {png} and {npy.name}")
     if args.score:

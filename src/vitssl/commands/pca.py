@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_checkpoint(p)
-    p.add_argument("images", nargs="+", help="image files of any size (cropped to a multiple of the patch size)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files of any size (cropped to a multiple of the patch size); 'synthetic': one test image per "
+        "class of the built-in synthetic set",
+    )
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/pca.png; the .npy goes next to it)")
     p.add_argument(
         "--resize", type=positive_int, help="resize the short side to this many pixels first (default: keep)"
@@ -55,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.data.normalise import denormalise
     from vitssl.eval.attention_io import patch_multiple
     from vitssl.eval.figures import image_pairs_grid
-    from vitssl.eval.images import image_to_tensor, load_image
+    from vitssl.eval.images import expand_images, image_to_tensor, load_image
     from vitssl.eval.pca import pca_rgb
 
-    images = [load_image(p) for p in args.images]  # every file checked before any work
     device, cfg, backbone = load_frozen(args)
+    images = [load_image(p) for p in expand_images(args.images, cfg.data.cache_dir)]  # all checked first
     tensors, tokens = [], []
     with torch.no_grad():
         for image in images:

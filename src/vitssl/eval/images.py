@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,25 @@ from torch import Tensor
 
 from vitssl.data.images import load_rgb
 from vitssl.errors import VitsslError
+
+SAMPLE_IMAGES = "synthetic"
+"""An image argument that names no file but this stands for the first test image of each class of the built-in
+synthetic set (generated offline on first use), so that the demo can draw pictures without a path."""
+
+
+def expand_images(args: Sequence[str | Path], cache_dir: str | Path) -> list[Path]:
+    """Image arguments as files: :data:`SAMPLE_IMAGES` (when no such file exists) becomes the synthetic set's
+    first test image of each class (ten images); anything else is kept as given."""
+    paths: list[Path] = []
+    for arg in args:
+        if str(arg) == SAMPLE_IMAGES and not Path(arg).exists():
+            from vitssl.data.synthetic import ensure_synthetic
+
+            test = ensure_synthetic(cache_dir) / "test"
+            paths += [min(folder.glob("*.png")) for folder in sorted(test.iterdir()) if folder.is_dir()]
+        else:
+            paths.append(Path(arg))
+    return paths
 
 
 def load_image(path: str | Path) -> Image.Image:
