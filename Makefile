@@ -7,11 +7,13 @@ PYTEST_FLAGS ?=
 PEER_VENV := benchmarks/.peer-venv
 BENCH_FLAGS ?=
 
-.PHONY: help install demo test test-fast lint format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
+.PHONY: help install demo test test-fast demo-esvit demo-sit lint format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
 	bench-distributed bench-options bench-learn clean
 
 help:
 	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate, write pictures and a report (runs/demo)"
+	@echo "make demo-esvit EsViT on the same data, with region correspondences in its report (runs/esvit_demo)"
+	@echo "make demo-sit   SiT on the same data, with its reconstructions in its report (runs/sit_demo)"
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
@@ -41,6 +43,20 @@ demo: $(STAMP)
 	$(BIN)/vitssl pca runs/demo synthetic
 	$(BIN)/vitssl report runs/demo
 	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png runs/demo/attention/ runs/demo/pca.png; report: runs/demo/report/index.html"
+
+demo-esvit: $(STAMP)
+	$(BIN)/vitssl pretrain configs/demo.yaml method=esvit name=esvit_demo train.out_dir=runs/esvit_demo
+	$(BIN)/vitssl knn runs/esvit_demo --k 20 --compare-init
+	$(BIN)/vitssl correspond runs/esvit_demo synthetic
+	$(BIN)/vitssl correspond runs/esvit_demo --score synthetic --compare-init
+	$(BIN)/vitssl report runs/esvit_demo
+	@echo "report: runs/esvit_demo/report/index.html"
+
+demo-sit: $(STAMP)
+	$(BIN)/vitssl pretrain configs/sit/demo.yaml
+	$(BIN)/vitssl knn runs/sit_demo --k 20 --compare-init
+	$(BIN)/vitssl report runs/sit_demo
+	@echo "report (with the reconstructions drawn during training): runs/sit_demo/report/index.html"
 
 # pytest exits with 5 when it collected no test: that is a failure here, not a pass.
 test: $(STAMP)

@@ -129,10 +129,14 @@ def test_attention_score_prints_pretrained_and_init(tiny_run, capsys):
 
 
 def test_synthetic_stands_for_one_test_image_per_class(tiny_run, tmp_path):
-    """``synthetic`` as the image argument (how ``make demo`` draws its pictures): ten images, one per class."""
+    """``synthetic`` as the image argument (how the demos draw their pictures): ten images, one per class (one
+    image, matched with its flip, for ``correspond``)."""
     out = tmp_path / "att"
     assert main(["attention", str(tiny_run), "synthetic", "--out", str(out), "--device", "cpu"]) == 0
     assert len(list(out.glob("*_attention.png"))) == 10 and len(list(out.glob("*_attention.npy"))) == 10
     pca = tmp_path / "pca.png"
     assert main(["pca", str(tiny_run), "synthetic", "--out", str(pca), "--device", "cpu"]) == 0
     assert np.load(pca.with_suffix(".npy")).shape[0] == 10
+    matches = tmp_path / "correspondence.png"
+    assert main(["correspond", str(tiny_run), "synthetic", "--out", str(matches), "--device", "cpu"]) == 0
+    assert matches.stat().st_size > 1000

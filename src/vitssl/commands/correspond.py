@@ -38,7 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_checkpoint(p)
-    p.add_argument("images", nargs="*", help="one image (view 2 = its flip with colour jitter) or two images")
+    p.add_argument(
+        "images",
+        nargs="*",
+        help="one image (view 2 = its flip with colour jitter) or two images; 'synthetic': the first test image "
+        "of the built-in synthetic set",
+    )
     p.add_argument("--score", metavar="FOLDER", help="a folder of images (labelled or not) or a named dataset to score")
     p.add_argument("--top", type=positive_int, default=10, help="matches drawn or scored per image pair (default 10)")
     p.add_argument(
@@ -100,13 +105,15 @@ def _draw(args: argparse.Namespace) -> int:
     from vitssl.data.images import load_rgb
     from vitssl.data.normalise import to_image
     from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
+    from vitssl.eval.images import expand_images
 
     cfg, backbone, device, size = _setup(args)
     pair = FlipPairTransform(size, cfg.data.mean, cfg.data.std, jitter=args.jitter)
-    first = load_rgb(args.images[0])
+    images = expand_images(args.images, cfg.data.cache_dir)[: len(args.images)]  # 'synthetic': its first image
+    first = load_rgb(images[0])
     generator = torch.Generator().manual_seed(args.seed)
-    if len(args.images) == 2:
-        view1, view2 = pair.crop(first), pair.crop(load_rgb(args.images[1]))
+    if len(images) == 2:
+        view1, view2 = pair.crop(first), pair.crop(load_rgb(images[1]))
     else:
         view1, view2 = pair(first, generator)
     matches = match_views(backbone, view1.to(device), view2.to(device), top=args.top)
