@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitssl.data.batches import EvalBatch, adjacent_runs, joined
+from vitssl.data.batches import EvalBatch, ViewBatch, adjacent_runs, joined
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, collate_views, set_loader_epoch
 from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, EvalTransform, MultiCropTransform, dino_crops
@@ -137,5 +137,10 @@ def test_crops_of_one_resolution_share_one_buffer_through_workers_and_moves():
         assert adjacent_runs(moved.views) == [(0, 2), (2, 5)]
         both = joined(moved.views[:2])
         assert both.data_ptr() == moved.views[0].data_ptr() and torch.equal(both, torch.cat(expected[:2]))
-    apart = [t.clone() for t in expected[:2]]  # separate buffers: joined falls back to a copy
+    apart = [t.clone() for t in expected[:2]]  # separate buffers: joined falls back to a copy, each moves alone
     assert adjacent_runs(apart) == [(0, 1), (1, 2)] and torch.equal(joined(apart), torch.cat(expected[:2]))
+    moved_apart = EvalBatch(images=expected[0]).apply(lambda t: t)  # a plain tensor field is untouched
+    assert torch.equal(moved_apart.images, expected[0])
+    separate = ViewBatch(views=apart).apply(lambda t: t.clone()).views
+    assert [v.shape for v in separate] == [v.shape for v in apart]
+    assert all(torch.equal(a, b) for a, b in zip(separate, apart))

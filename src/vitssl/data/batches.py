@@ -78,7 +78,7 @@ def _move(value: Any, fn) -> Any:
         moved: list[Tensor] = []
         for start, end in adjacent_runs(value):
             run = value[start:end]
-            moved.extend(fn(run[0]) if len(run) == 1 else fn(joined(run)).split([t.shape[0] for t in run]))
+            moved.extend([fn(run[0])] if len(run) == 1 else fn(joined(run)).split([t.shape[0] for t in run]))
         return moved
     return value
 
