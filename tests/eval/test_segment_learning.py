@@ -18,7 +18,13 @@ def default_jitter_demo_run(tmp_path_factory) -> Path:
     (measured 59.92 -> 55.81 % mIoU), so this check keeps the recipe it was measured with."""
     out = tmp_path_factory.mktemp("segment_demo")
     args = ["pretrain", str(CONFIGS / "demo.yaml"), f"train.out_dir={out}", "train.progress=false"]
-    args += ["train.knn_every=0", "crops.jitter_p=0.8", "crops.saturation=0.2", "crops.hue=0.1", "crops.grayscale_p=0.2"]
+    args += [
+        "train.knn_every=0",
+        "crops.jitter_p=0.8",
+        "crops.saturation=0.2",
+        "crops.hue=0.1",
+        "crops.grayscale_p=0.2",
+    ]
     assert main(args) == 0
     return out
 
