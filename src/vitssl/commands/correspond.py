@@ -109,7 +109,7 @@ def _draw(args: argparse.Namespace) -> int:
 
     cfg, backbone, device, size = _setup(args)
     pair = FlipPairTransform(size, cfg.data.mean, cfg.data.std, jitter=args.jitter)
-    images = expand_images(args.images, cfg.data.cache_dir)[: len(args.images)]  # 'synthetic': its first image
+    images = [expand_images([arg], cfg.data.cache_dir)[0] for arg in args.images]  # 'synthetic': its first image
     first = load_rgb(images[0])
     generator = torch.Generator().manual_seed(args.seed)
     if len(images) == 2:
