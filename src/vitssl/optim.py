@@ -46,14 +46,34 @@ def clip_gradients_per_tensor_(parameters: Iterable[nn.Parameter], max_norm: flo
 
 
 @torch.no_grad()
-def ema_update_(teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: float) -> None:
+def ema_update_(
+    teacher: Sequence[Tensor], student: Sequence[Tensor], momentum: float, applied: Tensor | None = None
+) -> None:
     """``theta_t <- m * theta_t + (1 - m) * theta_s`` for matching parameter lists (foreach: one kernel launch
-    per group of tensors instead of one per tensor)."""
-    torch._foreach_mul_(list(teacher), momentum)
-    torch._foreach_add_(list(teacher), list(student), alpha=1.0 - momentum)
+    per group of tensors instead of one per tensor).
+
+    Args:
+        applied: A boolean device flag: when False the step was skipped and the teacher keeps its weights
+            (``m`` becomes 1 on the device, with no host synchronisation). None: always update.
+    """
+    teacher = list(teacher)
+    if applied is None:
+        torch._foreach_mul_(teacher, momentum)
+        torch._foreach_add_(teacher, list(student), alpha=1.0 - momentum)
+        return
+    keep = torch.where(applied, momentum, 1.0).to(teacher[0].dtype)
+    torch._foreach_mul_(teacher, keep)
+    torch._foreach_add_(teacher, torch._foreach_mul(list(student), 1.0 - keep))
 
 
-def build_optimizer(groups: list[dict], lr: float, betas: Sequence[float], device: torch.device) -> torch.optim.AdamW:
-    """AdamW; the fused CUDA kernel on GPU, foreach on CPU. lr and weight decay are set every step."""
-    fused = device.type == "cuda"
+def build_optimizer(
+    groups: list[dict], lr: float, betas: Sequence[float], device: torch.device, fused: bool | None = None
+) -> torch.optim.AdamW:
+    """AdamW, fused or foreach; lr and weight decay are set every step.
+
+    Args:
+        fused: One fused kernel (default on CUDA). The fused AdamW is also the one that can skip a step on the
+            device (its ``found_inf`` flag), so ``train.nonfinite_check=device`` asks for it on any device.
+    """
+    fused = device.type == "cuda" if fused is None else fused
     return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), fused=fused, foreach=None if fused else True)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def cosine_schedule(
@@ -41,6 +45,9 @@ class StepState:
         weight_decay: weight decay of this step (for parameters that get any).
         values: method-specific scheduled values (e.g. ``teacher_momentum``, ``teacher_temp``).
         log: whether this step's metrics will be written (methods compute costly diagnostics only then).
+        applied: with ``train.nonfinite_check=device``, a boolean device tensor: False when the optimiser step was
+            skipped on the device (non-finite loss); state updated after the step (teacher EMA, centres) must
+            then keep its value. None when every step that reaches ``after_optimizer_step`` was applied.
     """
 
     step: int
@@ -50,6 +57,7 @@ class StepState:
     weight_decay: float = 0.0
     values: dict[str, float] = field(default_factory=dict)
     log: bool = False
+    applied: Tensor | None = None
 
     @property
     def epoch(self) -> int:

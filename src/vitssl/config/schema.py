@@ -220,6 +220,14 @@ class TrainConfig:
         "many steps, and at the end; 0 = only at the end. Methods without pictures ignore it.",
     )
     max_nonfinite: int = _f(5, "Stop after this many consecutive non-finite losses (each is skipped).")
+    nonfinite_check: Literal["auto", "sync", "device"] = _f(
+        "auto",
+        "Where a non-finite loss is caught. 'sync': the host reads the loss every step and skips the update (free "
+        "on CPU). 'device': the decision stays on the device (fused AdamW skips through its found_inf flag, the "
+        "teacher and centres keep their values), so nothing is read between logged steps and a GPU's queue never "
+        "drains; the loss, the skip count and the max_nonfinite stop are read on logged steps. 'auto': 'device' "
+        "on CUDA, 'sync' elsewhere.",
+    )
     keep_checkpoints: int = _f(
         2,
         "Checkpoints kept in the run folder: last.pt and the previous keep_checkpoints - 1 (last-<step>.pt). A torn "

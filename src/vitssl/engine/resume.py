@@ -27,6 +27,7 @@ HARMLESS_KEYS = {
     "train.checkpoint_every",
     "train.knn_every",
     "train.max_nonfinite",
+    "train.nonfinite_check",
     "train.knn_max_train",
     "train.knn_max_val",
     "train.knn_k",

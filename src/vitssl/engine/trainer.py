@@ -21,6 +21,7 @@ from vitssl.data.pretrain import PretrainData
 from vitssl.engine.budget import TimeBudget
 from vitssl.engine.data_parallel import DataParallel
 from vitssl.engine.logger import to_float
+from vitssl.engine.nonfinite import DeviceSkipCounter, decides_on_device
 from vitssl.engine.precision import Precision
 from vitssl.engine.preemption import StopSignals
 from vitssl.engine.progress import Progress
@@ -79,7 +80,14 @@ class Trainer:
         self.total_steps = max(1, round(cfg.optim.epochs * self.steps_per_epoch))
         self.warmup_steps = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
         self.peak_lr = cfg.optim.lr * self.images_per_step / 256  # linear scaling rule
-        self.optimizer = build_optimizer(self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device)
+        # "device": skipped steps are decided without a host read (fused AdamW's found_inf), counted here
+        self.device_skips = (
+            DeviceSkipCounter(self.device) if decides_on_device(cfg.train.nonfinite_check, self.device) else None
+        )
+        fused = True if self.device_skips is not None else None
+        self.optimizer = build_optimizer(
+            self.method.param_groups(), self.peak_lr, cfg.optim.betas, self.device, fused=fused
+        )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.precision = Precision(cfg.train.precision, self.device)
         self.data_parallel = DataParallel(method, self.params, self.device)
@@ -112,6 +120,7 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def checkpoint_dict(self) -> dict[str, Any]:
+        self._read_device_skips()
         return {
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -165,7 +174,10 @@ class Trainer:
         return True
 
     # -- one optimiser step -------------------------------------------------------------------------------
-    def optimizer_step(self, batches: Iterator[ViewBatch], state: StepState) -> tuple[float, dict[str, Any]]:
+    def optimizer_step(self, batches: Iterator[ViewBatch], state: StepState) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One update from ``optim.accumulate`` micro-batches; returns the mean loss (a device tensor, mean over
+        processes) and the last micro-batch's metrics. A non-finite loss skips the update (see
+        :mod:`vitssl.engine.nonfinite`)."""
         self.optimizer.zero_grad(set_to_none=True)
         accumulate = self.cfg.optim.accumulate
         total = torch.zeros((), device=self.device)
@@ -182,18 +194,22 @@ class Trainer:
             metrics = out.metrics
         # The mean over processes: what is logged, and what every process decides on (a non-finite loss on one
         # process makes every process skip the step, so no process is left waiting in a collective).
-        loss_value = float(dist.all_reduce_mean(total / accumulate).item())
-        if not math.isfinite(loss_value):
+        loss = dist.all_reduce_mean(total / accumulate)
+        if self.device_skips is not None:
+            state.applied = torch.isfinite(loss)
+            self.device_skips.add(state.applied)
+        elif not math.isfinite(loss.item()):
             self._skip_nonfinite(state)
-            return loss_value, metrics
-        self.consecutive_nonfinite = 0
+            return loss, metrics
+        else:
+            self.consecutive_nonfinite = 0
         self.method.before_optimizer_step(state)
-        self.precision.unscale_(self.optimizer)
+        self.precision.unscale_(self.optimizer, None if state.applied is None else ~state.applied)
         if self.cfg.optim.clip_grad > 0:
             clip_gradients_per_tensor_(self.params, self.cfg.optim.clip_grad)
         self.precision.step(self.optimizer)
         self.method.after_optimizer_step(state)
-        return loss_value, metrics
+        return loss, metrics
 
     def _skip_nonfinite(self, state: StepState) -> None:
         """The update is dropped before it reaches the weights; too many in a row stop the run cleanly."""
@@ -201,6 +217,15 @@ class Trainer:
         self.method.discard_pending()
         self.skipped_steps += 1
         self.consecutive_nonfinite += 1
+        self._stop_if_too_many_nonfinite(state)
+
+    def _read_device_skips(self) -> None:
+        """Bring the device's skip counts to the host (logged steps, checkpoints): a host synchronisation."""
+        if self.device_skips is not None:
+            skipped, self.consecutive_nonfinite = self.device_skips.read()
+            self.skipped_steps += skipped
+
+    def _stop_if_too_many_nonfinite(self, state: StepState) -> None:
         if self.consecutive_nonfinite >= self.cfg.train.max_nonfinite:
             path = self.save_checkpoint()
             raise VitsslError(
@@ -247,6 +272,7 @@ class Trainer:
         if self.step == 0 and t.knn_every:
             self._log_knn()  # the curve starts at the network's initialisation
         end = min(self.total_steps, stop_at_step) if stop_at_step is not None else self.total_steps
+        loss: torch.Tensor | None = None
         while self.step < end:
             if self.step // self.steps_per_epoch != epoch:
                 epoch = self.step // self.steps_per_epoch
@@ -254,7 +280,12 @@ class Trainer:
             log = self.step % t.log_every == 0 or self.step == self.total_steps - 1
             state = self.state_at(self.step, log=log)
             self.apply_state(state)
-            self.last_loss, metrics = self.optimizer_step(batches, state)
+            loss, metrics = self.optimizer_step(batches, state)
+            if log or self.device_skips is None:  # "device" mode reads the loss only on logged steps
+                self.last_loss = loss.item()
+            if log and self.device_skips is not None:
+                self._read_device_skips()
+                self._stop_if_too_many_nonfinite(state)
             self.step += 1
             fitted = self.budget.after_step(self.step, self.total_steps, self.device)
             if fitted is not None:
@@ -263,12 +294,16 @@ class Trainer:
             speed = bar.step(self.last_loss, epoch)
             if log:
                 self._log_step(state, self.last_loss, speed, metrics)
-            signum = signals.requested(self.device)
+            signum = signals.requested(self.device, lagged=self.device_skips is not None)
             if signum is not None:
+                signals.drain()
                 bar.close()
                 self._stop_on_signal(signum)
             self._periodic()
+        signals.drain()
         bar.close()
+        if self.device_skips is not None and loss is not None:
+            self.last_loss = loss.item()  # the loss of the step the run stopped at, logged or not
         self.save_checkpoint()
 
     def _fit_to_budget(self, total_steps: int, end: int, quiet: bool = False) -> int:

@@ -45,10 +45,15 @@ class Center:
         return [F.softmax((t.detach().float() - center) / temperature, dim=-1) for t in teacher_out]
 
     @torch.no_grad()
-    def update(self, rows: Sequence[Tensor]) -> None:
-        """Move ``C`` towards the mean of ``rows`` (tensors (..., K)) over every row of every process."""
+    def update(self, rows: Sequence[Tensor], applied: Tensor | None = None) -> None:
+        """Move ``C`` towards the mean of ``rows`` (tensors (..., K)) over every row of every process; not where
+        the device flag ``applied`` says the step was skipped (its rows may not be finite)."""
         batch = torch.cat([r.detach().float().reshape(-1, r.shape[-1]) for r in rows])
         stats = torch.cat([batch.sum(dim=0), batch.new_tensor([batch.shape[0]])])
         all_reduce_sum(stats)  # sums and counts of all processes: the mean of the global batch
         mean = stats[:-1] / stats[-1]
-        self.value.mul_(self.momentum).add_(mean.unsqueeze(0), alpha=1 - self.momentum)
+        if applied is None:
+            self.value.mul_(self.momentum).add_(mean.unsqueeze(0), alpha=1 - self.momentum)
+            return
+        moved = self.value * self.momentum + mean.unsqueeze(0) * (1 - self.momentum)
+        self.value.copy_(torch.where(applied, moved, self.value))

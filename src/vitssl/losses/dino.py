@@ -63,6 +63,7 @@ class DINOLoss(nn.Module):
         total = sum(dino_cross_entropy(student_logp[v], teacher_p[g]) for g, v in pairs)
         return total / len(pairs)
 
-    def update_center(self, teacher_out: Sequence[Tensor]) -> None:
-        """``C <- m C + (1 - m) * mean(teacher logits)``, the mean over all crops and all processes."""
-        self.centering.update(teacher_out)
+    def update_center(self, teacher_out: Sequence[Tensor], applied: Tensor | None = None) -> None:
+        """``C <- m C + (1 - m) * mean(teacher logits)``, the mean over all crops and all processes (not where the
+        device flag ``applied`` is False: a skipped step)."""
+        self.centering.update(teacher_out, applied)

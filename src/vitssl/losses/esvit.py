@@ -218,12 +218,15 @@ class EsViTLoss(nn.Module):
             student_view, student_region, student_feat, teacher_view, teacher_region, teacher_feat, teacher_temp
         ).total
 
-    def update_center(self, teacher_view: Sequence[Tensor], teacher_region: Sequence[Tensor]) -> None:
+    def update_center(
+        self, teacher_view: Sequence[Tensor], teacher_region: Sequence[Tensor], applied: Tensor | None = None
+    ) -> None:
         """Move both centres towards the mean teacher logits of all global crops of the global batch: the view
-        centre over the view vectors, the region centre over every region token."""
-        self.view_centering.update(teacher_view)
+        centre over the view vectors, the region centre over every region token (neither where the device flag
+        ``applied`` is False: a skipped step)."""
+        self.view_centering.update(teacher_view, applied)
         if teacher_region:
-            self.region_centering.update(teacher_region)
+            self.region_centering.update(teacher_region, applied)
 
 
 def _coverage(index: Tensor, teacher_tokens: int) -> Tensor:

@@ -69,9 +69,9 @@ class DINO(Method):
             drop_last_layer_grads([self.student["head"]])
 
     def after_optimizer_step(self, state: StepState) -> None:
-        self.ema.update(state.values["teacher_momentum"])
+        self.ema.update(state.values["teacher_momentum"], state.applied)
         if self._pending_teacher:
-            self.loss_fn.update_center(self._pending_teacher)
+            self.loss_fn.update_center(self._pending_teacher, state.applied)
         self._pending_teacher = []
 
     def discard_pending(self) -> None:

@@ -108,9 +108,9 @@ class EsViT(Method):
             drop_last_layer_grads([self.student[VIEW_HEAD], self.student[REGION_HEAD]])
 
     def after_optimizer_step(self, state: StepState) -> None:
-        self.ema.update(state.values["teacher_momentum"])
+        self.ema.update(state.values["teacher_momentum"], state.applied)
         if self._pending_teacher:
-            self.loss_fn.update_center(self._pending_teacher, self._pending_region)
+            self.loss_fn.update_center(self._pending_teacher, self._pending_region, state.applied)
         self.discard_pending()
 
     def discard_pending(self) -> None:

@@ -257,7 +257,7 @@ class SiT(Method):
 
     def after_optimizer_step(self, state: StepState) -> None:
         if self.ema is not None:
-            self.ema.update(state.values["teacher_momentum"])
+            self.ema.update(state.values["teacher_momentum"], state.applied)
 
     def trained_modules(self) -> dict[str, nn.Module]:
         modules: dict[str, nn.Module] = {"student": self.student}

@@ -4,7 +4,7 @@ gradients, ``theta_t <- m theta_t + (1 - m) theta_s`` after every optimiser step
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from vitssl.optim import ema_update_
 
@@ -31,10 +31,11 @@ class EMATeacher:
         teacher.requires_grad_(False)
         self.pairs = [(p, student_params[n]) for n, p in teacher.named_parameters()]
 
-    def update(self, momentum: float) -> None:
-        """One EMA step with momentum ``m`` (1 freezes the teacher, 0 copies the student)."""
+    def update(self, momentum: float, applied: Tensor | None = None) -> None:
+        """One EMA step with momentum ``m`` (1 freezes the teacher, 0 copies the student); none where the device
+        flag ``applied`` says the optimiser step was skipped."""
         teacher, student = zip(*self.pairs)
-        ema_update_(teacher, student, momentum)
+        ema_update_(teacher, student, momentum, applied)
 
 
 def drop_last_layer_grads(heads: list[nn.Module]) -> None:
