@@ -9,6 +9,8 @@ Variants (config overrides on top of the workload):
     explicit       model.attention=explicit (softmax(q k^T) v as matrix products)
     checkpointing  explicit + model.grad_checkpointing=true (activation checkpointing)
     compiled       explicit + train.compile=true (the first step, which compiles, is timed apart)
+    device_checks  explicit + train.nonfinite_check=device (fused AdamW, the skip decided on the device: no
+                   host read per step; on a CPU this times only the fused optimiser and the gating)
 
 Writes options.md and options.json under --out: per variant the median model-step images/s, the ratio to the
 first variant, peak RSS and (compiled) the seconds of the compiling step.
@@ -43,6 +45,7 @@ VARIANTS: dict[str, list[str]] = {
     "explicit": ["model.attention=explicit"],
     "checkpointing": ["model.attention=explicit", "model.grad_checkpointing=true"],
     "compiled": ["model.attention=explicit", "train.compile=true"],
+    "device_checks": ["model.attention=explicit", "train.nonfinite_check=device"],
 }
 
 

@@ -18,14 +18,15 @@ pytestmark = pytest.mark.data
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def test_test_split_decodes_fully_into_memory(cifar10_root: Path) -> None:
+def test_test_split_in_memory_is_quick_to_open_and_caches_on_read(cifar10_root: Path) -> None:
     start = time.perf_counter()
     dataset = ImageFolderDataset(cifar10_root / "test", labelled=True, cache="memory")
     elapsed = time.perf_counter() - start
     assert dataset.classes == CLASSES and len(dataset) == 10_000 and dataset.num_skipped == 0
     assert Counter(dataset.targets) == dict.fromkeys(range(10), 1000)
-    assert dataset.image(123).size == (32, 32)
-    assert elapsed < 30, f"decoding 10k CIFAR images took {elapsed:.1f}s"
+    assert dataset.image_cache is not None and dataset.image_cache.nbytes == 10_000 * 32 * 32 * 3
+    assert dataset.image(123).size == (32, 32) and dataset.image_cache.is_filled(123)
+    assert elapsed < 30, f"opening 10k CIFAR images took {elapsed:.1f}s"
 
 
 def test_capped_subset_is_balanced(cifar10_root: Path) -> None:

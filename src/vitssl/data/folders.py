@@ -1,9 +1,9 @@
 """A dataset over a folder of images, labelled by class sub-folder or unlabelled.
 
 Each sample's random views are drawn from a generator seeded by (seed, epoch, index) (see
-:mod:`vitssl.data.seeding`), so the views do not depend on the loader's workers or processes. Unreadable
-files never stop a run: they are dropped when the images are cached in memory, and replaced by the next
-readable image when decoding lazily, with a warning either way.
+:mod:`vitssl.data.seeding`), so the views do not depend on the loader's workers or processes, nor on whether
+images come from the in-memory cache or from their files. Unreadable files never stop a run: the next
+readable image stands in for one, with a warning, whether images are cached or not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vitssl.data.cache import DecodedImages, choose_cache_mode, decode_images
+from vitssl.data.cache import ImageCache, choose_cache_mode
 from vitssl.data.discovery import list_labelled, list_unlabelled, no_images_error
 from vitssl.data.images import UnreadableImageError, UnreadableImageWarning, load_rgb
 from vitssl.data.sampler import decode_repeat
@@ -30,8 +30,6 @@ __all__ = ["ImageFolderDataset", "ViewTransform"]
 ViewTransform = Callable[[Image.Image, torch.Generator], Any]
 """A transform called as ``transform(image, generator)``, drawing all its randomness from ``generator``."""
 
-_MAX_LISTED_WARNINGS = 20
-
 
 class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
     """Images of a folder, as dicts of views, label, index and a skipped-file count.
@@ -41,10 +39,12 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         labelled: Whether class sub-folders give labels; unlabelled images have label -1.
         transform: Called as ``transform(image, generator)`` on the RGB PIL image with this sample's
             generator; None returns the PIL image itself as ``"views"``.
-        cache: "memory" decodes every image once now, "none" decodes on access, "auto" picks memory for small
-            datasets (see :func:`vitssl.data.cache.choose_cache_mode`).
+        cache: "memory" keeps each image in shared memory once decoded (nothing is decoded up front; see
+            :class:`vitssl.data.cache.ImageCache`), "none" decodes on every access, "auto" picks memory for
+            small datasets (see :func:`vitssl.data.cache.choose_cache_mode`). Memory falls back to none,
+            with a warning, when "auto" chose it but the shared memory cannot be reserved.
         max_images: Keep a fixed subset of this many images, stratified over classes when labelled. The
-            subset is chosen among the files found; unreadable ones in it are dropped, not replaced.
+            subset is chosen among the files found; an unreadable one in it stays (the next image stands in).
         subset_seed: Seed choosing that subset.
         seed: Seed of the per-sample view generators (set again by ``build_loader``).
         config_key: The config key naming ``root``, quoted in error messages (e.g. "data.val").
@@ -55,10 +55,12 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         targets: The label of every image.
         paths: The file of every image.
         cache_mode: "memory" or "none", after resolving "auto".
-        num_skipped: Unreadable files found so far by this process (all of them, in memory mode).
+        image_cache: The :class:`~vitssl.data.cache.ImageCache` in memory mode, else None.
+        num_skipped: Unreadable files found so far by this process.
 
     Raises:
-        VitsslError: The folder is missing, holds no (readable) images, or a labelled folder has no classes.
+        VitsslError: The folder is missing, holds no (readable) images, a labelled folder has no classes, or
+            ``cache="memory"`` and the shared memory for it cannot be reserved.
     """
 
     def __init__(
@@ -88,20 +90,17 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
                 raise VitsslError(f"max_images must be a positive number of images, not {max_images}")
             keep = stratified_subset(labels, max_images, subset_seed)
             paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
-        self.cache_mode = choose_cache_mode(paths, cache)
-        self._store: DecodedImages | None = None
-        if self.cache_mode == "memory":
-            self._store, kept, errors = decode_images(paths)
-            self._warn_dropped(errors)
-            self.num_skipped = len(errors)
-            paths, labels = [paths[i] for i in kept], [labels[i] for i in kept]
         self.paths: list[Path] = paths
         self.targets: list[int] = labels
         if not self.paths:
             raise no_images_error(self.root, self._config_key, readable=True)
-        if self._store is None:
-            # Fail now, not at the first batch, when nothing is readable; costs one decode when all is well.
-            self._load(0)
+        self.cache_mode = choose_cache_mode(paths, cache)
+        self.image_cache = self._make_cache(cache) if self.cache_mode == "memory" else None
+        if self.image_cache is None:
+            self.cache_mode = "none"
+        # Fail now, not at the first batch, when nothing is readable; costs one decode when all is well (and
+        # in memory mode that image is then cached).
+        self._load(0)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -111,18 +110,15 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.epoch = epoch
 
     def image(self, index: int) -> Image.Image:
-        """Image ``index`` as RGB PIL image (raises UnreadableImageError for a bad file in lazy mode)."""
-        index = self._check_index(index)
-        if self._store is not None:
-            return self._store.image(index)
-        return load_rgb(self.paths[index])
+        """Image ``index`` as RGB PIL image (raises UnreadableImageError for a bad file)."""
+        return self._read(self._check_index(index))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Sample ``index``: ``{"views", "label", "index", "skipped"}``.
 
-        ``views`` is ``transform(image, sample_generator(seed, epoch, index))``. When the file is unreadable
-        (lazy mode only), the next readable image stands in, ``skipped`` counts the files passed over and
-        ``index`` stays the requested one, so the generator, and the sampler's bookkeeping, are unchanged.
+        ``views`` is ``transform(image, sample_generator(seed, epoch, index))``. When the file is unreadable,
+        the next readable image stands in, ``skipped`` counts the files passed over and ``index`` stays the
+        requested one, so the generator, and the sampler's bookkeeping, are unchanged.
         """
         index, repeat = decode_repeat(index, len(self))  # repeated augmentation: copy `repeat` of image `index`
         index = self._check_index(index)
@@ -148,14 +144,12 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
 
     def _load(self, index: int) -> tuple[Image.Image, int, int]:
         """The first readable image at or after ``index`` (cyclically), its index, the count passed over."""
-        if self._store is not None:
-            return self._store.image(index), index, 0
         for step in range(len(self)):
             candidate = (index + step) % len(self)
             if candidate in self._bad:
                 continue
             try:
-                return load_rgb(self.paths[candidate]), candidate, step
+                return self._read(candidate), candidate, step
             except UnreadableImageError as err:
                 self._mark_bad(candidate, err)
         raise no_images_error(self.root, self._config_key, readable=True)
@@ -166,13 +160,26 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.num_skipped += 1
         warnings.warn(f"skipping an unreadable file: {err}", UnreadableImageWarning, stacklevel=4)
 
-    def _warn_dropped(self, errors: list[UnreadableImageError]) -> None:
-        for err in errors[:_MAX_LISTED_WARNINGS]:
-            warnings.warn(f"skipping an unreadable file: {err}", UnreadableImageWarning, stacklevel=3)
-        if len(errors) > _MAX_LISTED_WARNINGS:
-            warnings.warn(
-                f"skipped {len(errors)} unreadable images under {self.root} in all "
-                f"({len(errors) - _MAX_LISTED_WARNINGS} more than listed)",
-                UnreadableImageWarning,
-                stacklevel=3,
-            )
+    def _read(self, index: int) -> Image.Image:
+        """Image ``index`` from the cache, else decoded from its file (and then cached when it fits its slot).
+
+        Either way the pixels are those :func:`load_rgb` gives, so caching never changes what a run sees.
+        """
+        if self.image_cache is not None:
+            cached = self.image_cache.image(index)
+            if cached is not None:
+                return cached
+        image = load_rgb(self.paths[index])
+        if self.image_cache is not None:
+            self.image_cache.store(index, image)
+        return image
+
+    def _make_cache(self, requested: str) -> ImageCache | None:
+        """An empty cache for the images, or None when "auto" chose memory but cannot reserve it."""
+        try:
+            return ImageCache.for_files(self.paths)
+        except VitsslError as err:
+            if requested != "auto":
+                raise
+            warnings.warn(f"not caching images in memory: {err}", stacklevel=3)
+            return None
