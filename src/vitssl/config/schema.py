@@ -61,9 +61,9 @@ class DataConfig:
     )
     cache: Literal["auto", "memory", "none"] = _f(
         "auto",
-        "'memory' decodes every image once and keeps it in "
-        "RAM (fast for small data sets); 'none' decodes on the fly; "
-        "'auto' picks memory for small data sets.",
+        "'memory' keeps every image in shared memory once it has been decoded (on its first read, so training "
+        "starts at once; loader workers share it); 'none' decodes on every read; 'auto' picks memory for small "
+        "data sets (and none when /dev/shm is too small).",
     )
     mean: list[float] = _f(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
     std: list[float] = _f(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
