@@ -76,6 +76,7 @@ def recipe(args: argparse.Namespace) -> list[str]:
         "crops.local_count=10",
         "train.progress=false",
         f"train.precision={args.precision}",
+        "train.nonfinite_check=device",  # CUDA's default, named so that the dry run takes the same path on CPU
     ]
     return overrides + (TOY if args.dry_run else [])
 
