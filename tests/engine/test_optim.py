@@ -31,3 +31,19 @@ def test_ema_formula():
     ema_update_(teacher, student, momentum=0.9)
     torch.testing.assert_close(teacher[0], torch.tensor([1.2, 2.2]))
     torch.testing.assert_close(teacher[1], torch.tensor([[1.0]]))
+
+
+def test_ema_gated_on_the_device():
+    """With a device flag: True is the plain EMA step (to rounding), False leaves the teacher as it was, NaN
+    student weights included (a skipped step's)."""
+    teacher, student = [torch.randn(5), torch.randn(2, 3)], [torch.randn(5), torch.randn(2, 3)]
+    expected = [t.clone() for t in teacher]
+    ema_update_(expected, student, 0.9)
+    applied = [t.clone() for t in teacher]
+    ema_update_(applied, student, 0.9, torch.tensor(True))
+    for a, e in zip(applied, expected):
+        torch.testing.assert_close(a, e)
+    kept = [t.clone() for t in teacher]
+    ema_update_(kept, [torch.full_like(s, float("nan")) for s in student], 0.9, torch.tensor(False))
+    for k, t in zip(kept, teacher):
+        assert torch.equal(k, t)

@@ -77,3 +77,15 @@ def test_gradient_flows_to_student_only():
     loss_fn(s, t, 0.04).backward()
     assert all(x.grad is not None for x in s)
     assert all(x.grad is None for x in t)
+
+
+def test_center_update_gated_on_the_device():
+    """A skipped step (flag False) leaves the centre alone even when its teacher logits are NaN; True moves it
+    exactly as the ungated update does."""
+    rows = [torch.randn(4, 8), torch.randn(4, 8)]
+    plain, gated, skipped = DINOLoss(8), DINOLoss(8), DINOLoss(8)
+    plain.update_center(rows)
+    gated.update_center(rows, torch.tensor(True))
+    torch.testing.assert_close(gated.center, plain.center)
+    skipped.update_center([torch.full((4, 8), float("nan"))], torch.tensor(False))
+    assert torch.equal(skipped.center, torch.zeros(1, 8))
