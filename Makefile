@@ -8,7 +8,7 @@ PEER_VENV := benchmarks/.peer-venv
 BENCH_FLAGS ?=
 
 .PHONY: help install demo test test-fast demo-esvit demo-sit lint format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
-	bench-distributed bench-options bench-learn clean
+	bench-distributed bench-options bench-learn bench-loader clean
 
 help:
 	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate, write pictures and a report (runs/demo)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench-gpu-dry  the GPU script's code paths on CPU at toy sizes"
 	@echo "make bench-distributed  1 process x 2 threads against 2 processes x 1 thread (torchrun, gloo)"
 	@echo "make bench-options  attention kernel, activation checkpointing, torch.compile: before/after (fixed workload)"
+	@echo "make bench-loader the data loader alone at 0, 1 and 2 workers against the model step (fixed workload)"
 	@echo "make bench-learn  20-NN vs minutes for each method's CIFAR-10 preset, init and raw pixels (BUDGETS=\"15 60\";"
 	@echo "                needs VITSSL_TEST_DATA; hours for all methods: METHODS=dino for one)"
 
@@ -98,6 +99,9 @@ bench-options: $(STAMP)
 
 BUDGETS ?= 15 60
 METHODS ?= dino esvit_vit esvit_swin sit sit_masked
+bench-loader: $(STAMP)
+	$(BIN)/python benchmarks/loader.py $(BENCH_FLAGS)
+
 bench-learn: $(STAMP)
 	$(BIN)/python benchmarks/learn.py --budgets $(BUDGETS) --methods $(METHODS) $(BENCH_FLAGS)
 

@@ -1,7 +1,7 @@
 """Learning per unit of compute (issue 16): each method's short-budget CIFAR-10 preset, pretrained for a wall-clock
 budget, scored by 20-NN on the full sets next to the same network at initialisation and next to raw pixels.
 
-    python benchmarks/learn.py [--budgets 15 60] [--methods dino esvit_vit esvit_swin sit sit_masked]
+    python benchmarks/learn.py [--budgets 15 60] [--methods dino dino_15min esvit_vit esvit_swin sit sit_masked]
         [--data $VITSSL_TEST_DATA/cifar10] [--out benchmarks/results/learn] [--max-train N --max-val N]
 
 For every method and budget, in one process after another (nothing else should run meanwhile):
@@ -30,6 +30,7 @@ from common import REPO, RESULTS, environment, fmt, markdown_table, write_json, 
 # The short-budget preset of each method (the paper-faithful presets sit beside them in configs/).
 PRESETS: dict[str, str] = {
     "dino": "configs/dino/vit_tiny_cifar10.yaml",
+    "dino_15min": "configs/dino/vit_tiny_cifar10_15min.yaml",  # the trials' best recipe (docs/learning.md)
     "esvit_vit": "configs/esvit/vit_tiny_cifar10.yaml",
     "esvit_swin": "configs/esvit/swin_mini_cifar10.yaml",
     "sit": "configs/sit/vit_tiny_cifar10.yaml",
