@@ -17,23 +17,27 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 @pytest.mark.slow
 def test_dino_learns_on_synthetic_shapes(dino_demo_run):
-    """The demo recipe (the session's shared run, tests/conftest.py) gains 7 points of 20-NN (measured +9.5 with
-    the CLI: 44.1 -> 53.6 %; +16 before its colour augmentation was strengthened for the attention maps)."""
+    """The demo recipe (the session's shared run, tests/conftest.py) gains 5 points of 20-NN (3 standard errors of
+    1,000 queries). The same seed gives different runs on different CPUs (their kernels round differently and the
+    training amplifies it): +9.5 (44.1 -> 53.6 %) on one machine type and +6.3 (-> 50.4 %) on another, with the
+    same code (2026-12-02). +16 before the colour augmentation was strengthened for the attention maps."""
     assert math.isfinite(dino_demo_run.result.final_loss) and dino_demo_run.result.skipped_steps == 0
-    assert dino_demo_run.after >= dino_demo_run.before + 7
+    assert dino_demo_run.after >= dino_demo_run.before + 5
 
 
 @pytest.mark.slow
 def test_demo_attention_moves_onto_the_objects(dino_demo_run, capsys):
     """DINO's headline picture, true on the demo: the [CLS] attention of the pretrained network overlaps the
     true foreground of 500 synthetic test images clearly more than at initialisation (Jaccard of the 60 %-mass
-    mask of the head mean; measured 12.4 -> 22.6 % with the CLI, docs/learning.md)."""
+    mask of the head mean). Measured 12.4 -> 22.6 % with the CLI on one machine type and 12.4 -> 15.9 % (best head
+    29.6 %) on another, same code and seed (docs/learning.md); the bar, +2.5 points, is below both (+10.2 and
+    +3.5)."""
     from vitssl.cli import main
 
     run_dir = dino_demo_run.trainer.cfg.train.out_dir
     assert main(["attention", str(run_dir), "--score", "--max-images", "500", "--device", "cpu"]) == 0
     scores = json.loads((Path(run_dir) / "attention_score.json").read_text())
-    assert scores["pretrained"]["mean_map"] >= scores["init"]["mean_map"] + 5, scores
+    assert scores["pretrained"]["mean_map"] >= scores["init"]["mean_map"] + 2.5, scores
 
 
 @pytest.fixture(scope="module")
