@@ -144,6 +144,15 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     )
 
 
+def earlier_rows(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an earlier run of this benchmark that this run did not measure again (other methods or
+    budgets), so that the table grows one method at a time; each row keeps its own commands."""
+    if not path.exists():
+        return []
+    done = {(r["method"], r["budget_minutes"]) for r in new}
+    return [r for r in json.loads(path.read_text())["rows"] if (r["method"], r["budget_minutes"]) not in done]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budgets", type=float, nargs="+", default=[15.0, 60.0], help="minutes of pretraining")
@@ -166,6 +175,7 @@ def main() -> None:
                 f"(pixels {rows[-1]['pixels']:.1f})",
                 flush=True,
             )
+    rows = earlier_rows(args.out / "learn.json", rows) + rows
     text = report(rows, args)
     print(text)
     write_text(args.out / "learn.md", text)
