@@ -116,3 +116,23 @@ def test_learning_benchmark_scores_init_pretrained_and_pixels_and_plots(tiny_ima
     assert "train.budget_minutes=0.05" in row["commands"][0] and "--pixels" in row["commands"][1]
     assert (tmp_path / "out" / "learn.png").stat().st_size > 1000
     assert "| dino | 0.05 min |" in (tmp_path / "out" / "learn.md").read_text()
+
+
+def test_learning_benchmark_keeps_the_rows_it_did_not_redo(tmp_path):
+    """A run of one method adds its row to the earlier table instead of replacing it; a redone row replaces its
+    earlier self."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "learn_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "learn.py"
+    )
+    learn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learn)
+    earlier = [
+        {"method": "dino", "budget_minutes": 15.0, "pretrained": 29.4},
+        {"method": "sit", "budget_minutes": 15.0},
+    ]
+    (tmp_path / "learn.json").write_text(json.dumps({"rows": earlier}))
+    new = [{"method": "sit", "budget_minutes": 15.0, "pretrained": 30.0}]
+    assert learn.earlier_rows(tmp_path / "learn.json", new) == [earlier[0]]
+    assert learn.earlier_rows(tmp_path / "missing.json", new) == []
