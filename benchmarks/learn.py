@@ -7,8 +7,11 @@ budget, scored by 20-NN on the full sets next to the same network at initialisat
 For every method and budget, in one process after another (nothing else should run meanwhile):
     vitssl pretrain PRESET data.train=DATA/train train.budget_minutes=B train.out_dir=OUT/METHOD-B
     vitssl knn OUT/METHOD-B --train DATA/train --val DATA/test --k 20 --compare-init --pixels
-Writes OUT/learn.md (the table, with the command behind every row), OUT/learn.json and OUT/learn.png (20-NN
-against wall-clock minutes of pretraining; initialisation at minute 0, raw pixels as a line). A run folder that
+    vitssl linear OUT/METHOD-B --fast --train DATA/train --val DATA/test --epochs 20 --lr 0.03 [--at-init]
+Writes OUT/learn.md (the table, with the command behind every row), OUT/learn.json and OUT/learn.png (20-NN and
+the fast linear probe against wall-clock minutes of pretraining; initialisation at minute 0, raw pixels as a line).
+The linear probe (`--fast`: frozen features extracted once, no augmentation; one learning rate, final epoch, so
+the test set chooses nothing) is skipped with --no-linear. A run folder that
 already holds a finished run is scored again without retraining, so an interrupted benchmark resumes.
 """
 
@@ -37,6 +40,7 @@ PRESETS: dict[str, str] = {
     "sit_masked": "configs/sit/vit_tiny_cifar10_masked.yaml",
 }
 K = 20
+LINEAR = ("--fast", "--epochs", "20", "--lr", "0.03")  # one setting for every row: nothing tuned on the test set
 
 
 def default_data() -> Path | None:
@@ -86,8 +90,20 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
     knn += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
     knn += [*(["--max-val", str(args.max_val)] if args.max_val else [])]
     run_logged(knn, log)
+    commands = [shlex.join(pretrain), shlex.join(knn)]
     scores = json.loads((run_dir / "knn_full.json").read_text())
     steps = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line)
+    linear: dict[str, float] = {}
+    if args.linear:
+        for at_init, key in ((False, "linear"), (True, "linear_init")):
+            probe = vitssl("linear", str(run_dir), "--train", str(train), "--val", str(val), *LINEAR)
+            probe += [*(["--at-init"] if at_init else [])]
+            probe += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
+            probe += [*(["--max-val", str(args.max_val)] if args.max_val else [])]
+            run_logged(probe, log)
+            commands.append(shlex.join(probe))
+            name = "linear_fast_init.json" if at_init else "linear_fast.json"
+            linear[key] = json.loads((run_dir / name).read_text())["final"]["top1"]
     return {
         "method": method,
         "preset": PRESETS[method],
@@ -97,30 +113,37 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
         "pixels": scores["pixels"][str(K)]["top1"],
         "init": scores["init"][str(K)]["top1"],
         "pretrained": scores["pretrained"][str(K)]["top1"],
-        "commands": [shlex.join(pretrain), shlex.join(knn)],
+        **linear,
+        "commands": commands,
     }
 
 
 def plot(rows: list[dict[str, Any]], out_png: Path) -> None:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = figure.subplots()
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["pretrain_minutes"])
-        xs = [0.0] + [r["pretrain_minutes"] for r in mine]
-        ax.plot(xs, [mine[0]["init"]] + [r["pretrained"] for r in mine], marker="o", label=method)
-    pixels = rows[0]["pixels"]
-    ax.axhline(pixels, color="grey", linestyle="--", label=f"raw pixels ({pixels:.1f} %)")
-    ax.set_xlabel("wall-clock minutes of pretraining (2 CPU cores)")
-    ax.set_ylabel(f"CIFAR-10 {K}-NN top-1 (%)")
-    ax.set_title("Learning per minute: full test set queries, full training set memory")
-    ax.legend(fontsize=8)
+    panels = [("init", "pretrained", f"{K}-NN top-1 (%)")]
+    if any("linear" in r for r in rows):
+        panels.append(("linear_init", "linear", "fast linear probe top-1 (%)"))
+    figure = Figure(figsize=(7 * len(panels), 4.5), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (init_key, key, ylabel) in zip(axes, panels):
+        for method in dict.fromkeys(r["method"] for r in rows if key in r):
+            mine = sorted((r for r in rows if r["method"] == method and key in r), key=lambda r: r["pretrain_minutes"])
+            xs = [0.0] + [r["pretrain_minutes"] for r in mine]
+            ax.plot(xs, [mine[0][init_key]] + [r[key] for r in mine], marker="o", label=method)
+        if key == "pretrained":
+            pixels = rows[0]["pixels"]
+            ax.axhline(pixels, color="grey", linestyle="--", label=f"raw pixels, {K}-NN ({pixels:.1f} %)")
+        ax.set_xlabel("wall-clock minutes of pretraining (2 CPU cores)")
+        ax.set_ylabel(f"CIFAR-10 {ylabel}")
+        ax.legend(fontsize=8)
+    figure.suptitle("Learning per minute: full CIFAR-10 test set, full training set as memory / probe data")
     figure.savefig(out_png, dpi=120)
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     header = ["method", "budget", "minutes", f"{K}-NN init", f"{K}-NN pretrained", "gain", "raw pixels", "vs pixels"]
+    header += ["linear init", "linear pretrained"]
     table = markdown_table(
         header,
         [
@@ -133,6 +156,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 fmt(r["pretrained"] - r["init"], 1),
                 fmt(r["pixels"]),
                 fmt(r["pretrained"] - r["pixels"], 1),
+                fmt(r["linear_init"]) if "linear_init" in r else "-",
+                fmt(r["linear"]) if "linear" in r else "-",
             ]
             for r in rows
         ],
@@ -161,6 +186,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "learn")
     parser.add_argument("--max-train", type=int, help="cap the k-NN memory set (default: all of train/)")
     parser.add_argument("--max-val", type=int, help="cap the k-NN queries (default: all of test/)")
+    parser.add_argument(
+        "--linear",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the fast linear probe (pretrained and at initialisation; default on)",
+    )
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every pretraining (key=value)")
     args = parser.parse_args()
     if args.data is None or not (args.data / "train").is_dir() or not (args.data / "test").is_dir():

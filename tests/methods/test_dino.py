@@ -131,3 +131,17 @@ def test_diagnostics_logged_on_log_steps():
     metrics = m.training_step(ViewBatch(views=views(4)), s).metrics
     assert set(metrics) >= {"teacher_entropy", "kl_to_uniform", "center_norm", "feature_std"}
     assert 0 <= float(metrics["teacher_entropy"]) <= torch.log(torch.tensor(32.0)) + 1e-4
+
+
+def test_koleo_weight_adds_the_regulariser_of_the_global_crops():
+    """dino.koleo_weight=w adds w x the mean KoLeo loss of the student's [CLS] over the two global crops."""
+    from vitssl.losses.koleo import koleo_loss
+
+    plain, koleo = tiny_method(), tiny_method("dino.koleo_weight=0.5")
+    batch = ViewBatch(views=views(6))
+    base = plain.training_step(batch, state()).loss
+    out = koleo.training_step(batch, StepState(**{**vars(state()), "log": True}))
+    feats = koleo.student["backbone"]
+    expected = sum(koleo_loss(feats(v).pooled) for v in batch.views[:2]) / 2
+    assert out.loss.item() == pytest.approx(base.item() + 0.5 * expected.item(), rel=1e-5)
+    assert out.metrics["koleo"].item() == pytest.approx(expected.item(), rel=1e-5)

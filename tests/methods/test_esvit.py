@@ -152,3 +152,16 @@ def test_non_square_crops_work(backbone):
     assert torch.isfinite(out.loss)
     grid = method.student["backbone"](crops[0]).grid
     assert grid == ((4, 6) if not backbone else (2, 3))
+
+
+def test_koleo_weight_adds_the_regulariser_of_the_global_crops():
+    """The KoLeo term DINO composes (dino_family.with_koleo) is EsViT's too: w x the mean over the global crops."""
+    from vitssl.losses.koleo import koleo_loss
+
+    plain, koleo = tiny_esvit(), tiny_esvit("dino.koleo_weight=0.25")
+    batch = ViewBatch(views=views(6))
+    base = plain.training_step(batch, state()).loss
+    out = koleo.training_step(batch, state())
+    expected = sum(koleo_loss(koleo.student["backbone"](v).pooled) for v in batch.views[:2]) / 2
+    assert out.loss.item() == pytest.approx(base.item() + 0.25 * expected.item(), rel=1e-5)
+    assert out.metrics["koleo"].item() == pytest.approx(expected.item(), rel=1e-5)

@@ -37,3 +37,9 @@ def test_unknown_backbone_suggests_a_name():
 def test_any_timm_vit_name_works():
     b = build_backbone("vit_small_patch16_224", img_size=32, patch_size=8, depth=1)
     assert b.embed_dim == 384 and b.patch_size == 8
+
+
+def test_vit_mini_preset_is_half_of_vit_tiny_wide():
+    backbone = build_backbone("vit_mini", patch_size=8, img_size=32, depth=4)
+    assert backbone.embed_dim == 96 and backbone.model.blocks[0].attn.num_heads == 3
+    assert backbone(torch.zeros(2, 3, 32, 32)).tokens.shape == (2, 16, 96)

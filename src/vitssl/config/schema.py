@@ -116,8 +116,9 @@ class CropsConfig:
 class ModelConfig:
     backbone: str = _f(
         "vit_small",
-        "Backbone: a preset (vit_tiny, vit_small, vit_base; swin_tiny, swin_small, swin_base; swin_mini_32 and "
-        "swin_tiny_32 for 32 px images) or any timm ViT or Swin name. Swin needs method esvit or dino.",
+        "Backbone: a preset (vit_mini, vit_tiny, vit_small, vit_base; swin_tiny, swin_small, swin_base; "
+        "swin_mini_32 and swin_tiny_32 for 32 px images) or any timm ViT or Swin name. Swin needs method esvit or "
+        "dino.",
     )
     patch_size: int | None = _f(
         None,

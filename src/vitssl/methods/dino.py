@@ -21,6 +21,7 @@ from vitssl.methods.dino_family import (
     dino_schedule,
     dino_views,
     student_and_teacher,
+    with_koleo,
 )
 from vitssl.methods.registry import register_method
 from vitssl.methods.teacher import drop_last_layer_grads
@@ -57,10 +58,11 @@ class DINO(Method):
             teacher = self.teacher(views[:NUM_GLOBAL_CROPS]).view
         student = self.run("student", views)
         loss = self.loss_fn(student.view, teacher, temp)
-        self._pending_teacher.extend(teacher)
         metrics: dict[str, Tensor | float] = {}
+        loss = with_koleo(loss, self.cfg, student.feats, metrics, state.log)
+        self._pending_teacher.extend(teacher)
         if state.log:
-            metrics = dict(collapse_diagnostics(self.loss_fn.teacher_probs(teacher, temp), student.feats[0].pooled))
+            metrics.update(collapse_diagnostics(self.loss_fn.teacher_probs(teacher, temp), student.feats[0].pooled))
             metrics["center_norm"] = self.loss_fn.center.norm()
         return StepOutput(loss=loss, metrics=metrics)
 

@@ -25,6 +25,7 @@ DINO_RANGES: dict[str, Range] = {
     "dino.momentum_teacher": UNIT,
     "dino.momentum_teacher_end": UNIT,
     "dino.freeze_last_layer": NON_NEGATIVE,
+    "dino.koleo_weight": NON_NEGATIVE,
 }
 
 
@@ -65,6 +66,12 @@ class DINOConfig:
     )
     freeze_last_layer: float = _f(
         1, "Epochs during which the head's last layer gets no update; helps the start of training."
+    )
+    koleo_weight: float = _f(
+        0.0,
+        "Weight of the KoLeo regulariser on the student's [CLS] of each global crop (DINOv2's 0.1; DINO: 0). It "
+        "spreads the batch's features over the sphere against dimensional collapse on small data "
+        "(losses/koleo.py).",
     )
 
     def validate(self, cfg: PretrainConfig) -> None:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import joined
 from vitssl.data.multicrop import CropSpec, dino_crops_from_config
+from vitssl.losses.koleo import koleo_loss
 from vitssl.methods.teacher import EMATeacher
 from vitssl.models.backbones import Backbone, Features, build_backbone
 from vitssl.models.heads import DINOHead
@@ -35,6 +36,21 @@ def build_model_backbone(cfg: PretrainConfig, drop_path: float) -> Backbone:
         drop_path_rate=drop_path,
         window_size=m.window_size,
     )
+
+
+def with_koleo(
+    loss: Tensor, cfg: PretrainConfig, feats: Sequence[Features], metrics: dict, log: bool = False
+) -> Tensor:
+    """``loss`` plus ``dino.koleo_weight`` x the mean KoLeo loss of the student's pooled feature over the global
+    crops (DINOv2's regulariser, Oquab et al. 2023; losses/koleo.py), logged as ``koleo`` on logged steps;
+    ``loss`` itself when the weight is 0 (DINO and EsViT as published)."""
+    weight = cfg.dino.koleo_weight
+    if weight == 0:
+        return loss
+    koleo = sum(koleo_loss(f.pooled) for f in feats[:NUM_GLOBAL_CROPS]) / NUM_GLOBAL_CROPS
+    if log:
+        metrics["koleo"] = koleo.detach()
+    return loss + weight * koleo
 
 
 def build_dino_head(cfg: PretrainConfig, in_dim: int) -> DINOHead:

@@ -17,7 +17,7 @@ from vitssl.data.multicrop import CropSpec
 from vitssl.losses.esvit import EsViTLoss
 from vitssl.methods.base import Method, StepOutput
 from vitssl.methods.diagnostics import collapse_diagnostics, entropy
-from vitssl.methods.dino_family import NUM_GLOBAL_CROPS, dino_schedule, dino_views, student_and_teacher
+from vitssl.methods.dino_family import NUM_GLOBAL_CROPS, dino_schedule, dino_views, student_and_teacher, with_koleo
 from vitssl.methods.esvit_config import EsViTConfig
 from vitssl.methods.registry import register_method
 from vitssl.methods.teacher import drop_last_layer_grads
@@ -90,7 +90,7 @@ class EsViT(Method):
                         "match_coverage": parts.coverage,
                     }
                 )
-        return StepOutput(loss=parts.total, metrics=metrics)
+        return StepOutput(loss=with_koleo(parts.total, self.cfg, s.feats, metrics, state.log), metrics=metrics)
 
     def _diagnostics(self, t_view: list[Tensor], t_region: list[Tensor], pooled: Tensor, temp: float) -> dict:
         metrics: dict[str, Tensor | float] = dict(
