@@ -37,6 +37,7 @@ PRESETS: dict[str, str] = {
     "dino_mini_15min": "configs/dino/vit_mini_cifar10_15min.yaml",  # ViT-Mini + KoLeo: the later trials' best
     "esvit_vit": "configs/esvit/vit_tiny_cifar10.yaml",
     "esvit_swin": "configs/esvit/swin_mini_cifar10.yaml",
+    "esvit_mini_15min": "configs/esvit/vit_mini_cifar10_15min.yaml",  # DINO's 15-minute recipe + region loss
     "sit": "configs/sit/vit_tiny_cifar10.yaml",
     "sit_masked": "configs/sit/vit_tiny_cifar10_masked.yaml",
 }

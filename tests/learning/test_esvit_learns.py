@@ -64,10 +64,11 @@ def test_trained_regions_correspond_better_than_at_init(synthetic_run):
 
 @pytest.fixture(scope="module")
 def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
-    """One short EsViT pretraining on CIFAR-10 (the ViT-Tiny preset at patch 8, as the DINO test), shared below."""
+    """One short EsViT pretraining on CIFAR-10 with the 15-minute preset (ViT-Mini, patch 8, KoLeo; 1.5 epochs of
+    fixed length instead of the preset's wall-clock budget, about 4.5 minutes on 2 cores), shared below."""
     out = tmp_path_factory.mktemp("esvit_cifar")
     cfg = load_config(
-        CONFIGS / "esvit" / "vit_tiny_cifar10.yaml",
+        CONFIGS / "esvit" / "vit_mini_cifar10_15min.yaml",
         [
             f"data.train={cifar10_root / 'train'}",
             f"data.val={cifar10_root / 'test'}",
@@ -76,10 +77,10 @@ def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
             "train.knn_every=0",
             "train.knn_max_train=5000",
             "train.knn_max_val=1000",
-            # patch 8 (4 x 4 regions) instead of the preset's 4: about 3x more images per CPU minute; 0.3 epochs
-            # (0.8 took 19 minutes of the CI's 2 cores, and gained no more)
-            "model.patch_size=8",
-            "optim.epochs=0.3",
+            # a fixed number of steps on every machine (a budget would cut the run to what fits); 1.5 epochs
+            # gained 6.0 points on the tuning split (docs/learning.md, trial E1)
+            "train.budget_minutes=null",
+            "optim.epochs=1.5",
         ],
     )
     run = pretrain_and_compare(cfg)
@@ -96,20 +97,16 @@ def test_short_cifar10_esvit_pretraining_is_healthy(cifar_run):
     assert result.skipped_steps == 0 and math.isfinite(result.final_loss)
     assert last["teacher_entropy"] < 0.9 * log_k and last["region_teacher_entropy"] < 0.9 * log_k, last
     assert last["kl_to_uniform"] < 0.5 * log_k, last
-    # every student token choosing the same teacher token would give 1/16 (4 x 4 regions)
+    # every student token choosing the same teacher token would give 1/16 (4 x 4 regions); trial E1 ended at 0.32
     assert last["match_coverage"] > 2 / 16, last
-    # the view feature must not collapse to one point (lr 0.01 did: feature_std 0.002; DINO's run keeps ~0.02)
-    assert last["feature_std"] > 0.01, last
+    # the view feature must not collapse (lr 0.01 without KoLeo did: feature_std 0.002; trial E1 ended at 0.10)
+    assert last["feature_std"] > 0.05, last
     assert after >= before - 2
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open problem (issue 16), as for DINO: no EsViT recipe found yet that gains +3 points of 20-NN on "
-    "CIFAR-10 within 10 CPU minutes; measured 27.0 -> 27.3 for this run at 0.3 epochs, 27.0 -> 26.7 at 0.8 (lr "
-    "0.0025; with DINO's lr 0.01: 27.0 -> 26.2 and a collapsed view feature); see docs/esvit.md",
-)
 def test_esvit_learns_on_cifar10(cifar_run):
+    """The 15-minute preset's recipe gains 3 points of 20-NN (2 standard errors of 1,000 queries) in 1.5 epochs.
+    Measured on the tuning split: 27.4 -> 33.4 % (trial E1, docs/learning.md)."""
     before, after, *_ = cifar_run
     assert after >= before + 3
