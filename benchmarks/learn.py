@@ -1,7 +1,8 @@
 """Learning per unit of compute (issue 16): each method's short-budget CIFAR-10 preset, pretrained for a wall-clock
 budget, scored by 20-NN on the full sets next to the same network at initialisation and next to raw pixels.
 
-    python benchmarks/learn.py [--budgets 15 60] [--methods dino dino_15min esvit_vit esvit_swin sit sit_masked]
+    python benchmarks/learn.py [--budgets 15 60] [--methods dino dino_15min dino_mini_15min esvit_vit esvit_swin
+        esvit_mini_15min sit sit_masked]
         [--data $VITSSL_TEST_DATA/cifar10] [--out benchmarks/results/learn] [--max-train N --max-val N]
 
 For every method and budget, in one process after another (nothing else should run meanwhile):
