@@ -40,6 +40,24 @@ def test_the_steps_that_fit_are_decided_once_from_the_measured_pace(monkeypatch)
     assert fitted[0] == 60
 
 
+@pytest.mark.parametrize("planned, expected", [(1000, 107), (80, 80)])
+def test_the_length_is_decided_again_once_the_slow_first_steps_have_passed(monkeypatch, planned, expected):
+    """1 s per step for the first 13 steps, then 0.5 s (as when the lazy cache has been filled): the first decision
+    (60 steps) is measured again over steps 22-29 (20-35 % of the 47 remaining) and lengthened, up to ``planned``."""
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    budget = TimeBudget(minutes=1.0)
+    budget.start(0)
+    total, decisions = 1000, {}
+    for step in range(1, 40):
+        clock.now += 1.0 if step <= SETTLE_STEPS + PACE_STEPS else 0.5
+        fitted = budget.after_step(step, total, torch.device("cpu"), planned)
+        if fitted is not None:
+            decisions[step] = total = fitted
+    # at step 29, 21 s into the budget, at 0.5 s per step: 78 more steps fit
+    assert decisions == {13: 60, 29: expected} and budget.refined
+
+
 def test_no_budget_decides_nothing_and_a_long_budget_keeps_the_epochs():
     assert TimeBudget(None).after_step(50, 100, torch.device("cpu")) is None
     long = TimeBudget(minutes=1e6)

@@ -167,8 +167,8 @@ class Trainer:
         self.last_loss = float(ckpt.get("last_loss", float("nan")))
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
         if self.budget.minutes is not None and ckpt.get("budget_decided"):
-            self._fit_to_budget(int(ckpt["total_steps"]), self.total_steps, quiet=True)  # fitted at its start
-            self.budget.decided = True
+            self._fit_to_budget(int(ckpt["total_steps"]), quiet=True)  # decided before the interruption
+            self.budget.decided = self.budget.refined = True  # the clock restarted: keep that length
         restore_rng(ckpt, self.cfg.train.seed)
         self.logger.truncate_after(self.step)
         return True
@@ -287,9 +287,10 @@ class Trainer:
                 self._read_device_skips()
                 self._stop_if_too_many_nonfinite(state)
             self.step += 1
-            fitted = self.budget.after_step(self.step, self.total_steps, self.device)
+            fitted = self.budget.after_step(self.step, self.total_steps, self.device, self.planned_steps)
             if fitted is not None:
-                end = self._fit_to_budget(fitted, end)
+                self._fit_to_budget(fitted)
+                end = min(self.total_steps, stop_at_step) if stop_at_step is not None else self.total_steps
                 bar.set_total(self.total_steps)
             speed = bar.step(self.last_loss, epoch)
             if log:
@@ -306,19 +307,23 @@ class Trainer:
             self.last_loss = loss.item()  # the loss of the step the run stopped at, logged or not
         self.save_checkpoint()
 
-    def _fit_to_budget(self, total_steps: int, end: int, quiet: bool = False) -> int:
-        """Shorten the run to ``total_steps`` (``train.budget_minutes``) with its learning-rate warm-up in proportion
-        (other epoch-based schedules keep their epochs); returns the loop's new last step."""
-        planned = max(1, round(self.cfg.optim.epochs * self.steps_per_epoch))
+    @property
+    def planned_steps(self) -> int:
+        """The steps of ``optim.epochs``: the most a budget allows."""
+        return max(1, round(self.cfg.optim.epochs * self.steps_per_epoch))
+
+    def _fit_to_budget(self, total_steps: int, quiet: bool = False) -> None:
+        """Set the run's length to ``total_steps`` (``train.budget_minutes``) with its learning-rate warm-up in
+        proportion (other epoch-based schedules keep their epochs)."""
+        planned = self.planned_steps
         self.warmup_steps = round(self.cfg.optim.warmup_epochs * self.steps_per_epoch * total_steps / planned)
-        if total_steps < self.total_steps and dist.is_main() and not quiet:
+        if total_steps != self.total_steps and dist.is_main() and not quiet:
             print(
                 f"vitssl: train.budget_minutes={self.cfg.train.budget_minutes:g}: {total_steps} steps fit "
-                f"({total_steps / self.steps_per_epoch:.2f} epochs) of {self.total_steps}; the schedules end there",
+                f"({total_steps / self.steps_per_epoch:.2f} epochs) of {planned}; the schedules end there",
                 flush=True,
             )
         self.total_steps = total_steps
-        return min(end, total_steps)
 
     def _stop_on_signal(self, signum: int) -> None:
         path = self.save_checkpoint()
