@@ -140,6 +140,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "dino.momentum_teacher": ("1.5", r"dino.momentum_teacher must be in \[0, 1\]"),
     "dino.momentum_teacher_end": ("-0.1", r"dino.momentum_teacher_end must be in \[0, 1\]"),
     "dino.freeze_last_layer": ("-1", "dino.freeze_last_layer must be >= 0"),
+    "dino.koleo_weight": ("-0.1", "dino.koleo_weight must be >= 0"),
     "esvit.view_weight": ("-1", "esvit.view_weight must be >= 0"),
     "esvit.region_weight": ("-0.5", "esvit.region_weight must be >= 0"),
     "esvit.region_loss_start": ("-1", "esvit.region_loss_start must be >= 0"),

@@ -88,7 +88,8 @@ def test_short_sit_cifar10_pretraining_is_healthy_and_learns_rotation(cifar_run)
     "CIFAR-10 within 10 CPU minutes (the masked variant does, see below); "
     "measured for this run (0.4 epochs, patch 8, batch 32): contrastive token 24.4 -> 24.8, patch mean 27.2 -> 28.4, "
     "token mean 26.2 -> 28.5; batch 64: 24.4 -> 24.4 (see docs/sit.md); with the recipe that made DINO pass "
-    "(ViT-Mini, 1 epoch, 2.6 minutes) 27.8 -> 28.3 on the tuning split (docs/learning.md, trial S1)",
+    "(ViT-Mini, 1 epoch, 2.6 minutes) 27.8 -> 28.3 on the tuning split; NT-Xent temperature 0.2: 26.9; "
+    "reconstruction weight 0.2: 29.1 (docs/learning.md, trials S1-S3)",
 )
 def test_sit_learns_on_cifar10(cifar_run):
     _, before, after, _ = cifar_run
