@@ -129,11 +129,15 @@ def plot(rows: list[dict[str, Any]], out_png: Path) -> None:
         panels.append(("linear_init", "linear", "fast linear probe top-1 (%)"))
     figure = Figure(figsize=(7 * len(panels), 4.5), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    # One colour per method in both panels (matplotlib's cycle would restart per panel and skip methods).
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     for ax, (init_key, key, ylabel) in zip(axes, panels):
-        for method in dict.fromkeys(r["method"] for r in rows if key in r):
+        for method in (m for m in methods if any(r["method"] == m and key in r for r in rows)):
             mine = sorted((r for r in rows if r["method"] == method and key in r), key=lambda r: r["pretrain_minutes"])
             xs = [0.0] + [r["pretrain_minutes"] for r in mine]
-            ax.plot(xs, [mine[0][init_key]] + [r[key] for r in mine], marker="o", label=method)
+            ys = [mine[0][init_key]] + [r[key] for r in mine]
+            ax.plot(xs, ys, marker="o", color=colours[method], label=method)
         if key == "pretrained":
             pixels = rows[0]["pixels"]
             ax.axhline(pixels, color="grey", linestyle="--", label=f"raw pixels, {K}-NN ({pixels:.1f} %)")

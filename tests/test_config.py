@@ -230,6 +230,14 @@ def test_issue_11_reports_are_one_line_errors(override, message):
     assert "\n" not in str(err.value)
 
 
+def test_koleo_needs_two_images_per_batch():
+    """KoLeo's nearest neighbour is found within the process's batch: one image would fail mid-run."""
+    with pytest.raises(VitsslError, match="dino.koleo_weight 0.1 needs at least 2 images per batch") as err:
+        load_config(None, ["dino.koleo_weight=0.1", "data.batch_size=1"])
+    assert "\n" not in str(err.value)
+    load_config(None, ["dino.koleo_weight=0", "data.batch_size=1"])
+
+
 def test_edges_of_the_ranges_are_accepted():
     cfg = load_config(
         None,

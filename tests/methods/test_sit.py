@@ -109,6 +109,25 @@ def test_fixed_weighting_and_rotation_off():
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_koleo_weight_adds_the_regulariser_of_the_contrastive_tokens():
+    """sit.koleo_weight=w adds w x the mean KoLeo loss of the student's contrastive token over the two views, and
+    a logged step reports the tokens' spread."""
+    from vitssl.losses.koleo import koleo_loss
+
+    torch.manual_seed(0)
+    method = build_method(_cfg("sit.weighting=fixed", "sit.koleo_weight=0.5"))
+    batch = _batch(method)
+    state = StepState(step=0, steps_per_epoch=1, total_steps=1, log=True)
+    out = method.training_step(batch, state)
+    tokens = [method.student["backbone"].tokens_by_role(v).contrastive for v in batch.views]
+    expected = sum(koleo_loss(t) for t in tokens) / 2
+    tasks = out.metrics["loss_rot"] + out.metrics["loss_con"] + out.metrics["loss_rec"]
+    assert out.loss.item() == pytest.approx(tasks.item() + 0.5 * expected.item(), rel=1e-5)
+    assert out.metrics["koleo"].item() == pytest.approx(expected.item(), rel=1e-5)
+    spread = F.normalize(torch.cat(tokens), dim=-1).std(dim=0).mean()
+    assert out.metrics["feature_std"].item() == pytest.approx(spread.item(), rel=1e-5)
+
+
 def test_reconstruction_loss_falls_when_overfitting_one_batch():
     torch.manual_seed(0)
     method = build_method(_cfg("sit.weighting=fixed", "sit.rot_weight=0", "sit.con_weight=0"))
@@ -212,6 +231,7 @@ def test_pictures_returns_a_grid_and_the_run_folder_writes_it(tmp_path):
         ("sit.rotations=[0, 5]", "sit.rotations"),
         ("sit.grayscale_p=2", "sit.grayscale_p"),
         ("data.batch_size=1", "batch_size"),
+        ("sit.koleo_weight=-0.1", "sit.koleo_weight must be >= 0"),
     ],
 )
 def test_bad_sit_settings_name_the_key(override, message):

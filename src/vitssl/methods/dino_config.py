@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from vitssl.config import field_with_help as _f
 from vitssl.config.ranges import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT, UNIT_BELOW_ONE, Range, check_ranges
+from vitssl.errors import VitsslError
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -77,3 +78,9 @@ class DINOConfig:
     def validate(self, cfg: PretrainConfig) -> None:
         """Ranges of the ``dino`` keys (config loading calls it when the method reads this section)."""
         check_ranges(self, "dino", DINO_RANGES)
+        if self.koleo_weight > 0 and cfg.data.batch_size < 2:
+            # KoLeo measures each feature's distance to its nearest neighbour within the process's batch.
+            raise VitsslError(
+                f"dino.koleo_weight {self.koleo_weight} needs at least 2 images per batch and process, "
+                f"got data.batch_size {cfg.data.batch_size}: raise data.batch_size or set dino.koleo_weight=0"
+            )

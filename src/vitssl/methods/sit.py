@@ -17,6 +17,7 @@ from typing import cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
@@ -33,6 +34,7 @@ from vitssl.data.corruptions import (
 from vitssl.data.multicrop import CropSpec, crop_spec
 from vitssl.data.sit_views import SiTCollate, SiTViewTransform
 from vitssl.errors import VitsslError
+from vitssl.losses.koleo import koleo_loss
 from vitssl.losses.sit import (
     FixedWeighting,
     UncertaintyWeighting,
@@ -122,11 +124,13 @@ def sit_rotations(cfg: PretrainConfig) -> list[int]:
 
 @dataclass
 class SiTOutput:
-    """The student's outputs on a batch of views: rotation logits, contrastive embedding, reconstruction."""
+    """The student's outputs on a batch of views: rotation logits, contrastive embedding, reconstruction, and the
+    contrastive token the embedding is projected from (the k-NN feature of the presets)."""
 
     rotation: Tensor | None
     contrastive: Tensor
     reconstruction: Tensor | None
+    token: Tensor
 
 
 class SiTNetwork(nn.ModuleDict):
@@ -137,7 +141,7 @@ class SiTNetwork(nn.ModuleDict):
         tokens = self["backbone"].tokens_by_role(images)
         rotation = self["rot"](tokens.rotation) if "rot" in self else None
         reconstruction = self["rec"](tokens.patches, tokens.grid) if "rec" in self else None
-        return SiTOutput(rotation, self["con"](tokens.contrastive), reconstruction)
+        return SiTOutput(rotation, self["con"](tokens.contrastive), reconstruction, tokens.contrastive)
 
 
 class SiT(Method):
@@ -249,11 +253,27 @@ class SiT(Method):
             losses["con"] = nt_xent(z1, z2, self.cfg.sit.temperature)
             losses["rec"] = reconstruction_l1(out.reconstruction, targets)
         loss = self.run("weighting", losses) if "weighting" in self.trained_modules() else self.weighting(losses)
+        loss = self._with_koleo(loss, out.token, metrics, state.log)
         for name, value in losses.items():
             metrics[f"loss_{name}"] = value.detach()
         for name, value in self.weighting.weights().items():
             metrics[f"weight_{name}"] = value
         return StepOutput(loss=loss, metrics=metrics)
+
+    def _with_koleo(self, loss: Tensor, token: Tensor, metrics: dict, log: bool) -> Tensor:
+        """``loss`` plus ``sit.koleo_weight`` x the mean KoLeo loss of the student's contrastive token over the two
+        views (DINOv2's regulariser, losses/koleo.py; a vitssl addition to SiT, 0 by default), and on logged steps
+        the spread of that token (``feature_std``: the mean per-dimension standard deviation of the normalised
+        tokens, near 1/sqrt(dim) when spread out and near 0 when they collapse onto one direction)."""
+        if log:
+            metrics["feature_std"] = F.normalize(token.detach().float(), dim=-1).std(dim=0).mean()
+        weight = self.cfg.sit.koleo_weight
+        if weight == 0:
+            return loss
+        koleo = sum(koleo_loss(t) for t in token.chunk(NUM_VIEWS)) / NUM_VIEWS
+        if log:
+            metrics["koleo"] = koleo.detach()
+        return loss + weight * koleo
 
     def after_optimizer_step(self, state: StepState) -> None:
         if self.ema is not None:

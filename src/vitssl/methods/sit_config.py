@@ -154,6 +154,12 @@ class SiTConfig:
         1.0,
         "Weight of the reconstruction loss in fixed weighting; lambda of the masked variant (about 5 on small data).",
     )
+    koleo_weight: float = _f(
+        0.0,
+        "Weight of the KoLeo regulariser on the student's contrastive token of both views (DINOv2's, "
+        "losses/koleo.py; not in SiT, 0 by default). It spreads the batch's tokens over the sphere: without it "
+        "short CIFAR-10 runs of the original variant let them collapse (docs/learning.md, trials S).",
+    )
     temperature: float = _f(0.5, "NT-Xent temperature of the original variant.")
     masked_temperature: float = _f(0.2, "InfoNCE temperature of the masked variant.")
     info_nce_scale: Literal["two_tau_sum", "mean"] = _f(
@@ -211,6 +217,8 @@ class SiTConfig:
             raise VitsslError(f"sit.momentum_teacher must be in [0, 1], got {s.momentum_teacher}")
         if min(s.rot_weight, s.con_weight, s.rec_weight) < 0:
             raise VitsslError("sit.rot_weight, sit.con_weight and sit.rec_weight must be >= 0")
+        if s.koleo_weight < 0:
+            raise VitsslError(f"sit.koleo_weight must be >= 0, got {s.koleo_weight}")
         if s.proj_dim < 1 or s.proj_hidden_dim < 0 or s.rec_hidden_dim < 0 or s.picture_images < 1:
             raise VitsslError("sit.proj_dim and sit.picture_images must be >= 1, the hidden widths >= 0")
         if s.variant == "masked" and max(s.drop_p, s.replace_p or 0.0) == 0:
