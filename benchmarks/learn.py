@@ -2,7 +2,7 @@
 budget, scored by 20-NN on the full sets next to the same network at initialisation and next to raw pixels.
 
     python benchmarks/learn.py [--budgets 15 60] [--methods dino dino_15min dino_mini_15min esvit_vit esvit_swin
-        esvit_mini_15min sit sit_masked]
+        esvit_mini_15min sit_mini_15min sit sit_masked sit_masked_mini_15min]
         [--data $VITSSL_TEST_DATA/cifar10] [--out benchmarks/results/learn] [--max-train N --max-val N]
 
 For every method and budget, in one process after another (nothing else should run meanwhile):
@@ -39,8 +39,10 @@ PRESETS: dict[str, str] = {
     "esvit_vit": "configs/esvit/vit_tiny_cifar10.yaml",
     "esvit_swin": "configs/esvit/swin_mini_cifar10.yaml",
     "esvit_mini_15min": "configs/esvit/vit_mini_cifar10_15min.yaml",  # DINO's 15-minute recipe + region loss
+    "sit_mini_15min": "configs/sit/vit_mini_cifar10_15min.yaml",  # ViT-Mini + KoLeo, grey and blur patches only
     "sit": "configs/sit/vit_tiny_cifar10.yaml",
     "sit_masked": "configs/sit/vit_tiny_cifar10_masked.yaml",
+    "sit_masked_mini_15min": "configs/sit/vit_mini_cifar10_masked_15min.yaml",  # ViT-Mini + KoLeo
 }
 K = 20
 LINEAR = ("--fast", "--epochs", "20", "--lr", "0.03")  # one setting for every row: nothing tuned on the test set
