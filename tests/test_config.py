@@ -230,6 +230,20 @@ def test_issue_11_reports_are_one_line_errors(override, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_run_saved_next_to_a_plugin_method_reads_back_without_it():
+    """A run saves every registered section; one written while a plugin (or a test's toy method) was registered
+    carries its section, which must not stop `vitssl knn RUN` in a process without that plugin."""
+    from vitssl.config.loading import from_dict, to_dict
+
+    cfg = load_config(None, ["optim.lr=0.002"])
+    values = {**to_dict(cfg), "toy_plugin": {"proj_dim": 3}}
+    assert from_dict(values) == cfg
+    with pytest.raises(VitsslError, match="unknown config key 'toy_plugin'"):  # the run's own method: not dropped
+        from_dict({**values, "method": "toy_plugin"})
+    with pytest.raises(VitsslError, match="unknown config key 'nme'"):  # only whole sections are dropped
+        from_dict({**values, "nme": "run"})
+
+
 def test_koleo_needs_two_images_per_batch():
     """KoLeo's nearest neighbour is found within the process's batch: one image would fail mid-run."""
     with pytest.raises(VitsslError, match="dino.koleo_weight 0.1 needs at least 2 images per batch") as err:

@@ -180,9 +180,20 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def from_dict(values: dict[str, Any]) -> PretrainConfig:
-    cfg = _build(PretrainConfig, values)
+    """The config saved with a run (its checkpoints' ``config``), checked like a loaded one."""
+    cfg = _build(PretrainConfig, _without_foreign_sections(values))
     validate(cfg)
     return cfg
+
+
+def _without_foreign_sections(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` less the sections of methods this process does not know. A run saves every section registered
+    when it ran, so one written next to a plugin method (or a test's toy method) carries that method's section;
+    it plays no part in the run of another method, and reading the run back must not need the plugin. The run's
+    own method and every other key stay (an unknown method is then reported as such)."""
+    known = {f.name for f in dataclasses.fields(PretrainConfig)} | set(section_types())
+    method = values.get("method")
+    return {k: v for k, v in values.items() if k in known or k == method or not isinstance(v, dict)}
 
 
 def to_dict(cfg: PretrainConfig) -> dict[str, Any]:
