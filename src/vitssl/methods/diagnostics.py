@@ -24,5 +24,15 @@ def collapse_diagnostics(teacher_probs: Sequence[Tensor], student_pooled: Tensor
     probs = torch.cat([p.flatten(0, -2) for p in teacher_probs])
     mean_p = probs.mean(0)
     kl_uniform = (mean_p * (mean_p.clamp_min(1e-12).log() + math.log(mean_p.numel()))).sum()
-    feats = F.normalize(student_pooled.detach().float(), dim=-1)
-    return {"teacher_entropy": entropy([probs]), "kl_to_uniform": kl_uniform, "feature_std": feats.std(dim=0).mean()}
+    return {
+        "teacher_entropy": entropy([probs]),
+        "kl_to_uniform": kl_uniform,
+        "feature_std": feature_spread(student_pooled),
+    }
+
+
+@torch.no_grad()
+def feature_spread(features: Tensor) -> Tensor:
+    """Mean per-dimension standard deviation of the L2-normalised rows of ``features`` (n x d): near 1/sqrt(d)
+    when they are spread over the sphere, near 0 when they collapse onto one direction."""
+    return F.normalize(features.detach().float(), dim=-1).std(dim=0).mean()

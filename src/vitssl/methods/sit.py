@@ -17,7 +17,6 @@ from typing import cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
@@ -44,6 +43,7 @@ from vitssl.losses.sit import (
     symmetric_info_nce,
 )
 from vitssl.methods.base import Method, StepOutput
+from vitssl.methods.diagnostics import feature_spread
 from vitssl.methods.registry import register_method
 from vitssl.methods.sit_config import SiTConfig
 from vitssl.methods.teacher import EMATeacher
@@ -263,10 +263,9 @@ class SiT(Method):
     def _with_koleo(self, loss: Tensor, token: Tensor, metrics: dict, log: bool) -> Tensor:
         """``loss`` plus ``sit.koleo_weight`` x the mean KoLeo loss of the student's contrastive token over the two
         views (DINOv2's regulariser, losses/koleo.py; a vitssl addition to SiT, 0 by default), and on logged steps
-        the spread of that token (``feature_std``: the mean per-dimension standard deviation of the normalised
-        tokens, near 1/sqrt(dim) when spread out and near 0 when they collapse onto one direction)."""
+        the spread of that token (``feature_std``, methods/diagnostics.feature_spread)."""
         if log:
-            metrics["feature_std"] = F.normalize(token.detach().float(), dim=-1).std(dim=0).mean()
+            metrics["feature_std"] = feature_spread(token)
         weight = self.cfg.sit.koleo_weight
         if weight == 0:
             return loss
