@@ -98,7 +98,7 @@ bench-options: $(STAMP)
 	$(BIN)/python benchmarks/options.py $(BENCH_FLAGS)
 
 BUDGETS ?= 15 60
-METHODS ?= dino_mini_15min esvit_mini_15min sit_mini_15min sit_masked_mini_15min dino esvit_vit esvit_swin sit sit_masked
+METHODS ?= dino_mini_15min esvit_mini_15min esvit_swin_15min sit_mini_15min sit_masked_mini_15min dino esvit_vit esvit_swin sit sit_masked
 bench-loader: $(STAMP)
 	$(BIN)/python benchmarks/loader.py $(BENCH_FLAGS)
 

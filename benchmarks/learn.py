@@ -2,11 +2,12 @@
 budget, scored by 20-NN on the full sets next to the same network at initialisation and next to raw pixels.
 
     python benchmarks/learn.py [--budgets 15 60] [--methods dino dino_15min dino_mini_15min esvit_vit esvit_swin
-        esvit_mini_15min sit_mini_15min sit sit_masked sit_masked_mini_15min]
+        esvit_mini_15min esvit_swin_15min sit_mini_15min sit sit_masked sit_masked_mini_15min]
         [--data $VITSSL_TEST_DATA/cifar10] [--out benchmarks/results/learn] [--max-train N --max-val N]
 
-For every method and budget, in one process after another (nothing else should run meanwhile):
-    vitssl pretrain PRESET data.train=DATA/train train.budget_minutes=B train.out_dir=OUT/METHOD-B
+For every method and budget, in one process after another (nothing else should run meanwhile); a short-budget
+preset's epochs scale with the budget (E = its epochs x B / its built-in budget, e.g. 8 -> 32 for 60 minutes):
+    vitssl pretrain PRESET data.train=DATA/train train.budget_minutes=B [optim.epochs=E] train.out_dir=OUT/METHOD-B
     vitssl knn OUT/METHOD-B --train DATA/train --val DATA/test --k 20 --compare-init --pixels
     vitssl linear OUT/METHOD-B --fast --train DATA/train --val DATA/test --epochs 20 --lr 0.03 [--at-init]
 Writes OUT/learn.md (the table, with the command behind every row), OUT/learn.json and OUT/learn.png (20-NN and
@@ -28,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, environment, fmt, markdown_table, write_json, write_text  # noqa: E402
 
@@ -39,6 +42,7 @@ PRESETS: dict[str, str] = {
     "esvit_vit": "configs/esvit/vit_tiny_cifar10.yaml",
     "esvit_swin": "configs/esvit/swin_mini_cifar10.yaml",
     "esvit_mini_15min": "configs/esvit/vit_mini_cifar10_15min.yaml",  # DINO's 15-minute recipe + region loss
+    "esvit_swin_15min": "configs/esvit/swin_mini_cifar10_15min.yaml",  # the same on the small Swin, patch 4
     "sit_mini_15min": "configs/sit/vit_mini_cifar10_15min.yaml",  # ViT-Mini + KoLeo, grey and blur patches only
     "sit": "configs/sit/vit_tiny_cifar10.yaml",
     "sit_masked": "configs/sit/vit_tiny_cifar10_masked.yaml",
@@ -69,6 +73,21 @@ def run_logged(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def epochs_for(preset: str, budget: float) -> list[str]:
+    """``optim.epochs=N`` that keeps a short-budget preset's epochs per minute at another budget.
+
+    A preset with ``train.budget_minutes`` built in plans as many epochs as fit that budget here; the budget only
+    shortens a run, so a 60-minute row of a 15-minute preset needs four times the epochs to use its hour (its cosine
+    schedules then span the hour). Paper-style presets (no built-in budget) keep their epochs.
+    """
+    config = yaml.safe_load((REPO / preset).read_text())
+    planned = (config.get("train") or {}).get("budget_minutes")
+    epochs = (config.get("optim") or {}).get("epochs")
+    if not planned or not epochs or budget == planned:
+        return []
+    return [f"optim.epochs={epochs * budget / planned:g}"]
+
+
 def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain ``method`` for ``budget`` minutes (or reuse the finished run) and score it."""
     run_dir = args.out / f"{method}-{budget:g}min"
@@ -81,6 +100,7 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
         f"data.train={train}",
         "data.val=null",  # scored below on the full sets; no online k-NN inside the budget
         f"train.budget_minutes={budget:g}",
+        *epochs_for(PRESETS[method], budget),
         f"train.out_dir={run_dir}",
         "train.progress=false",
         *args.overrides,
