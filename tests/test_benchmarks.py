@@ -119,16 +119,19 @@ def test_learning_benchmark_scores_init_pretrained_and_pixels_and_plots(tiny_ima
     assert "| dino | 0.05 min |" in (tmp_path / "out" / "learn.md").read_text()
 
 
+def load_learn_benchmark() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learn_bench", BENCHMARKS / "learn.py")
+    learn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learn)
+    return learn
+
+
 def test_learning_benchmark_keeps_the_rows_it_did_not_redo(tmp_path):
     """A run of one method adds its row to the earlier table instead of replacing it; a redone row replaces its
     earlier self."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "learn_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "learn.py"
-    )
-    learn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learn)
+    learn = load_learn_benchmark()
     earlier = [
         {"method": "dino", "budget_minutes": 15.0, "pretrained": 29.4},
         {"method": "sit", "budget_minutes": 15.0},
@@ -137,3 +140,13 @@ def test_learning_benchmark_keeps_the_rows_it_did_not_redo(tmp_path):
     new = [{"method": "sit", "budget_minutes": 15.0, "pretrained": 30.0}]
     assert learn.earlier_rows(tmp_path / "learn.json", new) == [earlier[0]]
     assert learn.earlier_rows(tmp_path / "missing.json", new) == []
+
+
+def test_learning_benchmark_scales_a_short_budget_presets_epochs_with_the_budget():
+    """The budget only shortens a run, so a 60-minute row of a 15-minute preset asks for four times its epochs; a
+    paper-style preset (no built-in budget) keeps its own."""
+    learn = load_learn_benchmark()
+    assert learn.epochs_for("configs/dino/vit_mini_cifar10_15min.yaml", 60.0) == ["optim.epochs=32"]
+    assert learn.epochs_for("configs/esvit/swin_mini_cifar10_15min.yaml", 30.0) == ["optim.epochs=8"]
+    assert learn.epochs_for("configs/dino/vit_mini_cifar10_15min.yaml", 15.0) == []
+    assert learn.epochs_for("configs/dino/vit_tiny_cifar10.yaml", 60.0) == []
