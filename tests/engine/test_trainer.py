@@ -42,13 +42,15 @@ def losses(run_dir):
     ]
 
 
-def test_resume_continues_exactly(image_folder, tmp_path):
+def test_resume_continues_exactly(image_folder, tmp_path, capsys):
     straight = build_trainer(tiny_cfg(image_folder, tmp_path / "a")).fit()
     assert straight.steps == 12  # 24 images / 4 per step * 2 epochs
     first = build_trainer(tiny_cfg(image_folder, tmp_path / "b")).fit(stop_at_step=5)
     assert first.steps == 5 and (tmp_path / "b" / "last.pt").exists()
+    capsys.readouterr()
     resumed = build_trainer(tiny_cfg(image_folder, tmp_path / "b")).fit()
     assert resumed.steps == 12
+    assert f"vitssl: resuming {tmp_path / 'b'} at step 5 of 12" in capsys.readouterr().out
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     a = load_checkpoint(tmp_path / "a")["method"]
     b = load_checkpoint(tmp_path / "b")["method"]
