@@ -169,7 +169,7 @@ class Trainer:
         if self.budget.minutes is not None and ckpt.get("budget_decided"):
             self._fit_to_budget(int(ckpt["total_steps"]), quiet=True)  # decided before the interruption
             self.budget.decided = self.budget.refined = True  # the clock restarted: keep that length
-        if dist.is_main():  # said even without a progress bar: a log must show where a run picked up
+        if dist.is_main() and self.step < self.total_steps:  # said without a progress bar too: logs show it
             print(f"vitssl: resuming {self.run_dir} at step {self.step} of {self.total_steps}", flush=True)
         restore_rng(ckpt, self.cfg.train.seed)
         self.logger.truncate_after(self.step)
