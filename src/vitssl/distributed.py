@@ -7,6 +7,7 @@ through the helpers here, which is what makes N processes x B/N images equal to 
 
 from __future__ import annotations
 
+import atexit
 import os
 import warnings
 
@@ -64,7 +65,19 @@ def init_from_env(device: torch.device) -> torch.device:
         )
     else:
         dist.init_process_group(backend=backend)
+    atexit.register(leave)
     return device
+
+
+def leave() -> None:
+    """Leave the process group (at exit of a process that :func:`init_from_env` made join one).
+
+    A process that exits while still in a gloo group can abort in the group's teardown ("terminate called
+    without an active exception") when another process is still working, e.g. rank 0 writing the last
+    checkpoint: torchrun then reports the finished run as failed, and under ``--max-restarts`` starts it again.
+    """
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:

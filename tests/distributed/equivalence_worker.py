@@ -10,6 +10,7 @@ TASKS_JSON: {"train": {case: [overrides]}, "resume": {case: [overrides]}, "poiso
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,8 +109,13 @@ def contrastive(out: Path) -> None:
 def main() -> None:
     out, tasks = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
     out.mkdir(parents=True, exist_ok=True)
+    import atexit
+
     from vitssl import distributed as dist
 
+    rank = int(os.environ["RANK"])
+    # registered first, so it runs after the library's own exit handler (atexit runs last-in, first-out)
+    atexit.register(lambda: (out / f"in_group_at_exit.rank{rank}").write_text(str(dist.is_distributed())))
     dist.init_from_env(torch.device("cpu"))
     if tasks.get("contrastive"):
         contrastive(out)

@@ -155,6 +155,13 @@ def test_contrastive_gradients_of_two_processes_equal_one_process(two_processes)
         assert torch.allclose(got_a, a.grad, atol=1e-6) and torch.allclose(got_b, b.grad, atol=1e-6), name
 
 
+def test_every_process_leaves_the_group_before_it_exits(two_processes):
+    """A process still in a gloo group at exit can abort in its teardown while another one works, and torchrun
+    then calls a finished run failed: the library's exit handler destroys the group first."""
+    for rank in (0, 1):
+        assert (two_processes / f"in_group_at_exit.rank{rank}").read_text() == "False"
+
+
 def test_a_non_finite_loss_on_one_rank_is_skipped_by_every_rank(two_processes):
     for rank in (0, 1):
         result = json.loads((two_processes / "poison" / f"dino.rank{rank}.json").read_text())
