@@ -356,7 +356,12 @@ def test_authors_heads_batchnorm_projection_and_mlp_deconv_reconstruction():
         )
     )
     con = method.student["con"].net
-    assert [type(m) for m in con] == [nn.Linear, nn.BatchNorm1d, nn.GELU] * 2 + [nn.Linear]
+    # the authors' masked-variant head: Linear-BN-ReLU-Linear-BN-GELU-Linear-BatchNorm(affine=False)
+    assert [type(m) for m in con] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.GELU] + [
+        nn.Linear,
+        nn.BatchNorm1d,
+    ]
+    assert con[-1].weight is None and con[-1].bias is None and con[1].weight is not None
     rec = method.student["rec"]
     assert sum(isinstance(m, nn.Linear) for m in rec.mlp) == 3 and rec.deconv.bias.shape == (3,)
     assert rec(torch.randn(2, 16, 192), (4, 4)).shape == (2, 3, 16, 16)
@@ -376,7 +381,7 @@ def test_masked_contrastive_term_uses_the_authors_scale_by_default(monkeypatch):
     original = sit_module.symmetric_info_nce
 
     def spy(*args):
-        seen.append(args[-1])
+        seen.append(args[5])  # (s1, s2, t1, t2, temperature, scale, negatives)
         return original(*args)
 
     monkeypatch.setattr(sit_module, "symmetric_info_nce", spy)

@@ -23,6 +23,7 @@ from vitssl.errors import VitsslError
 __all__ = [
     "FixedWeighting",
     "InfoNCEScale",
+    "Negatives",
     "UncertaintyWeighting",
     "gather_with_grad",
     "info_nce",
@@ -33,10 +34,14 @@ __all__ = [
 ]
 
 
+Negatives = Literal["per_process", "global"]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every process along dim 0 with the gradient flowing back to every process.
 
-    The negatives of a contrastive loss come from the whole global batch; the backward pass sends each process
+    With ``negatives="global"`` a contrastive loss takes its keys from the whole global batch; the backward pass
+    sends each process
     the gradients that all processes' queries give its keys, so after the trainer's gradient averaging the
     result equals the single-process loss over the global batch (not only this process's share of it).
     Identity in a single process.
@@ -44,17 +49,30 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return all_gather_with_grad(x)
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
+def _keys(x: Tensor, negatives: Negatives) -> tuple[Tensor, int]:
+    """The keys a contrastive loss compares its queries with, and the row of this process's first key among them:
+    every process's rows (``"global"``) or only this process's (``"per_process"``)."""
+    if negatives == "global":
+        return gather_with_grad(x), rank() * x.shape[0]
+    if negatives == "per_process":
+        return x, 0
+    raise VitsslError(f"unknown negatives {negatives!r}; use 'per_process' or 'global'")
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, negatives: Negatives = "global") -> Tensor:
     """NT-Xent (Chen et al. 2020, SimCLR), SiT's contrastive loss (Atito et al. 2021, section 3.3).
 
     Embeddings are L2-normalised; for the 2B rows ``[z1; z2]`` the positive of row i is row i + B (and of row
-    i + B, row i); the negatives are the other 2B - 2 rows. When distributed, the keys come from every process
-    (with gradient) and the loss is the mean over this process's 2B queries.
+    i + B, row i); the negatives are the other 2B - 2 rows. The loss is the mean over this process's 2B queries.
 
     Args:
         z1: (B, D) embeddings of the first views.
         z2: (B, D) embeddings of the second views, row i being the same image as row i of ``z1``.
         temperature: Softmax temperature tau (0.5 in SiT).
+        negatives: ``"global"``: when distributed, the keys come from every process (with gradient), so the
+            loss equals the single-process loss on the global batch; ``"per_process"``: each process contrasts
+            its own 2B rows only, as the authors' 2021 code does on each GPU (docs/methods.md 3.3). The two agree
+            in a single process.
 
     Returns:
         The scalar loss (float32).
@@ -67,28 +85,28 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
         raise VitsslError(f"nt_xent temperature must be > 0, got {temperature}")
     b = z1.shape[0]
     q = F.normalize(torch.cat([z1, z2]).float(), dim=-1)  # (2B, D): this process's queries
-    k1 = gather_with_grad(F.normalize(z1.float(), dim=-1))
-    k2 = gather_with_grad(F.normalize(z2.float(), dim=-1))
-    n = k1.shape[0]  # global batch
+    k1, first = _keys(F.normalize(z1.float(), dim=-1), negatives)
+    k2, _ = _keys(F.normalize(z2.float(), dim=-1), negatives)
+    n = k1.shape[0]  # rows per view among the keys: the global batch, or this process's
     keys = torch.cat([k1, k2])  # (2N, D)
     logits = q @ keys.T / temperature
-    own = torch.arange(b, device=q.device) + rank() * b  # this process's rows among the gathered keys
+    own = torch.arange(b, device=q.device) + first  # this process's rows among the keys
     self_index = torch.cat([own, own + n])  # where each query sits among the keys
     positive = torch.cat([own + n, own])
     logits = logits.masked_fill(F.one_hot(self_index, 2 * n).bool(), float("-inf"))
     return F.cross_entropy(logits, positive)
 
 
-def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2) -> Tensor:
+def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2, negatives: Negatives = "global") -> Tensor:
     """InfoNCE of ``query`` against ``key``: row i's positive is key row i, the negatives all other keys.
 
-    Used by the masked SiT variant (docs/methods.md section 3.4) with the teacher's (detached) embeddings as keys;
-    keys are gathered from every process when distributed.
+    Used by the masked SiT variant (docs/methods.md section 3.4) with the teacher's (detached) embeddings as keys.
 
     Args:
         query: (B, D) student embeddings.
         key: (B, D) teacher embeddings (detach them before calling: the teacher gets no gradient).
         temperature: Softmax temperature (0.2 in the masked variant).
+        negatives: ``"global"`` (the authors' 2022 code: keys gathered from every process) or ``"per_process"``.
 
     Returns:
         The scalar loss (float32).
@@ -98,8 +116,8 @@ def info_nce(query: Tensor, key: Tensor, temperature: float = 0.2) -> Tensor:
             f"info_nce needs two (B, D) tensors of the same shape, got {tuple(query.shape)}, {tuple(key.shape)}"
         )
     q = F.normalize(query.float(), dim=-1)
-    k = gather_with_grad(F.normalize(key.float(), dim=-1))
-    labels = torch.arange(q.shape[0], device=q.device) + rank() * q.shape[0]
+    k, first = _keys(F.normalize(key.float(), dim=-1), negatives)
+    labels = torch.arange(q.shape[0], device=q.device) + first
     return F.cross_entropy(q @ k.T / temperature, labels)
 
 
@@ -107,7 +125,13 @@ InfoNCEScale = Literal["two_tau_sum", "mean"]
 
 
 def symmetric_info_nce(
-    s1: Tensor, s2: Tensor, t1: Tensor, t2: Tensor, temperature: float = 0.2, scale: InfoNCEScale = "mean"
+    s1: Tensor,
+    s2: Tensor,
+    t1: Tensor,
+    t2: Tensor,
+    temperature: float = 0.2,
+    scale: InfoNCEScale = "mean",
+    negatives: Negatives = "global",
 ) -> Tensor:
     """Symmetric InfoNCE: student view 1 against teacher view 2 and student view 2 against teacher view 1.
 
@@ -121,11 +145,13 @@ def symmetric_info_nce(
             two summed, as the SiT authors' 2022 code does (the MoCo v3 convention, Chen et al. 2021, arXiv
             2104.02057, which makes the gradient scale independent of tau); ``"mean"``: the plain mean of the two
             (vitssl 0.1). ``two_tau_sum = 4 tau x mean``, i.e. 0.8 x the mean at tau = 0.2.
+        negatives: Where the keys come from (:func:`info_nce`).
 
     Returns:
         The scalar loss (float32).
     """
-    forward, backward = info_nce(s1, t2, temperature), info_nce(s2, t1, temperature)
+    forward = info_nce(s1, t2, temperature, negatives)
+    backward = info_nce(s2, t1, temperature, negatives)
     if scale == "two_tau_sum":
         return 2.0 * temperature * (forward + backward)
     if scale == "mean":

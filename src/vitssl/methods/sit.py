@@ -61,7 +61,7 @@ NUM_VIEWS = 2
 # a_t of the uncertainty weighting: 1 for the classification-type losses, 0.5 for the L1 (docs/methods.md 3.3)
 UNCERTAINTY_SCALES = {"rot": 1.0, "con": 1.0, "rec": 0.5}
 _TOKEN_NAMES = ("cls_token", "reg_token")
-_POS_EMBED = "pos_embed"  # the authors' no_weight_decay set is {pos_embed, the two tokens} (docs/methods.md 3.2)
+_POS_EMBED = "pos_embed"  # the 2021 code's no_weight_decay set is {pos_embed, the two tokens} (docs/methods.md 3.2)
 
 
 # DINO's (blur p, solarize p) of its two global crops (Caron et al. 2021), used by sit.view_augment=dino.
@@ -243,14 +243,14 @@ class SiT(Method):
             with torch.no_grad():
                 t1, t2 = self.teacher(targets).contrastive.chunk(NUM_VIEWS)
             s = self.cfg.sit
-            losses["con"] = symmetric_info_nce(z1, z2, t1, t2, s.masked_temperature, s.info_nce_scale)
+            losses["con"] = symmetric_info_nce(z1, z2, t1, t2, s.masked_temperature, s.info_nce_scale, s.negatives)
             losses["rec"] = reconstruction_l1(out.reconstruction, targets, torch.cat(batch.masks))
         else:
             if self.use_rotation:
                 labels = torch.cat(batch.rotations)
                 losses["rot"] = rotation_loss(out.rotation, labels)
                 metrics["rot_acc"] = (out.rotation.detach().argmax(-1) == labels).float().mean() * 100
-            losses["con"] = nt_xent(z1, z2, self.cfg.sit.temperature)
+            losses["con"] = nt_xent(z1, z2, self.cfg.sit.temperature, self.cfg.sit.negatives)
             losses["rec"] = reconstruction_l1(out.reconstruction, targets)
         loss = self.run("weighting", losses) if "weighting" in self.trained_modules() else self.weighting(losses)
         loss = self._with_koleo(loss, out.token, metrics, state.log)
@@ -285,15 +285,23 @@ class SiT(Method):
         return modules
 
     def param_groups(self) -> list[dict]:
-        """DINO's groups (no weight decay for biases and 1-D tensors), plus, as in the authors' ``no_weight_decay``,
-        SiT's two tokens and the position embedding (unless ``sit.decay_pos_embed``) without weight decay; the
-        learned uncertainties are 0-d and get none either (docs/methods.md 3.2, 3.3)."""
-        excluded = _TOKEN_NAMES if self.cfg.sit.decay_pos_embed else (*_TOKEN_NAMES, _POS_EMBED)
+        """DINO's groups (no weight decay for biases and 1-D tensors), which the masked variant's authors use
+        (``sit.decay_tokens`` true); with it false, as in the 2021 code's ``no_weight_decay``, SiT's two tokens
+        and the position embedding (unless ``sit.decay_pos_embed``) get no weight decay either. The learned
+        uncertainties are 0-d and never get any (docs/methods.md 3.2, 3.3)."""
+        excluded = self._undecayed_names()
         named = list(self.student.named_parameters()) + list(self.weighting.named_parameters(prefix="weighting"))
         extra = [p for n, p in named if n.endswith(excluded) and p.requires_grad]
         groups = param_groups((n, p) for n, p in named if not n.endswith(excluded))
         groups[1]["params"].extend(extra)
         return groups
+
+    def _undecayed_names(self) -> tuple[str, ...]:
+        """The name endings kept out of weight decay on top of DINO's grouping (docs/methods.md 3.2)."""
+        s = self.cfg.sit.resolved()
+        if s.decay_tokens:
+            return ()
+        return _TOKEN_NAMES if s.decay_pos_embed else (*_TOKEN_NAMES, _POS_EMBED)
 
     def eval_backbone(self) -> SiTBackbone:
         """The student's backbone (the teacher's in the masked variant); ``pooled`` is ``sit.knn_feature``."""

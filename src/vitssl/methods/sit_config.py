@@ -13,9 +13,10 @@ if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
 
 
-# Corruption defaults that differ between the variants; a key left at None takes its variant's value
-# (docs/methods.md 3.4). Original: the 2021 paper's four corruptions. Masked: the authors' 2022 setting, either at
-# least half of the view zeroed in rectangles or, with p 0.5, at least 30 % pasted from another image.
+# Defaults that differ between the variants; a key left at None takes its variant's value (docs/methods.md 3.4).
+# Original: the 2021 paper's four corruptions, and the 2021 code's no_weight_decay set (position embedding and
+# both tokens undecayed). Masked: the authors' 2022 setting, either at least half of the view zeroed in rectangles
+# or, with p 0.5, at least 30 % pasted from another image, and DINO's parameter groups (tokens decayed).
 VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
     "original": {
         "grayscale_p": 1.0,
@@ -25,6 +26,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
         "replace_p": 1.0,
         "replace_area": [0.0, 0.3],
         "replace_excludes_drop": False,
+        "decay_tokens": False,
     },
     "masked": {
         "grayscale_p": 0.0,
@@ -34,6 +36,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
         "replace_p": 0.5,
         "replace_area": [0.3, 0.3],
         "replace_excludes_drop": True,
+        "decay_tokens": True,
     },
 }
 _BY_VARIANT = " None (the default) takes the variant's value"
@@ -138,9 +141,16 @@ class SiTConfig:
         "Token the contrastive head reads: 'register' (SiT 2021's dedicated contrastive token) or 'cls' (the "
         "masked variant's authors, who have a single [CLS] token; needs no rotation task).",
     )
+    decay_tokens: bool | None = _f(
+        None,
+        "Apply weight decay to the two prefix tokens and the position embedding (DINO's parameter groups, which "
+        "the masked variant's authors use); false leaves them undecayed, as the 2021 code's no_weight_decay does."
+        + _BY_VARIANT
+        + ": false / true.",
+    )
     decay_pos_embed: bool = _f(
         False,
-        "Apply weight decay to the position embedding (vitssl 0.1). The authors exclude it, with the two tokens.",
+        "With decay_tokens false: still apply weight decay to the position embedding (vitssl 0.1's grouping).",
     )
     weighting: Literal["uncertainty", "fixed"] = _f(
         "uncertainty",
@@ -161,6 +171,13 @@ class SiTConfig:
         "CIFAR-10 runs they stayed less spread without it and learned half as much (docs/learning.md, S11 vs S15).",
     )
     temperature: float = _f(0.5, "NT-Xent temperature of the original variant.")
+    negatives: Literal["global", "per_process"] = _f(
+        "global",
+        "Where a contrastive loss takes its negatives under torchrun: 'global' (every process's images, with "
+        "gradient: the loss of one process on the global batch; the masked variant's authors gather their keys "
+        "so) or 'per_process' (each process contrasts its own batch, as the 2021 authors' NT-Xent does on each "
+        "GPU; it changes the loss scale and with it the learned task weights). Identical in one process.",
+    )
     masked_temperature: float = _f(0.2, "InfoNCE temperature of the masked variant.")
     info_nce_scale: Literal["two_tau_sum", "mean"] = _f(
         "two_tau_sum",
@@ -238,6 +255,7 @@ class SiTConfig:
             "view_augment": ("sit", "dino"),
             "contrastive_token": ("register", "cls"),
             "drop_fill": ("noise", "zeros"),
+            "negatives": ("global", "per_process"),
         }
         for key, allowed in choices.items():
             if getattr(s, key) not in allowed:

@@ -120,26 +120,57 @@ def build_sit_backbone(
     return SiTBackbone(base.model, feature, contrastive_token)
 
 
+def init_linear_layers(module: nn.Module) -> None:
+    """Every ``nn.Linear`` inside ``module``: weights truncated normal with std 0.02, biases 0, as the SiT authors'
+    code (2021 and 2022) initialises the linear layers of its heads; transposed convolutions keep PyTorch's."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.trunc_normal_(layer.weight, std=0.02)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class RotationHead(nn.Linear):
-    """Linear(D, 4) on the rotation token: logits of k in {0, 1, 2, 3}."""
+    """Linear(D, 4) on the rotation token: logits of k in {0, 1, 2, 3} (weights truncated normal, std 0.02)."""
 
     def __init__(self, dim: int, num_rotations: int = 4) -> None:
         super().__init__(dim, num_rotations)
+        init_linear_layers(self)
+
+
+def _mlp_blocks(dim: int, hidden_dim: int, out_dim: int, layers: int, batch_norm: bool) -> list[nn.Module]:
+    """The projection MLP's layers. Without BatchNorm: ``layers - 1`` x (Linear, GELU), then Linear. With it, the
+    masked SiT authors' head: Linear-BatchNorm-ReLU, then ``layers - 2`` x (Linear-BatchNorm-GELU), then Linear and
+    a BatchNorm1d without affine parameters, so every embedding dimension leaves standardised over the batch."""
+    blocks: list[nn.Module] = []
+    width = dim
+    for i in range(layers - 1):
+        blocks.append(nn.Linear(width, hidden_dim))
+        if batch_norm:
+            blocks.append(nn.BatchNorm1d(hidden_dim))
+        blocks.append(nn.ReLU() if batch_norm and i == 0 else nn.GELU())
+        width = hidden_dim
+    blocks.append(nn.Linear(hidden_dim, out_dim))
+    if batch_norm:
+        blocks.append(nn.BatchNorm1d(out_dim, affine=False))
+    return blocks
 
 
 class ContrastiveHead(nn.Module):
     """Projection of the contrastive token: Linear(D, out) (SiT 2021), or an MLP with ``hidden_dim``.
 
-    The MLP is ``layers - 1`` blocks of Linear(., hidden) [-> BatchNorm1d] -> GELU, then Linear(hidden, out). The
-    authors' 2022 masked variant uses 3 layers, width 4096, BatchNorm and a 256-d output (docs/methods.md 3.4);
-    under torchrun the trainer turns its BatchNorm into a cross-process one (docs/methods.md 4.4).
+    Without BatchNorm the MLP is ``layers - 1`` blocks of Linear(., hidden) -> GELU, then Linear(hidden, out).
+    With ``batch_norm`` it is the authors' 2022 masked-variant head (Atito et al., arXiv 2104.03602 v3; 3 layers,
+    width 4096, 256-d output; docs/methods.md 3.4): Linear-BN-ReLU, Linear-BN-GELU, Linear, then BatchNorm1d
+    without affine parameters. Under torchrun the trainer makes every BatchNorm cross-process (docs/methods.md
+    4.4). Linear layers start truncated normal (std 0.02) with zero biases, as in the authors' code.
 
     Args:
         dim: Token width D.
         out_dim: Embedding size (512 in SiT 2021, 256 in the masked variant).
         hidden_dim: 0 for a single linear layer, else the MLP's hidden width.
         layers: Linear layers of the MLP (>= 2; ignored when ``hidden_dim`` is 0).
-        batch_norm: BatchNorm1d after every hidden linear layer.
+        batch_norm: The authors' BatchNorm head described above.
     """
 
     def __init__(
@@ -148,19 +179,11 @@ class ContrastiveHead(nn.Module):
         super().__init__()
         if hidden_dim <= 0:
             self.net: nn.Module = nn.Linear(dim, out_dim)
-            return
-        if layers < 2:
+        elif layers < 2:
             raise VitsslError(f"an MLP projection head needs at least 2 layers, got {layers}")
-        blocks: list[nn.Module] = []
-        width = dim
-        for _ in range(layers - 1):
-            blocks.append(nn.Linear(width, hidden_dim))
-            if batch_norm:
-                blocks.append(nn.BatchNorm1d(hidden_dim))
-            blocks.append(nn.GELU())
-            width = hidden_dim
-        blocks.append(nn.Linear(hidden_dim, out_dim))
-        self.net = nn.Sequential(*blocks)
+        else:
+            self.net = nn.Sequential(*_mlp_blocks(dim, hidden_dim, out_dim, layers, batch_norm))
+        init_linear_layers(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -174,6 +197,8 @@ class ReconstructionHead(nn.Module):
     but with one bias per output pixel). ``kind="mlp_deconv"``: the SiT authors' head, ``mlp_layers`` blocks of
     Linear(D, D) -> GELU on every token, then ConvTranspose2d(D, 3, kernel = stride = patch) (one bias per
     channel; docs/methods.md 3.2 and 3.4). Both work for any patch and image size: the grid comes with the tokens.
+    Linear layers start truncated normal (std 0.02) with zero biases, as the authors' are; the transposed
+    convolution keeps PyTorch's initialisation, as theirs does.
 
     Args:
         dim: Token width D.
@@ -203,6 +228,7 @@ class ReconstructionHead(nn.Module):
                 blocks += [nn.Linear(dim, dim), nn.GELU()]
             self.mlp = nn.Sequential(*blocks)
             self.deconv = nn.ConvTranspose2d(dim, channels, kernel_size=patch_size, stride=patch_size)
+            init_linear_layers(self)
             return
         if kind != "linear":
             raise VitsslError(f"unknown reconstruction head {kind!r}; use 'linear' or 'mlp_deconv'")
@@ -211,6 +237,7 @@ class ReconstructionHead(nn.Module):
             layers += [nn.Linear(dim, hidden_dim), nn.GELU()]
         layers.append(nn.Linear(hidden_dim or dim, patch_size * patch_size * channels))
         self.net = nn.Sequential(*layers)
+        init_linear_layers(self)
 
     def forward(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
         """(B, N, D) row-major tokens over ``grid`` -> (B, C, rows * patch, cols * patch) image."""
