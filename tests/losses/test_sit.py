@@ -198,3 +198,22 @@ def test_uncertainty_weighting_golden_kendall_formula():
     # At init 1 (SiT's) every cross-entropy-type task has weight e^-1 and the L1 e^-0.5.
     fresh = UncertaintyWeighting(scales, init=1.0).weights()
     assert fresh["con"].item() == pytest.approx(math.exp(-1)) and fresh["rec"].item() == pytest.approx(math.exp(-0.5))
+
+
+def test_negatives_per_process_ignore_the_other_processes_keys(monkeypatch):
+    """Two processes simulated: the gathered keys hold a copy of this process's unit vectors. Global negatives see
+    them (a query then has its positive e^2, two copies of itself e^2 and four orthogonal keys 1 in the sum:
+    log(3 + 4 e^-2)); per-process negatives are the one-process loss log(1 + 2 e^-2), the authors' 2021 NT-Xent
+    on each GPU."""
+    import vitssl.losses.sit as sit_losses
+
+    monkeypatch.setattr(sit_losses, "gather_with_grad", lambda x: torch.cat([x, x.detach().clone()]))
+    monkeypatch.setattr(sit_losses, "rank", lambda: 0)
+    e = torch.eye(2)
+    assert nt_xent(e, e, 0.5, "global").item() == pytest.approx(math.log(3 + 4 * math.exp(-2)), abs=1e-6)
+    assert nt_xent(e, e, 0.5, "per_process").item() == pytest.approx(math.log(1 + 2 * math.exp(-2)), abs=1e-6)
+    # InfoNCE: the positive e^5 against one orthogonal key locally, plus a copy e^5 and another 1 globally
+    assert info_nce(e, e, 0.2, "per_process").item() == pytest.approx(math.log(1 + math.exp(-5)), abs=1e-6)
+    assert info_nce(e, e, 0.2, "global").item() == pytest.approx(math.log(2 + 2 * math.exp(-5)), abs=1e-6)
+    with pytest.raises(VitsslError, match="negatives"):
+        nt_xent(e, e, 0.5, "everywhere")  # type: ignore[arg-type]

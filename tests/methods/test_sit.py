@@ -396,3 +396,33 @@ def test_cls_contrastive_token_needs_no_rotation_task():
         _cfg("sit.contrastive_token=cls")
     with pytest.raises(VitsslError, match="box_placement"):
         _cfg("sit.box_placement=centre")
+
+
+def test_token_weight_decay_follows_the_variant_and_the_key_wins():
+    """The 2021 code keeps pos_embed and both tokens out of weight decay; the masked code uses DINO's groups, which
+    decay them (3-D tensors); sit.decay_tokens overrides either."""
+
+    def decayed(*extra):
+        method = build_method(_cfg(*extra))
+        no_decay = {id(p) for p in method.param_groups()[1]["params"]}
+        model = method.student["backbone"].model
+        return [id(p) not in no_decay for p in (model.cls_token, model.reg_token, model.pos_embed)]
+
+    assert decayed() == [False, False, False]
+    assert decayed("sit.variant=masked") == [True, True, True]
+    assert decayed("sit.variant=masked", "sit.decay_tokens=false") == [False, False, False]
+    assert decayed("sit.decay_tokens=true") == [True, True, True]
+
+
+def test_negatives_key_reaches_the_contrastive_loss(monkeypatch):
+    import vitssl.methods.sit as sit_module
+
+    seen = []
+    original = sit_module.nt_xent
+    monkeypatch.setattr(sit_module, "nt_xent", lambda *a: seen.append(a[3]) or original(*a))
+    for value in ("per_process", "global"):
+        method = build_method(_cfg(f"sit.negatives={value}"))
+        method.training_step(_batch(method), StepState(step=0, steps_per_epoch=1, total_steps=1))
+    assert seen == ["per_process", "global"]
+    with pytest.raises(VitsslError, match="negatives"):
+        _cfg("sit.negatives=everywhere")
