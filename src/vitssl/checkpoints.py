@@ -9,11 +9,9 @@ Layout of a run folder: ``last.pt`` is the newest checkpoint; when a new one is 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +20,8 @@ from typing import Any
 import torch
 
 from vitssl.errors import VitsslError
+from vitssl.run_lock import check_not_in_use
+from vitssl.writing import guard_write
 
 LAST = "last.pt"
 NEW = ".last.pt.new"  # a complete new checkpoint, between its write and its rename to last.pt
@@ -53,31 +53,30 @@ def checksum(obj: Any) -> str:
     return digest.hexdigest()
 
 
-def save_atomic(obj: dict[str, Any], path: Path) -> None:
+def save_atomic(obj: dict[str, Any], path: Path, name: Path | None = None, then: str | None = None) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``.
 
     A crash or a full disk at any moment leaves either the old file or the new one, never a torn file. A failed
-    write (e.g. no space left) is one line naming the folder and its free space; the old file is untouched.
+    write, whatever the writer raised (``torch.save`` wraps a full disk in a ``RuntimeError``), is one line naming
+    the folder and its free space; the old file is untouched and the temporary file removed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    then = (
+        "the previous checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+    )
+    tmp: str | None = None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        free = shutil.disk_usage(path.parent).free / 2**30
-        reason = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise VitsslError(
-            f"could not write the checkpoint {path} ({reason}; {free:.2f} GiB free in {path.parent}); the previous "
-            "checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with guard_write("the checkpoint", name or path, then):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(obj, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            tmp = None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(state: dict[str, Any], run_dir: Path, keep: int = 2) -> Path:
@@ -85,7 +84,12 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path, keep: int = 2) -> Path
     path, new = run_dir / LAST, run_dir / NEW
     state = {**state, "checksum": checksum(state)}
     previous = _step_of(path) if keep > 1 and path.exists() else None
-    save_atomic(state, new)  # complete and on disk before anything is renamed
+    if path.exists():
+        then = f"the previous checkpoint {path} is intact: free some space (or fix the folder) and re-run the same "
+        then += "command to resume"
+    else:
+        then = "no checkpoint was written before: free some space (or fix the folder) and re-run the same command"
+    save_atomic(state, new, name=path, then=then)  # complete and on disk before anything is renamed
     if previous is not None:
         os.replace(path, run_dir / f"last-{previous:08d}.pt")
     os.replace(new, path)
@@ -130,15 +134,19 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_checkpoint(path: str | Path, fallback: bool = True) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, fallback: bool = True, live_ok: bool = False) -> dict[str, Any]:
     """Load a vitssl checkpoint safely (tensors and plain containers only, checksum verified).
 
     Given a run folder, its newest good checkpoint: when ``last.pt`` is torn, truncated or corrupt, one line says
-    so on stderr and the newest good older checkpoint (``last-<step>.pt``) is used instead.
+    so on stderr and the newest good older checkpoint (``last-<step>.pt``) is used instead. A run folder that a
+    live run is training is refused in one line naming it (unless ``live_ok``: the run reading its own folder);
+    a checkpoint file named directly is always read (checkpoints are written atomically).
     """
     path = Path(path)
     if not path.is_dir():
         return read_checkpoint(path)
+    if not live_ok:
+        check_not_in_use(path)
     candidates = [path / LAST, path / NEW, *older_checkpoints(path)]
     if not any(c.exists() for c in candidates):
         raise VitsslError(f"{path} holds no checkpoint (last.pt); pass a run folder written by vitssl pretrain")

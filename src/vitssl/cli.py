@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -47,6 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """vitssl's own warnings as one line each (they name the problem and the fix; the source line adds nothing),
+    everyone else's in Python's format."""
+    if f"{os.sep}vitssl{os.sep}" in str(filename):
+        return f"vitssl: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one line. An error raised in a data-loader worker reaches the main process
+    re-raised with the worker's traceback folded into its message; the error's own line is the last one."""
+    message = str(exc)
+    if "\nOriginal Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    name = f"{type(exc).__name__}: "
+    return last.split(name, 1)[1] if name in last else last
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the exit status (2 for a user error, with one line)."""
     parser = build_parser()
@@ -55,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     warnings.filterwarnings("default", module="vitssl")
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except Interrupted as exc:
-        print(f"vitssl: {exc}", file=sys.stderr)
+        if exc.report:
+            print(f"vitssl: {exc}", file=sys.stderr)
         return exc.exit_code
     except VitsslError as exc:
-        print(f"vitssl: error: {exc}", file=sys.stderr)
+        print(f"vitssl: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file system refusal the command did not foresee: still one line, never a traceback
         where = f" ({exc.filename})" if exc.filename else ""

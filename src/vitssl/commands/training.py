@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import torch
 
@@ -20,6 +21,7 @@ from vitssl.eval.knn_eval import KNNMonitor
 from vitssl.methods import Method, build_method
 from vitssl.models.runtime import configure_backbones
 from vitssl.models.weights import load_backbone_weights
+from vitssl.run_lock import RunInUse, check_not_in_use
 
 
 def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
@@ -64,12 +66,21 @@ def init_backbones(method: Method, path: str, strict: bool = True) -> None:
 
 
 def fresh_run_dir(cfg: PretrainConfig) -> PretrainConfig:
-    """``cfg`` with ``train.out_dir`` moved to the first of RUN, RUN-2, RUN-3, ... that holds no checkpoint."""
+    """``cfg`` with ``train.out_dir`` moved to the first of RUN, RUN-2, RUN-3, ... that holds no checkpoint and
+    that no live run trains."""
     base, candidate, n = cfg.run_dir, cfg.run_dir, 1
-    while (candidate / "last.pt").exists() or any(candidate.glob("last-*.pt")):
+    while (candidate / "last.pt").exists() or any(candidate.glob("last-*.pt")) or _in_use(candidate):
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(candidate)))
+
+
+def _in_use(run_dir: Path) -> bool:
+    try:
+        check_not_in_use(run_dir)
+    except RunInUse:
+        return True
+    return False
 
 
 def pretrain(cfg: PretrainConfig, stop_at_step: int | None = None) -> FitResult:

@@ -1,13 +1,24 @@
-"""Metrics to ``metrics.jsonl`` (one JSON object per line, append-only) and TensorBoard."""
+"""Metrics to ``metrics.jsonl`` (one JSON object per line, append-only) and TensorBoard.
+
+``metrics.jsonl`` is the run's record: when it cannot be written (a full disk, a file-size limit), the run stops
+with one line (:class:`~vitssl.writing.WriteFailed`) and its last checkpoint stays intact. TensorBoard is a
+convenience: when its writer fails, one line says so and TensorBoard logging stops, while training goes on.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
+
+from vitssl.writing import guard_write, write_failure
+
+_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
 
 
 def to_float(value: Any) -> float:
@@ -32,12 +43,19 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
+                _silence_tensorboard_thread()
                 self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
             except Exception as exc:
-                import warnings
-
-                warnings.warn(f"TensorBoard logging is off ({exc}); metrics.jsonl is still written", stacklevel=2)
+                self._tensorboard_failed(exc)
         return self._tb
+
+    def _tensorboard_failed(self, exc: Exception) -> None:
+        """One line, then no more TensorBoard: its events are a view of metrics.jsonl, which is still written."""
+        self._tb, self._tensorboard = None, False
+        failure = write_failure(
+            "TensorBoard events in", self.run_dir / "tensorboard", exc, "TensorBoard logging is off"
+        )
+        print(f"vitssl: warning: {failure}; metrics.jsonl is still written", file=sys.stderr, flush=True)
 
     def truncate_after(self, step: int) -> None:
         """Keep the history of the first ``step`` optimiser steps only: what a run resumed at ``step`` will not
@@ -56,24 +74,49 @@ class MetricsLogger:
             at = record.get("step", -1)
             if at < step or (at == step and "loss" not in record):
                 kept.append(line)
-        self.path.write_text("".join(k + "\n" for k in kept))
+        with guard_write("the metrics", self.path, _RESUME):
+            self.path.write_text("".join(k + "\n" for k in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         record = {"step": step, **{k: to_float(v) for k, v in metrics.items()}}
         if self.enabled:
-            with self.path.open("a") as handle:
-                handle.write(
-                    json.dumps(
-                        {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
-                    )
-                    + "\n"
-                )
-            if self._writer() is not None:
-                for key, value in record.items():
-                    if key != "step" and math.isfinite(value):
-                        self._tb.add_scalar(key, value, step)
+            line = json.dumps(
+                {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
+            )
+            with guard_write("the metrics", self.path, _RESUME), self.path.open("a") as handle:
+                handle.write(line + "\n")
+            self._add_scalars(step, record)
         return record
+
+    def _add_scalars(self, step: int, record: dict[str, float]) -> None:
+        if self._writer() is None:
+            return
+        try:
+            for key, value in record.items():
+                if key != "step" and math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+        except Exception as exc:  # the writer's thread failed (e.g. a full disk): raised on the next call
+            self._tensorboard_failed(exc)
 
     def close(self) -> None:
         if self._tb is not None:
-            self._tb.close()
+            try:
+                self._tb.close()
+            except Exception as exc:
+                self._tensorboard_failed(exc)
+
+
+def _silence_tensorboard_thread() -> None:
+    """TensorBoard writes events in a thread; when a write fails there, the thread keeps the error for the next
+    call from the main thread (reported as one line above) and also lets it escape, which would print a thread
+    traceback. This hook drops that second report, for TensorBoard's writer thread only."""
+    previous = threading.excepthook
+    if getattr(previous, "vitssl_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            previous(args)
+
+    hook.vitssl_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ from vitssl.checkpoints import LAST, NEW, load_checkpoint, older_checkpoints, sa
 from vitssl.config import PretrainConfig, save_config
 from vitssl.engine.logger import MetricsLogger
 from vitssl.errors import VitsslError
+from vitssl.run_lock import RunLock
+from vitssl.writing import guard_write, write_failure
+
+_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
 
 
 class RunFolder:
@@ -39,19 +45,29 @@ class RunFolder:
         return self.path / LAST
 
     def prepare(self) -> None:
-        """Create the folder (main process) and check that it can be written, before any work is done."""
+        """Create the folder (main process) and check that it can be written and that no live run holds it,
+        before any work is done."""
         if not self.main:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".vitssl_write_test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".vitssl_write_test."):
+                pass  # a name of its own: two runs started together must not delete each other's probe
         except OSError as exc:
             raise VitsslError(
                 f"cannot write the run folder {self.path} ({exc.strerror or type(exc).__name__}); "
                 "choose another train.out_dir or fix its permissions"
             ) from None
+        RunLock(self.path).acquire().release()  # refused now, in one line, when a live run trains here
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's :class:`~vitssl.run_lock.RunLock` (main process only) while a run trains in it."""
+        if not self.main:
+            yield
+            return
+        with RunLock(self.path):
+            yield
 
     @property
     def logger(self) -> MetricsLogger:
@@ -61,14 +77,17 @@ class RunFolder:
 
     def save_config(self, cfg: PretrainConfig) -> None:
         if self.main:
-            save_config(cfg, self.path / "config.yaml")
+            with guard_write("the config", self.path / "config.yaml", _RESUME):
+                save_config(cfg, self.path / "config.yaml")
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists() or (self.path / NEW).exists() or bool(older_checkpoints(self.path))
 
     def read_checkpoint(self) -> dict[str, Any] | None:
         """The newest good checkpoint (a torn or corrupt newest one is reported and skipped), or None."""
-        return load_checkpoint(self.path) if self.path.is_dir() and self.has_checkpoint() else None
+        if not (self.path.is_dir() and self.has_checkpoint()):
+            return None
+        return load_checkpoint(self.path, live_ok=True)  # this run holds the folder's lock itself
 
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         """``last.pt`` (atomic, with a checksum), keeping the previous ``keep - 1`` checkpoints."""
@@ -77,7 +96,8 @@ class RunFolder:
         return self.checkpoint_path
 
     def write_picture(self, name: str, step: int, image: np.ndarray) -> Path | None:
-        """``pictures/<name>_step<step>.png`` from an (H, W, 3) uint8 array; a failure warns, never stops."""
+        """``pictures/<name>_step<step>.png`` from an (H, W, 3) uint8 array; a failure is one warning line (a
+        picture must never cost the run), and the partial file is removed."""
         if not self.main:
             return None
         path = self.path / "pictures" / f"{name}_step{step:06d}.png"
@@ -86,14 +106,17 @@ class RunFolder:
 
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-        except Exception as exc:  # a picture must never cost the run
-            warnings.warn(f"could not write {path}: {exc}", stacklevel=2)
+        except Exception as exc:  # PIL's encoders raise more than OSError
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            _warn(write_failure("the picture", path, exc, "training goes on without it"))
             return None
         return path
 
     def write_json(self, name: str, payload: dict[str, Any]) -> None:
         if self.main:
-            (self.path / name).write_text(json.dumps(payload, indent=2))
+            with guard_write("the results", self.path / name, "the trained weights are in the last checkpoint"):
+                (self.path / name).write_text(json.dumps(payload, indent=2))
 
     def finish(self) -> None:
         """Close the logs and draw the training curves (a missing plot never costs the trained weights)."""
@@ -103,5 +126,11 @@ class RunFolder:
             return
         from vitssl.plots import plot_training_curves
 
-        with contextlib.suppress(Exception):
+        try:
             plot_training_curves(self.path / "metrics.jsonl", self.path / "curves.png")
+        except Exception as exc:  # matplotlib raises many types; the curves are a view of metrics.jsonl
+            _warn(write_failure("the training curves", self.path / "curves.png", exc, "metrics.jsonl holds them"))
+
+
+def _warn(failure: Exception) -> None:
+    print(f"vitssl: warning: {failure}", file=sys.stderr, flush=True)

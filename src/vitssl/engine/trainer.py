@@ -249,6 +249,10 @@ class Trainer:
                 interrupted there; the schedules still span the whole run, so re-running continues exactly.
         """
         self.run.prepare()
+        with self.run.locked():  # one run per folder, from the read of its checkpoint to the last write
+            return self._fit(stop_at_step)
+
+    def _fit(self, stop_at_step: int | None) -> FitResult:
         resumed = self._resume()
         self.budget.start(self.step)
         if resumed and self.step >= self.total_steps:
@@ -334,6 +338,7 @@ class Trainer:
             f"{name} received: stopped after step {self.step} of {self.total_steps} and saved {path}; "
             "re-run the same command to resume exactly where it stopped",
             signum,
+            report=dist.is_main(),  # one line per run, not per process
         )
 
     def _log_step(self, state: StepState, loss: float, speed: float, metrics: dict[str, Any]) -> None:
