@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.images import UnreadableImageWarning
 from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
 from vitssl.errors import VitsslError
 
@@ -83,7 +82,7 @@ def test_empty_folder_error(tmp_path: Path, labelled: bool) -> None:
 def test_folder_of_only_bad_files_error(tmp_path: Path, make_corrupt, cache: str) -> None:
     make_corrupt(tmp_path / "bad" / "x" / "a.jpg", "garbage")
     make_corrupt(tmp_path / "bad" / "x" / "b.png", "text")
-    with pytest.warns(UnreadableImageWarning), pytest.raises(VitsslError, match="no readable images found"):
+    with pytest.raises(VitsslError, match="no readable images found"):
         ImageFolderDataset(tmp_path / "bad", labelled=True, cache=cache)
 
 
@@ -99,16 +98,16 @@ def test_next_readable_image_stands_in_for_a_bad_file(corrupt_folder: Path, cach
     assert dataset.cache_mode == cache and len(dataset) == 8
     names = [path.name for path in dataset.paths]
     bad_a, bad_b = names.index("1x.jpg"), names.index("2x.png")
-    with pytest.warns(UnreadableImageWarning, match="1x.jpg"):
-        sample = dataset[bad_a]
+    sample = dataset[bad_a]
     assert sample["skipped"] == 1 and sample["index"] == bad_a and sample["label"] == 0
+    assert sample["bad_paths"] == (f"{dataset.paths[bad_a]} (cannot decode)",)
     assert sample["views"].tobytes() == dataset.image(bad_a + 1).tobytes()
-    with pytest.warns(UnreadableImageWarning, match="2x.png"):
-        last = dataset[bad_b]
+    last = dataset[bad_b]
     assert last["skipped"] == 1 and last["label"] == 0  # wrapped around to the first image
+    assert last["bad_paths"] == (f"{dataset.paths[bad_b]} (cannot decode)",)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a known-bad file is not decoded, nor reported, again
-        assert dataset[bad_a]["skipped"] == 1
+        warnings.simplefilter("error")  # a known-bad file is not decoded again, but still named by its sample
+        assert dataset[bad_a]["skipped"] == 1 and dataset[bad_a]["bad_paths"] == sample["bad_paths"]
     assert dataset.num_skipped == 2
 
 

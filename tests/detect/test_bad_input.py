@@ -89,3 +89,37 @@ def test_cli_reports_a_bad_folder_in_one_line(tiny_det_run, tmp_path, capsys):
     assert main(["detect", str(tiny_det_run), "--data", str(tmp_path / "empty"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vitssl: error:") and "not a detection folder" in err and "\n" not in err
+
+
+def _coco_with_an_empty_jpg(root):
+    """A COCO folder of 6 images with one object each; image 0 (0.jpg) is then emptied."""
+    images = [(f"{i}.{'jpg' if i == 0 else 'png'}", 32, 32) for i in range(6)]
+    anns = [{"image_id": i, "category_id": 1, "bbox": [4, 4, 12, 12]} for i in range(6)]
+    make_coco(root, images, anns, CATS)
+    (root / "images" / "0.jpg").write_bytes(b"")
+    return root
+
+
+def test_unreadable_image_is_left_out_and_named_in_the_summary(tmp_path):
+    from vitssl.data.bad_inputs import collecting
+
+    root = _coco_with_an_empty_jpg(tmp_path / "c")
+    with collecting() as tally:
+        data = sanitize(read_coco(root))
+    assert len(data.samples) == 5 and data.fixes["unreadable images left out"] == 1
+    assert tally.entries() == [f"{root}/images/0.jpg (empty file)"]
+
+
+def test_detect_strict_stops_at_the_empty_jpg_with_one_line(tiny_det_run, tmp_path, capsys):
+    root = _coco_with_an_empty_jpg(tmp_path / "c")
+    assert main(["detect", str(tiny_det_run), "--data", str(root), "--device", "cpu", "--strict"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "0.jpg (empty file)" in lines[0] and "--strict" in lines[0], lines
+
+
+def test_detect_default_skips_the_empty_jpg_with_one_summary_line(tiny_det_run, tmp_path, capsys):
+    root = _coco_with_an_empty_jpg(tmp_path / "c")
+    args = ["detect", str(tiny_det_run), "--data", str(root), "--epochs", "1", "--batch-size", "2"]
+    assert main([*args, "--image-size", "32", "--fpn-channels", "32", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("vitssl: skipped 1 unreadable image (first: ") == 1 and "Traceback" not in err

@@ -4,6 +4,7 @@ the frame of loading a run's backbone, running a protocol on it and reporting th
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,6 +147,38 @@ def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
         p.add_argument(
             "--num-workers", type=non_negative_int, default=2, help="data loader worker processes (default 2)"
         )
+
+
+def add_strict(p: argparse.ArgumentParser) -> None:
+    """``--strict``: stop at the first unreadable image; without it, unreadable images are skipped (or a readable
+    one stands in where a fixed number is needed) and one line at the end counts and names them."""
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with an error at the first unreadable image instead of skipping it",
+    )
+
+
+def with_bad_inputs(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` collecting the unreadable inputs its work reports (:func:`vitssl.data.bad_inputs.collecting`, strict
+    with ``--strict``), then printing their summary line to stderr: what every command that reads images does."""
+
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        from vitssl.data.bad_inputs import collecting
+
+        with collecting(strict=getattr(args, "strict", False)) as bad:
+            code = run(args)
+        bad.report()
+        return code
+
+    return wrapped
+
+
+def bad_image_policy(args: argparse.Namespace) -> str:
+    """The unreadable-image policy of ``--strict``: "error" with it, else "skip" (whatever the run's config says:
+    an evaluation reads its own data)."""
+    return "error" if getattr(args, "strict", False) else "skip"
 
 
 def add_labelled_sets(p: argparse.ArgumentParser) -> None:

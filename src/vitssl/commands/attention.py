@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_int, unit_float
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_strict,
+    load_frozen,
+    positive_int,
+    unit_float,
+    with_bad_inputs,
+)
 from vitssl.errors import VitsslError
 
 EPILOG = """\
@@ -76,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-images", type=positive_int, default=500, help="pairs scored by --score (default 500)")
     add_device(p, workers=False)
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_strict,
     init_options,
     non_negative_int,
     open_unit_float,
     positive_float,
     positive_int,
+    with_bad_inputs,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_device(p, workers=False)
     p.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader worker processes (default 0)")
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def _print(results: dict, header: str) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device, init_options, positive_int
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_strict,
+    init_options,
+    positive_int,
+    with_bad_inputs,
+)
 
 EPILOG = """\
 examples:
@@ -13,7 +20,8 @@ examples:
   vitssl embed runs/cifar a.png b.png --out ab.npy --tokens
 
 Writes OUT.npy ((images, D) float32, unit-norm rows), OUT.json (paths in row order) and with --tokens
-OUT.tokens.npy ((images, tokens, D), as the backbone returns them). Load with
+OUT.tokens.npy ((images, tokens, D), as the backbone returns them). Unreadable images get no row; one line at
+the end counts and names them (--strict: stop at the first). Load with
 np.load("OUT.npy", mmap_mode="r") and json.load(open("OUT.json"))["paths"]."""
 
 
@@ -32,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", action="store_true", help="also write the patch tokens (OUT.tokens.npy; can be large)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default 64)")
     add_device(p)
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
     add_labelled_sets,
+    add_strict,
     non_negative_float,
     open_unit_float,
     positive_float,
@@ -19,6 +20,7 @@ from vitssl.commands._shared import (
     run_protocol,
     seed_int,
     unit_below_one_float,
+    with_bad_inputs,
 )
 
 if TYPE_CHECKING:
@@ -96,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "writes finetune_init.json / finetuned_init.pt",
     )
     add_device(p)
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:

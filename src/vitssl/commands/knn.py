@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
-from vitssl.commands._shared import add_checkpoint, add_device, init_options, positive_float, positive_int
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_strict,
+    init_options,
+    positive_float,
+    positive_int,
+    with_bad_inputs,
+)
 
 DEFAULT_KS = (10, 20, 100, 200)
 
@@ -63,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pretrained features must beat to be worth anything",
     )
     p.add_argument("--out", type=Path, help="JSON file for the results (default: RUN/knn.json)")
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:

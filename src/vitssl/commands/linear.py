@@ -11,6 +11,7 @@ from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
     add_labelled_sets,
+    add_strict,
     non_negative_float,
     positive_float,
     positive_int,
@@ -18,6 +19,7 @@ from vitssl.commands._shared import (
     run_protocol,
     seed_int,
     unit_float,
+    with_bad_inputs,
 )
 
 if TYPE_CHECKING:
@@ -87,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the layer's init and the data order (default 0)")
     add_device(p)
     p.add_argument("--at-init", action="store_true", help="probe the same network at initialisation instead")
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import add_checkpoint, add_device, finite_float, load_frozen, positive_int
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_strict,
+    finite_float,
+    load_frozen,
+    positive_int,
+    with_bad_inputs,
+)
 
 EPILOG = """\
 examples:
@@ -49,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-background-removal", action="store_true", help="colour every patch (plain 3-component PCA)")
     add_device(p, workers=False)
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.data.normalise import denormalise
     from vitssl.eval.attention_io import patch_multiple
     from vitssl.eval.figures import image_pairs_grid
-    from vitssl.eval.images import expand_images, image_to_tensor, load_image
+    from vitssl.eval.images import expand_images, image_to_tensor, load_readable
     from vitssl.eval.pca import pca_rgb
 
     device, cfg, backbone = load_frozen(args)
-    images = [load_image(p) for p in expand_images(args.images, cfg.data.cache_dir)]  # all checked first
+    # all checked first: a missing file stops here, an unreadable one is skipped
+    images = [image for _, image in load_readable(expand_images(args.images, cfg.data.cache_dir))]
     tensors, tokens = [], []
     with torch.no_grad():
         for image in images:

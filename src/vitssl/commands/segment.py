@@ -6,7 +6,15 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_float, positive_int
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_strict,
+    load_frozen,
+    positive_float,
+    positive_int,
+    with_bad_inputs,
+)
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -59,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default 64)")
     p.add_argument("--no-init", action="store_true", help="skip the comparison with the network at initialisation")
     add_device(p, workers=False)
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import seed_int
+from vitssl.commands._shared import add_strict, bad_image_policy, seed_int, with_bad_inputs
 
 EPILOG = """\
 examples:
@@ -16,8 +16,9 @@ examples:
 Writes OUT_DIR/PREFIX-000000.tar, PREFIX-000001.tar, ... and OUT_DIR/PREFIX-index.json (shard names, samples per
 shard, class names). Each sample keeps the image file's bytes as stored (no re-encoding), its class index as
 "cls" when the folder is laid out as IMAGE_FOLDER/<class>/<image>, and a key made from its relative path.
-Unreadable images are left out with a warning. Train on the folder, the index file, or a brace pattern such as
-/data/shards/PREFIX-{000000..000123}.tar (see docs/data.md)."""
+Unreadable images are left out, counted and named in one line at the end (--strict: stop at the first). Train
+on the folder, the index file, or a brace pattern such as /data/shards/PREFIX-{000000..000123}.tar (see
+docs/data.md)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each, and training only shuffles within a buffer",
     )
     p.add_argument("--no-shuffle", action="store_true", help="pack in sorted path order instead (not for training)")
-    p.set_defaults(func=run)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitssl.data.bad_inputs import note
     from vitssl.data.shard_writer import pack_shards
 
     result = pack_shards(
@@ -63,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         shuffle=not args.no_shuffle,
         seed=args.seed,
+        on_bad_image=bad_image_policy(args),
     )
     labels = f"{len(result.classes)} classes" if result.classes else "unlabelled"
-    skipped = f"; skipped {result.skipped} unreadable image(s)" if result.skipped else ""
     print(
-        f"wrote {result.num_samples} images ({labels}) in {len(result.shards)} shard(s) to {result.index.parent}"
-        f"{skipped}; index {result.index}"
+        f"wrote {result.num_samples} images ({labels}) in {len(result.shards)} shard(s) to {result.index.parent}; "
+        f"index {result.index}"
     )
+    note(result.bad_paths)
     return 0

@@ -65,6 +65,18 @@ class DataConfig:
         "starts at once; loader workers share it); 'none' decodes on every read; 'auto' picks memory for small "
         "data sets (and none when /dev/shm is too small).",
     )
+    on_bad_image: Literal["skip", "error"] = _f(
+        "skip",
+        "An unreadable or empty image file: 'skip' lets the next readable image stand in for it, counts it and "
+        "names the first few in one line at the end of the run (logged as skipped_images); 'error' stops the "
+        "run with a one-line error naming the file.",
+    )
+    on_bad_shard: Literal["skip", "error"] = _f(
+        "error",
+        "A torn or unreadable WebDataset shard: 'error' stops the run with a one-line error naming it; 'skip' "
+        "keeps training, readable samples standing in for the shard's missing ones (so every process keeps its "
+        "number of batches), and counts and names the shard (logged as bad_shards).",
+    )
     mean: list[float] = _f(list(IMAGENET_MEAN), "Per-channel normalisation mean (RGB, 0..1).")
     std: list[float] = _f(list(IMAGENET_STD), "Per-channel normalisation std (RGB, 0..1).")
     repeated_augmentation: int = _f(

@@ -83,13 +83,25 @@ def _move(value: Any, fn) -> Any:
     return value
 
 
+def bad_paths_of(samples: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The distinct ``"bad_paths"`` entries of a batch's samples, in order (what :attr:`Batch.bad_paths` holds).
+
+    Many samples of a torn shard name the same shard; one entry per batch is enough for the main process's
+    tally (:class:`vitssl.data.bad_inputs.BadInputs`).
+    """
+    return tuple(dict.fromkeys(text for sample in samples for text in sample.get("bad_paths", ())))
+
+
 @dataclass
 class Batch:
-    """Fields every batch has: labels (-1 when unlabelled), dataset indices and the unreadable files skipped."""
+    """Fields every batch has: labels (-1 when unlabelled), dataset indices, the unreadable files skipped, and
+    the entries (``"PATH (reason)"``) of the unreadable inputs this batch's samples passed over, which carry them
+    from the loader workers to the main process (see :mod:`vitssl.data.bad_inputs`)."""
 
     label: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     index: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     skipped: int = 0
+    bad_paths: tuple[str, ...] = ()
 
     def apply(self: B, fn) -> B:
         """A copy with ``fn`` applied to every tensor (and every tensor of a list of tensors)."""

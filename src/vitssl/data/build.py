@@ -32,6 +32,7 @@ def build_pretrain_dataset(
         subset_seed=cfg.train.seed,
         seed=cfg.train.seed,
         config_key="data.train",
+        on_bad_image=cfg.data.on_bad_image,
     )
 
 
@@ -60,6 +61,8 @@ def build_pretrain_data(
             rank=rank,
             world_size=world_size,
             batch_size=cfg.data.batch_size,
+            on_bad_image=cfg.data.on_bad_image,
+            on_bad_shard=cfg.data.on_bad_shard,
         )
     else:
         dataset = build_pretrain_dataset(cfg, views, transform)
@@ -82,9 +85,17 @@ def eval_transform(cfg: PretrainConfig) -> EvalTransform:
 
 
 def build_labelled_dataset(
-    cfg: PretrainConfig, spec: str, role: str, max_images: int | None, config_key: str
+    cfg: PretrainConfig,
+    spec: str,
+    role: str,
+    max_images: int | None,
+    config_key: str,
+    on_bad_image: str | None = None,
 ) -> ImageFolderDataset:
-    """A labelled evaluation set (k-NN memory or queries) with the deterministic evaluation transform."""
+    """A labelled evaluation set (k-NN memory or queries) with the deterministic evaluation transform.
+
+    ``on_bad_image`` ("skip" or "error") defaults to the run's ``data.on_bad_image``; an evaluation command
+    passes its own (``--strict``)."""
     root, labelled = resolve_dataset(spec, role, cfg.data.cache_dir)
     if not labelled:
         from vitssl.errors import VitsslError
@@ -101,6 +112,7 @@ def build_labelled_dataset(
         max_images=max_images,
         subset_seed=cfg.train.seed,
         config_key=config_key,
+        on_bad_image=on_bad_image or cfg.data.on_bad_image,
     )
 
 

@@ -11,7 +11,9 @@ A COCO folder holds ``images/`` and ``annotations.json``; a VOC folder ``JPEGIma
 (see :mod:`vitssl.data.detection_formats`). Boxes are checked once, up front, so that training never meets a bad
 one: boxes reaching outside their image are clipped, degenerate boxes (under one pixel wide or tall, or not
 finite) and boxes of unknown classes are dropped, images without objects are kept as negatives; each kind is
-reported as one warning with its count.
+reported as one warning with its count. Unreadable images are left out and reported instead through
+:func:`vitssl.data.bad_inputs.note` (the command's summary line, or a one-line error under ``--strict``); one that
+breaks after the checks becomes a blank negative whose target names it under ``"bad_paths"``.
 """
 
 from __future__ import annotations
@@ -26,19 +28,33 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vitssl.data.bad_inputs import entry, file_reason, note
 from vitssl.data.detection_formats import read_coco, read_voc
 from vitssl.data.detection_synthetic import DEFAULT_SIZE, ensure_synthetic_det
 from vitssl.data.detection_types import DetectionSample, DetectionSet
 from vitssl.data.images import UnreadableImageError, load_rgb
 from vitssl.errors import VitsslError
 
-__all__ = ["DetectionImages", "DetectionSample", "DetectionSet", "collate", "load_detection", "sanitize"]
+__all__ = [
+    "DetectionImages",
+    "DetectionSample",
+    "DetectionSet",
+    "collate",
+    "load_detection",
+    "sanitize",
+    "take_bad_paths",
+]
 
 SYNTHETIC = "synthetic_det"
+_UNREADABLE = "unreadable images left out"  # counted in ``fixes``, reported through the summary line only
 _LAYOUT_HELP = "images/ + annotations.json (COCO) or JPEGImages/ + Annotations/ (Pascal VOC)"
 
 
 def _image_size(sample: DetectionSample) -> tuple[int, int] | None:
+    """The (width, height) of a sample's image (from its annotation, else its header); None when the file is
+    missing, empty or has no readable header."""
+    if file_reason(sample.path) != "cannot decode":  # missing or empty: a stat, even when the size is annotated
+        return None
     if sample.size is not None:
         return sample.size
     try:
@@ -51,7 +67,8 @@ def _image_size(sample: DetectionSample) -> tuple[int, int] | None:
 def _fix_sample(sample: DetectionSample, num_classes: int, counts: Counter[str]) -> DetectionSample | None:
     size = _image_size(sample)
     if size is None:
-        counts["unreadable images left out"] += 1
+        counts[_UNREADABLE] += 1
+        note(entry(sample.path, file_reason(sample.path)))
         return None
     w, h = size
     boxes, labels = sample.boxes.astype(np.float32).reshape(-1, 4), sample.labels.astype(np.int64)
@@ -82,6 +99,8 @@ def sanitize(data: DetectionSet) -> DetectionSet:
     samples = [s for s in (_fix_sample(x, len(data.class_names), counts) for x in data.samples) if s is not None]
     fixes = {k: v for k, v in counts.items() if v}
     for what, count in fixes.items():
+        if what == _UNREADABLE:
+            continue
         warnings.warn(f"{data.source}: {count} {what}", stacklevel=2)
     return DetectionSet(samples, data.class_names, data.source, data.native_size, fixes)
 
@@ -185,6 +204,14 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]
     return [b[0] for b in batch], [b[1] for b in batch]
 
 
+def take_bad_paths(targets: list[dict]) -> list[dict]:
+    """The targets without their ``"bad_paths"`` (a blank stand-in's), which are reported with :func:`note`; call
+    it in the main process on every batch before the targets reach a detector or a metric."""
+    for target in targets:
+        note(target.pop("bad_paths", ()))
+    return targets
+
+
 class DetectionImages(Dataset):
     """(image (3, H, W) float in [0, 1], target {"boxes", "labels"}) pairs; with ``flip``, a horizontal flip
     with probability 1/2 drawn from (seed, epoch, index), so runs repeat exactly."""
@@ -200,14 +227,15 @@ class DetectionImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         sample = self.data.samples[index]
+        bad: tuple[str, ...] = ()
         boxes, labels = torch.from_numpy(sample.boxes.copy()), torch.from_numpy(sample.labels.copy())
         try:
             pixels = np.asarray(load_rgb(sample.path), dtype=np.float32) / 255.0
             image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-        except UnreadableImageError as err:  # a file that broke after the checks: a blank negative, not a crash
-            warnings.warn(str(err), stacklevel=2)
+        except UnreadableImageError:  # a file that broke after the checks: a blank negative, not a crash
             w, h = sample.size or (32, 32)
             image, boxes, labels = torch.zeros(3, h, w), torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)
+            bad = (entry(sample.path, file_reason(sample.path)),)
         if self.flip:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
             if torch.rand(1, generator=generator).item() < 0.5:
@@ -215,4 +243,7 @@ class DetectionImages(Dataset):
                 boxes = torch.stack(
                     [image.shape[-1] - boxes[:, 2], boxes[:, 1], image.shape[-1] - boxes[:, 0], boxes[:, 3]], 1
                 )
-        return image, {"boxes": boxes.reshape(-1, 4), "labels": labels}
+        target: dict = {"boxes": boxes.reshape(-1, 4), "labels": labels}
+        if bad:
+            target["bad_paths"] = bad
+        return image, target

@@ -2,8 +2,10 @@
 
 Each sample's random views are drawn from a generator seeded by (seed, epoch, index) (see
 :mod:`vitssl.data.seeding`), so the views do not depend on the loader's workers or processes, nor on whether
-images come from the in-memory cache or from their files. Unreadable files never stop a run: the next
-readable image stands in for one, with a warning, whether images are cached or not.
+images come from the in-memory cache or from their files. With ``on_bad_image="skip"`` (the default) an
+unreadable file never stops a run: the next readable image stands in for it, whether images are cached or not,
+and the sample names the file in ``"bad_paths"`` so that the main process can count and report it (see
+:mod:`vitssl.data.bad_inputs`); with ``"error"`` the first one is a one-line error.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 import torch
 from PIL import Image
 
+from vitssl.data.bad_inputs import ERROR, SKIP, check_policy, entry, file_reason
 from vitssl.data.cache import ImageCache, choose_cache_mode
 from vitssl.data.discovery import list_labelled, list_unlabelled, no_images_error
-from vitssl.data.images import UnreadableImageError, UnreadableImageWarning, load_rgb
+from vitssl.data.images import UnreadableImageError, load_rgb
 from vitssl.data.sampler import decode_repeat
 from vitssl.data.seeding import sample_generator
 from vitssl.data.subset import stratified_subset
@@ -32,7 +35,7 @@ ViewTransform = Callable[[Image.Image, torch.Generator], Any]
 
 
 class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
-    """Images of a folder, as dicts of views, label, index and a skipped-file count.
+    """Images of a folder, as dicts of views, label, index, a skipped-file count and the skipped files.
 
     Args:
         root: The folder. Labelled: ``root/<class>/<images, any nesting>``; unlabelled: images anywhere below.
@@ -48,6 +51,8 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         subset_seed: Seed choosing that subset.
         seed: Seed of the per-sample view generators (set again by ``build_loader``).
         config_key: The config key naming ``root``, quoted in error messages (e.g. "data.val").
+        on_bad_image: "skip": the next readable image stands in for an unreadable file, which the sample names
+            in ``"bad_paths"``; "error": an unreadable file raises UnreadableImageError (one line).
 
     Attributes:
         root, labelled, transform, seed, epoch: As given (``epoch`` via :meth:`set_epoch`).
@@ -57,10 +62,12 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         cache_mode: "memory" or "none", after resolving "auto".
         image_cache: The :class:`~vitssl.data.cache.ImageCache` in memory mode, else None.
         num_skipped: Unreadable files found so far by this process.
+        on_bad_image: As given.
 
     Raises:
         VitsslError: The folder is missing, holds no (readable) images, a labelled folder has no classes, or
             ``cache="memory"`` and the shared memory for it cannot be reserved.
+        UnreadableImageError: With ``on_bad_image="error"``, the first image is unreadable.
     """
 
     def __init__(
@@ -73,14 +80,16 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         subset_seed: int = 0,
         seed: int = 0,
         config_key: str = "data.train",
+        on_bad_image: str = SKIP,
     ) -> None:
+        self.on_bad_image = check_policy(on_bad_image, "on_bad_image")
         self.root = Path(root)
         self.labelled = labelled
         self.transform = transform
         self.seed = seed
         self.epoch = 0
         self.num_skipped = 0
-        self._bad: set[int] = set()
+        self._bad: dict[int, str] = {}  # index -> its bad_paths entry
         self._config_key = config_key
         listing = list_labelled(self.root, config_key) if labelled else list_unlabelled(self.root, config_key)
         self.classes = listing.classes
@@ -114,11 +123,12 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         return self._read(self._check_index(index))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Sample ``index``: ``{"views", "label", "index", "skipped"}``.
+        """Sample ``index``: ``{"views", "label", "index", "skipped", "bad_paths"}``.
 
         ``views`` is ``transform(image, sample_generator(seed, epoch, index))``. When the file is unreadable,
-        the next readable image stands in, ``skipped`` counts the files passed over and ``index`` stays the
-        requested one, so the generator, and the sampler's bookkeeping, are unchanged.
+        the next readable image stands in, ``skipped`` counts the files passed over, ``bad_paths`` names them
+        (``"PATH (reason)"``) and ``index`` stays the requested one, so the generator, and the sampler's
+        bookkeeping, are unchanged.
         """
         index, repeat = decode_repeat(index, len(self))  # repeated augmentation: copy `repeat` of image `index`
         index = self._check_index(index)
@@ -126,7 +136,8 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         views: Any = image
         if self.transform is not None:
             views = self.transform(image, sample_generator(self.seed, self.epoch, index, repeat))
-        return {"views": views, "label": self.targets[source], "index": index, "skipped": skipped}
+        bad = tuple(self._bad[(index + step) % len(self)] for step in range(skipped))
+        return {"views": views, "label": self.targets[source], "index": index, "skipped": skipped, "bad_paths": bad}
 
     def __repr__(self) -> str:
         kind = f"{len(self.classes)} classes" if self.labelled else "unlabelled"
@@ -143,22 +154,28 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         return index
 
     def _load(self, index: int) -> tuple[Image.Image, int, int]:
-        """The first readable image at or after ``index`` (cyclically), its index, the count passed over."""
+        """The first readable image at or after ``index`` (cyclically), its index, the count passed over.
+
+        Raises UnreadableImageError at the first unreadable file with ``on_bad_image="error"``.
+        """
         for step in range(len(self)):
             candidate = (index + step) % len(self)
             if candidate in self._bad:
                 continue
             try:
                 return self._read(candidate), candidate, step
-            except UnreadableImageError as err:
-                self._mark_bad(candidate, err)
+            except UnreadableImageError:
+                if self.on_bad_image == ERROR:
+                    raise
+                self._mark_bad(candidate)
         raise no_images_error(self.root, self._config_key, readable=True)
 
-    def _mark_bad(self, index: int, err: UnreadableImageError) -> None:
-        # Remembered for the life of this process (a worker lives one epoch), so a bad file is not retried.
-        self._bad.add(index)
+    def _mark_bad(self, index: int) -> None:
+        # Remembered for the life of this process (a worker lives one epoch), so a bad file is not retried; the
+        # samples it is passed over for name it, which is how the main process learns of it.
+        path = self.paths[index]
+        self._bad[index] = entry(path, file_reason(path))
         self.num_skipped += 1
-        warnings.warn(f"skipping an unreadable file: {err}", UnreadableImageWarning, stacklevel=4)
 
     def _read(self, index: int) -> Image.Image:
         """Image ``index`` from the cache, else decoded from its file (and then cached when it fits its slot).

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vitssl.data.batches import EvalBatch, ViewBatch, stack_by_resolution
+from vitssl.data.batches import EvalBatch, ViewBatch, bad_paths_of, stack_by_resolution
 from vitssl.data.sampler import EpochSampler
 
 __all__ = ["build_loader", "collate_views", "set_loader_epoch"]
@@ -23,13 +23,13 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
     """Stack dataset samples into a batch.
 
     Args:
-        samples: Dicts with ``"views"`` (a list of V tensors, or one tensor), ``"label"``, ``"index"`` and
-            ``"skipped"``, as :class:`~vitssl.data.folders.ImageFolderDataset` returns them.
+        samples: Dicts with ``"views"`` (a list of V tensors, or one tensor), ``"label"``, ``"index"``,
+            ``"skipped"`` and ``"bad_paths"``, as :class:`~vitssl.data.folders.ImageFolderDataset` returns them.
 
     Returns:
         A :class:`ViewBatch` (``views``: V tensors (B, 3, h, w)) or, when each sample's views is a single tensor
         (evaluation), an :class:`EvalBatch` (``images``: one (B, 3, h, w) tensor); ``skipped`` totals the
-        unreadable files the batch's samples stepped over.
+        unreadable files the batch's samples stepped over, and ``bad_paths`` names them (each once).
 
     Raises:
         TypeError: The views are neither tensors nor lists of tensors (e.g. the dataset has no transform).
@@ -39,6 +39,7 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
         "label": torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long),
         "index": torch.tensor([int(sample["index"]) for sample in samples], dtype=torch.long),
         "skipped": sum(int(sample.get("skipped", 0)) for sample in samples),
+        "bad_paths": bad_paths_of(samples),
     }
     if isinstance(first, torch.Tensor):
         return EvalBatch(images=torch.stack([sample["views"] for sample in samples]), **common)

@@ -19,15 +19,15 @@ import json
 import os
 import random
 import re
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from vitssl.data.bad_inputs import ERROR, SKIP, check_policy, entry, file_reason
 from vitssl.data.discovery import has_class_layout, list_labelled, list_unlabelled
-from vitssl.data.images import UnreadableImageError, UnreadableImageWarning, load_rgb
+from vitssl.data.images import UnreadableImageError, load_rgb
 from vitssl.data.seeding import derive_seed
 from vitssl.errors import VitsslError
 
@@ -50,7 +50,6 @@ INDEX_VERSION = 1
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _KEY_MAX_CHARS = 80
-_MAX_LISTED_WARNINGS = 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,7 @@ class PackResult:
         counts: Samples in each shard.
         classes: Class names (empty when the folder is unlabelled).
         skipped: Unreadable images left out.
+        bad_paths: Their entries, ``"PATH (reason)"`` (see :mod:`vitssl.data.bad_inputs`).
     """
 
     index: Path
@@ -70,6 +70,7 @@ class PackResult:
     counts: list[int]
     classes: list[str]
     skipped: int
+    bad_paths: list[str] = field(default_factory=list)
 
     @property
     def num_samples(self) -> int:
@@ -110,13 +111,14 @@ def pack_shards(
     progress: bool | None = None,
     shuffle: bool = True,
     seed: int = 0,
+    on_bad_image: str = SKIP,
 ) -> PackResult:
     """Pack the images below ``folder`` into WebDataset shards in ``out_dir``.
 
     The folder is labelled when every image lies in ``folder/<class>/`` (the layout pretraining reads with
     labels); otherwise every image below it is packed without ``cls``. Images are packed in a random order
     drawn from ``seed`` (or in sorted path order), each fully decoded first so that corrupt files are left out
-    (with a warning and a count) instead of failing a training run later.
+    (counted and named in the result) instead of failing a training run later.
 
     Args:
         folder: The image folder.
@@ -127,6 +129,8 @@ def pack_shards(
         progress: Show a progress bar (None: only on a terminal).
         shuffle: Pack in a random order drawn from ``seed`` (recommended for training); False keeps path order.
         seed: Seed of that order.
+        on_bad_image: An unreadable image: "skip" leaves it out (counted in the result and the index), "error"
+            stops at the first one (the shards written so far stay, without an index).
 
     Returns:
         The files written, samples per shard, class names and the number of images left out.
@@ -134,7 +138,9 @@ def pack_shards(
     Raises:
         VitsslError: Bad arguments, a missing or empty folder, no readable image, an unwritable ``out_dir``,
             or shards with this prefix already there (without ``overwrite``).
+        UnreadableImageError: With ``on_bad_image="error"``, an image cannot be decoded.
     """
+    check_policy(on_bad_image, "on_bad_image")
     root = Path(folder)
     out = Path(out_dir).absolute()
     _check_arguments(shard_size, prefix)
@@ -144,13 +150,12 @@ def pack_shards(
         random.Random(derive_seed(seed)).shuffle(order)
         paths, labels = [paths[i] for i in order], [labels[i] for i in order]
     _prepare_out_dir(out, prefix, overwrite)
-    counts, errors = _write_shards(root, paths, labels, out, prefix, shard_size, progress)
-    _warn_skipped(errors, root)
+    counts, bad = _write_shards(root, paths, labels, out, prefix, shard_size, progress, on_bad_image)
     if not counts:
         raise VitsslError(f"none of the {len(paths)} images under {root} is readable; nothing was written to {out}")
     shards = [out / shard_name(prefix, number) for number in range(len(counts))]
-    index = _write_index(out, prefix, root, classes, counts, len(errors))
-    return PackResult(index=index, shards=shards, counts=counts, classes=classes, skipped=len(errors))
+    index = _write_index(out, prefix, root, classes, counts, len(bad))
+    return PackResult(index=index, shards=shards, counts=counts, classes=classes, skipped=len(bad), bad_paths=bad)
 
 
 def _check_arguments(shard_size: int, prefix: str) -> None:
@@ -205,18 +210,19 @@ def _write_shards(
     prefix: str,
     shard_size: int,
     progress: bool | None,
-) -> tuple[list[int], list[UnreadableImageError]]:
-    """Write the readable images; returns samples per shard and the errors of the unreadable ones."""
+    on_bad_image: str,
+) -> tuple[list[int], list[str]]:
+    """Write the readable images; returns samples per shard and the entries of the unreadable ones."""
     import webdataset  # heavy to import (several seconds), so only when packing
 
     # ShardWriter formats the pattern with %, so a % in the folder name must be escaped.
     pattern = str(out).replace("%", "%%") + os.sep + f"{prefix}-%06d.tar"
     writer: Any = None
     counts: dict[str, int] = {}
-    errors: list[UnreadableImageError] = []
+    bad: list[str] = []
     try:
         for path, label in tqdm(list(zip(paths, labels)), desc="packing", unit="img", disable=_no_bar(progress)):
-            sample = _sample(root, path, label, errors)
+            sample = _sample(root, path, label, bad, on_bad_image)
             if sample is None:
                 continue
             if writer is None:
@@ -238,15 +244,17 @@ def _write_shards(
     finally:
         if writer is not None:
             writer.close()
-    return [counts[name] for name in sorted(counts)], errors
+    return [counts[name] for name in sorted(counts)], bad
 
 
-def _sample(root: Path, path: Path, label: int, errors: list[UnreadableImageError]) -> dict[str, Any] | None:
-    """The WebDataset sample of one image, or None (and the error recorded) when it cannot be decoded."""
+def _sample(root: Path, path: Path, label: int, bad: list[str], on_bad_image: str) -> dict[str, Any] | None:
+    """The WebDataset sample of one image, or None (and its entry recorded) when it cannot be decoded."""
     try:
         load_rgb(path)  # decoding is the only reliable test of a file; the stored bytes stay untouched
-    except UnreadableImageError as err:
-        errors.append(err)
+    except UnreadableImageError:
+        if on_bad_image == ERROR:
+            raise
+        bad.append(entry(path, file_reason(path)))
         return None
     relative = path.relative_to(root).as_posix()
     sample: dict[str, Any] = {"__key__": sample_key(relative), path.suffix.lower().lstrip("."): path.read_bytes()}
@@ -258,18 +266,6 @@ def _sample(root: Path, path: Path, label: int, errors: list[UnreadableImageErro
 def _no_bar(progress: bool | None) -> bool | None:
     # tqdm's disable=None means "only on a terminal".
     return None if progress is None else not progress
-
-
-def _warn_skipped(errors: list[UnreadableImageError], root: Path) -> None:
-    for err in errors[:_MAX_LISTED_WARNINGS]:
-        warnings.warn(f"skipping an unreadable file: {err}", UnreadableImageWarning, stacklevel=3)
-    if len(errors) > _MAX_LISTED_WARNINGS:
-        warnings.warn(
-            f"skipped {len(errors)} unreadable images under {root} in all "
-            f"({len(errors) - _MAX_LISTED_WARNINGS} more than listed)",
-            UnreadableImageWarning,
-            stacklevel=3,
-        )
 
 
 def _write_index(out: Path, prefix: str, root: Path, classes: list[str], counts: list[int], skipped: int) -> Path:

@@ -24,6 +24,12 @@ skips the batches it already consumed, reading but not decoding them, and contin
 interrupted run would have, provided those settings are unchanged. With a different number of loader workers
 or processes the rest of that epoch has the right length but not the same samples (some may repeat, others
 be missed, in that one epoch only); later epochs are unaffected.
+
+Unreadable inputs (see :mod:`vitssl.data.bad_inputs`). An undecodable sample borrows a readable neighbour's
+image (``on_bad_image="skip"``) or stops the run (``"error"``). A torn or unreadable shard stops the run with
+one line (``on_bad_shard="error"``), or (``"skip"``) its samples that could not be read become stand-ins that
+borrow a neighbour's image, so every process still yields its number of batches, as distributed training
+needs. Either way the samples name what they stand in for in ``"bad_paths"``, for the main process to count.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ import io
 import math
 import random
 import tarfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +47,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vitssl.data.bad_inputs import ERROR, SKIP, check_policy, entry
 from vitssl.data.folders import ViewTransform
-from vitssl.data.images import IMAGE_EXTENSIONS, UnreadableImageError, UnreadableImageWarning, to_rgb
+from vitssl.data.images import IMAGE_EXTENSIONS, UnreadableImageError, to_rgb
 from vitssl.data.loader import collate_views
 from vitssl.data.seeding import derive_seed, sample_generator
 from vitssl.data.shard_index import ShardIndex, is_shard_spec, load_shard_index, sample_members
@@ -64,6 +70,20 @@ _IMAGE_SUFFIXES = frozenset(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 _SHUFFLE_TAG = 0x5348415244
 DEFAULT_SHUFFLE_BUFFER = 1000
 """Samples each loader worker holds (still encoded) to shuffle its stream."""
+_BLANK_SIDE = 64
+_BLANK_GREY = (128, 128, 128)
+
+
+class ShardReadError(VitsslError):
+    """A shard could not be opened, or ended before the samples its index lists (a torn or partial copy).
+
+    Attributes:
+        reason: A short reason for the summary line, e.g. "torn at sample 17" or "cannot open".
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,7 @@ class _Encoded:
     extension: str
     label: int
     shard: str
+    bad_shard: str | None = None  # the entry of the torn shard this stand-in replaces a sample of
 
 
 @dataclass(frozen=True)
@@ -107,13 +128,19 @@ def _read_samples(shard: Path, first: int, end: int) -> Iterator[tuple[int, str,
                 if position >= first:
                     files[extension] = tar.extractfile(member).read()  # type: ignore[union-attr]  # regular file
     except (tarfile.TarError, OSError) as err:
-        raise VitsslError(f"cannot read shard {shard} ({err}); re-pack it with `vitssl shards`") from err
+        reason = f"torn at sample {position}" if position >= 0 else "cannot open"
+        raise ShardReadError(
+            f"cannot read shard {shard} ({err}); re-pack it with `vitssl shards`, or set data.on_bad_shard=skip to "
+            "train on without it",
+            reason,
+        ) from err
     if key is not None and position >= first:
         yield position, key, files
     if position + 1 < end:
-        raise VitsslError(
+        raise ShardReadError(
             f"shard {shard} holds {position + 1} samples, fewer than its index lists; re-pack the images with "
-            "`vitssl shards`"
+            "`vitssl shards`, or set data.on_bad_shard=skip to train on without the missing ones",
+            f"torn at sample {position + 1}",
         )
 
 
@@ -121,6 +148,18 @@ def _encoded(index: int, key: str, files: dict[str, bytes], shard: Path) -> _Enc
     extension = next((ext for ext in files if ext in _IMAGE_SUFFIXES), "")
     label = int(files["cls"].decode("ascii").strip()) if "cls" in files else -1
     return _Encoded(index, key, files.get(extension), extension, label, shard.name)
+
+
+def _bad_sample_entry(sample: _Encoded) -> str:
+    """The ``bad_paths`` entry of an undecodable sample (or of the shard a stand-in replaces a sample of)."""
+    if sample.bad_shard is not None:
+        return sample.bad_shard
+    return entry(f"{sample.shard}/{sample.key}", "no image file" if sample.data is None else "cannot decode")
+
+
+def _blank_image() -> Image.Image:
+    """What a stand-in shows when its worker read no decodable image at all (only torn shards): mid-grey."""
+    return Image.new("RGB", (_BLANK_SIDE, _BLANK_SIDE), _BLANK_GREY)
 
 
 def _decode(sample: _Encoded) -> Image.Image:
@@ -183,9 +222,12 @@ class ShardDataset(IterableDataset[dict[str, Any]]):
         shuffle_buffer: Samples each worker holds, still encoded, to shuffle its stream.
         drop_last: Give every process the same whole number of batches, dropping fewer than
             ``world_size * batch_size`` samples per epoch; False splits all samples, possibly unevenly by one.
+        on_bad_image: An undecodable sample: "skip" (a neighbour's image stands in) or "error".
+        on_bad_shard: A torn or unreadable shard: "error" (the default) or "skip" (stand-ins for its samples).
 
     Attributes:
-        index, transform, seed, rank, world_size, batch_size, shuffle, shuffle_buffer, drop_last: As given.
+        index, transform, seed, rank, world_size, batch_size, shuffle, shuffle_buffer, drop_last, on_bad_image,
+            on_bad_shard: As given.
         classes: Class names from the index (may be empty).
         epoch, start: Set by :meth:`set_epoch` and :meth:`set_start`.
         num_skipped: Undecodable samples met so far by this process (not counting those in its workers).
@@ -205,7 +247,11 @@ class ShardDataset(IterableDataset[dict[str, Any]]):
         shuffle: bool = True,
         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
         drop_last: bool = True,
+        on_bad_image: str = SKIP,
+        on_bad_shard: str = ERROR,
     ) -> None:
+        self.on_bad_image = check_policy(on_bad_image, "data.on_bad_image")
+        self.on_bad_shard = check_policy(on_bad_shard, "data.on_bad_shard")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         if batch_size < 1 or shuffle_buffer < 0:
@@ -328,14 +374,28 @@ class ShardDataset(IterableDataset[dict[str, Any]]):
         return self._samples(stream)
 
     def _encoded_stream(self, plan: _WorkerPlan) -> Iterator[_Encoded]:
-        offsets = self.index.offsets
         for shard, first, end in plan.pieces:
-            path = self.index.shards[shard]
+            yield from self._shard_stream(shard, first, end)
+
+    def _shard_stream(self, shard: int, first: int, end: int) -> Iterator[_Encoded]:
+        """Samples ``first`` to ``end - 1`` of one shard; with ``on_bad_shard="skip"``, those a torn or unreadable
+        shard could not give are stand-ins (no data, ``bad_shard`` set), one per missing position."""
+        path, offset = self.index.shards[shard], self.index.offsets[shard]
+        missing = first  # the first position not yielded yet
+        try:
             for position, key, files in _read_samples(path, first, end):
-                yield _encoded(offsets[shard] + position, key, files, path)
+                yield _encoded(offset + position, key, files, path)
+                missing = position + 1
+        except ShardReadError as err:
+            if self.on_bad_shard == ERROR:
+                raise
+            bad_shard = entry(path, err.reason)
+            for position in range(missing, end):
+                yield _Encoded(offset + position, f"{path.name}#{position}", None, "", -1, path.name, bad_shard)
 
     def _samples(self, stream: Iterator[_Encoded]) -> Iterator[dict[str, Any]]:
-        """Decode and transform; an undecodable sample borrows a readable neighbour's image, keeping its index.
+        """Decode and transform; an undecodable sample (or a torn shard's stand-in) borrows a readable
+        neighbour's image and label, keeping its own index.
 
         Keeping every sample (rather than dropping the bad one) keeps the batch counts equal on all processes,
         and the bad sample's own generator keeps the views of every other sample unchanged.
@@ -343,33 +403,56 @@ class ShardDataset(IterableDataset[dict[str, Any]]):
         pending: list[_Encoded] = []
         last: tuple[Image.Image, int] | None = None
         for sample in stream:
-            try:
-                last = (_decode(sample), sample.label)
-            except UnreadableImageError as err:
-                self._warn(err)
+            image = self._decode_or_none(sample)
+            if image is None:
                 pending.append(sample)
                 continue
+            last = (image, sample.label)
             for bad in pending:
                 yield self._sample(bad, *last, skipped=1)
             pending.clear()
             yield self._sample(sample, *last, skipped=0)
         if pending and last is None:
-            raise VitsslError(
-                f"none of the {len(pending)} samples this worker read from {self.index.spec} could be decoded; "
-                "re-pack the images with `vitssl shards`"
-            )
+            last = self._no_neighbour(pending)
         for bad in pending:
             yield self._sample(bad, *last, skipped=1)  # type: ignore[misc]  # last is set when pending remains
+
+    def _decode_or_none(self, sample: _Encoded) -> Image.Image | None:
+        """The sample's image; None for a stand-in or (skipping) an undecodable sample, which is counted."""
+        if sample.bad_shard is not None:
+            self.num_skipped += 1
+            return None
+        try:
+            return _decode(sample)
+        except UnreadableImageError:
+            if self.on_bad_image == ERROR:
+                raise
+            self.num_skipped += 1
+            return None
+
+    def _no_neighbour(self, pending: list[_Encoded]) -> tuple[Image.Image, int]:
+        """What the samples of a worker that decoded no image borrow: a blank image when torn shards (skipped
+        by policy) are to blame, else a one-line error (every image the worker read is undecodable)."""
+        if any(sample.bad_shard is not None for sample in pending):
+            return _blank_image(), -1
+        raise VitsslError(
+            f"none of the {len(pending)} samples this worker read from {self.index.spec} could be decoded; "
+            "re-pack the images with `vitssl shards`"
+        )
 
     def _sample(self, sample: _Encoded, image: Image.Image, label: int, skipped: int) -> dict[str, Any]:
         views: Any = image
         if self.transform is not None:
             views = self.transform(image, sample_generator(self.seed, self.epoch, sample.index))
-        return {"views": views, "label": label, "index": sample.index, "key": sample.key, "skipped": skipped}
-
-    def _warn(self, err: UnreadableImageError) -> None:
-        self.num_skipped += 1
-        warnings.warn(f"skipping an unreadable sample: {err}", UnreadableImageWarning, stacklevel=4)
+        bad_paths = (_bad_sample_entry(sample),) if skipped else ()
+        return {
+            "views": views,
+            "label": label,
+            "index": sample.index,
+            "key": sample.key,
+            "skipped": skipped,
+            "bad_paths": bad_paths,
+        }
 
     def __repr__(self) -> str:
         return (
@@ -389,6 +472,8 @@ def build_shard_dataset(
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     drop_last: bool = True,
     config_key: str = "data.train",
+    on_bad_image: str = SKIP,
+    on_bad_shard: str = ERROR,
 ) -> ShardDataset:
     """A :class:`ShardDataset` over the shards named by ``spec`` (see :func:`load_shard_index`).
 
@@ -403,6 +488,8 @@ def build_shard_dataset(
         shuffle_buffer: Encoded samples each loader worker holds for shuffling.
         drop_last: Equal whole batches on every process (see :class:`ShardDataset`).
         config_key: The config key that gave ``spec``, quoted in error messages.
+        on_bad_image: An undecodable sample: "skip" or "error" (see :class:`ShardDataset`).
+        on_bad_shard: A torn or unreadable shard: "error" or "skip" (see :class:`ShardDataset`).
 
     Raises:
         VitsslError: The shards cannot be found or read, or hold less than one batch per process.
@@ -417,6 +504,8 @@ def build_shard_dataset(
         shuffle=shuffle,
         shuffle_buffer=shuffle_buffer,
         drop_last=drop_last,
+        on_bad_image=on_bad_image,
+        on_bad_shard=on_bad_shard,
     )
 
 

@@ -18,7 +18,7 @@ from vitssl.errors import VitsslError
 from vitssl.eval.attention import JaccardScore, attention_maps, keep_mass, score_foreground, upsample
 from vitssl.eval.blocks import is_swin
 from vitssl.eval.figures import attention_grid
-from vitssl.eval.images import image_to_tensor, load_image
+from vitssl.eval.images import image_to_tensor, load_readable
 from vitssl.eval.pairs import load_pairs
 from vitssl.models.backbones import Backbone
 
@@ -53,8 +53,8 @@ def render_attention(
     """
     written = []
     kind = "Swin patch-query" if is_swin(backbone) else "[CLS]"
-    # Load every image first so that a bad file fails before any work is done.
-    images = [(Path(p), load_image(p)) for p in paths]
+    # Load every image first so that a missing file fails before any work is done; unreadable ones are skipped.
+    images = load_readable(paths)
     names = unique_names([path for path, _ in images])
     for (path, pil), name in tqdm(zip(images, names), desc="attention maps", unit="image", disable=len(images) < 4):
         x = image_to_tensor(pil, cfg.data.mean, cfg.data.std, patch_multiple(backbone), resize).to(device)

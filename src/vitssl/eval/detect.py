@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-from vitssl.data.detection import DetectionImages, DetectionSet, collate
+from vitssl.data.detection import DetectionImages, DetectionSet, collate, take_bad_paths
 from vitssl.errors import VitsslError
 from vitssl.models.detection import DetectionBackbone
 
@@ -144,7 +144,7 @@ def train_detector(model: nn.Module, pyramid: DetectionBackbone, train: Detectio
             for group in opt.param_groups:
                 group["lr"] = _lr(step, total, s.lr) * group["lr_scale"]
             step += 1
-            losses = model([im.to(s.device) for im in images], _to(targets, s.device))
+            losses = model([im.to(s.device) for im in images], _to(take_bad_paths(targets), s.device))
             loss: Tensor = sum(losses.values())  # type: ignore[assignment]
             if not torch.isfinite(loss):
                 skipped += 1
@@ -178,7 +178,7 @@ def evaluate_detector(model: nn.Module, val: DetectionSet, s: DetectSettings) ->
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
     loader = DataLoader(DetectionImages(val), batch_size=s.batch_size, collate_fn=collate, num_workers=s.num_workers)
     for images, targets in tqdm(loader, desc="detector evaluation", unit="batch", disable=not s.progress):
-        metric.update(predict(model, images, s.device), targets)
+        metric.update(predict(model, images, s.device), take_bad_paths(targets))
     return summarize(metric.compute())
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
+from vitssl.data.bad_inputs import tallied
 from vitssl.errors import VitsslError
 
 
@@ -138,11 +139,12 @@ def labels_of(batch: Any) -> Tensor:
 
 
 def _batches(loader: Iterable[Any], progress: bool | str) -> Iterator[Any]:
-    """Iterate over the loader, behind a progress bar when asked for one."""
+    """Iterate over the loader, behind a progress bar when asked for one, reporting each batch's unreadable
+    images (:func:`vitssl.data.bad_inputs.tallied`)."""
     if not progress:
-        return iter(loader)
+        return tallied(loader)
     description = progress if isinstance(progress, str) else "features"
-    return iter(tqdm(loader, desc=description, unit="batch", dynamic_ncols=True))
+    return tallied(tqdm(loader, desc=description, unit="batch", dynamic_ncols=True))
 
 
 def _unpack(batch: Any) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from vitssl.config import PretrainConfig
+from vitssl.data.bad_inputs import tallied
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, set_loader_epoch
 from vitssl.errors import VitsslError
@@ -178,7 +179,7 @@ def evaluate(model: nn.Module, dataset: ImageFolderDataset, s: FinetuneSettings)
     model.eval()
     loader = build_loader(dataset, s.batch_size, s.num_workers, seed=s.seed, shuffle=False, drop_last=False)
     logits, labels = [], []
-    for batch in loader:
+    for batch in tallied(loader):
         logits.append(model(images_of(batch).to(s.device)).float().cpu())
         labels.append(labels_of(batch))
     return accuracy(torch.cat(logits), torch.cat(labels))
@@ -217,7 +218,7 @@ def finetune(
         model.train()
         losses = []
         bar = tqdm(loader, desc=f"fine-tune epoch {epoch + 1}/{s.epochs}", unit="batch")
-        for batch in bar:
+        for batch in tallied(bar):
             images, labels = images_of(batch).to(s.device), labels_of(batch).to(s.device)
             lr = finetune_lr(step, total, peak, warmup, s.min_lr)
             for group in opt.param_groups:

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vitssl.data.images import load_rgb
+from vitssl.data.bad_inputs import entry, file_reason, note
+from vitssl.data.images import UnreadableImageError, load_rgb
 from vitssl.errors import VitsslError
 
 SAMPLE_IMAGES = "synthetic"
@@ -39,6 +40,27 @@ def load_image(path: str | Path) -> Image.Image:
     if not path.is_file():
         raise VitsslError(f"image {path} does not exist; pass the path of an image file")
     return load_rgb(path)
+
+
+def load_readable(paths: Sequence[str | Path]) -> list[tuple[Path, Image.Image]]:
+    """The readable ones of ``paths`` with their RGB images, in order.
+
+    An unreadable file is left out and reported (:func:`vitssl.data.bad_inputs.note`: counted in the command's
+    summary line, or a one-line error under ``--strict``); a missing file is a one-line error, as is a list of
+    which none is readable.
+    """
+    loaded, bad = [], []
+    for path in map(Path, paths):
+        try:
+            loaded.append((path, load_image(path)))
+        except UnreadableImageError:
+            bad.append(entry(path, file_reason(path)))
+            note(bad[-1])
+    if not loaded:
+        raise VitsslError(
+            f"none of the {len(paths)} images given is readable (first: {bad[0]}); pass image files that open"
+        )
+    return loaded
 
 
 def image_to_tensor(

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from vitssl.config import PretrainConfig
+from vitssl.data.bad_inputs import tallied
 from vitssl.data.build import eval_transform
 from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.loader import build_loader, set_loader_epoch
@@ -157,7 +158,7 @@ def encode_dataset(
     """Linear-probe features (not normalised, as in DINO) and labels of a whole labelled dataset."""
     loader = build_loader(dataset, s.batch_size, s.num_workers, seed=s.seed, shuffle=False, drop_last=False)
     feats, labels = [], []
-    for batch in tqdm(loader, desc=desc, unit="batch"):
+    for batch in tallied(tqdm(loader, desc=desc, unit="batch")):
         feats.append(block_features(backbone, images_of(batch).to(s.device), n, avgpool).float().cpu())
         labels.append(labels_of(batch))
     return torch.cat(feats), torch.cat(labels)
@@ -229,7 +230,7 @@ def _train_augmented(
     for epoch in range(s.epochs):
         set_loader_epoch(loader, epoch)
         losses = []
-        for batch in tqdm(loader, desc=f"linear probe epoch {epoch + 1}/{s.epochs}", unit="batch"):
+        for batch in tallied(tqdm(loader, desc=f"linear probe epoch {epoch + 1}/{s.epochs}", unit="batch")):
             with torch.no_grad():
                 x = block_features(backbone, batch_field(batch, "views")[0].to(s.device), n, avgpool)
             for group in opt.param_groups:

@@ -9,7 +9,8 @@ Two sources:
   non-zero class into foreground.
 
 All pairs are loaded into memory as tensors at one size (short side resized, centre crop), which suits the small
-evaluation sets these probes run on.
+evaluation sets these probes run on. A pair whose image or mask cannot be decoded is left out and reported
+(:func:`vitssl.data.bad_inputs.note`: the command's summary line, or a one-line error under ``--strict``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vitssl.data.images import is_image_file, load_rgb
+from vitssl.data.bad_inputs import entry, file_reason, note
+from vitssl.data.images import UnreadableImageError, is_image_file, load_rgb
 from vitssl.data.named import resolve_dataset
 from vitssl.data.subset import stratified_subset
 from vitssl.data.synthetic import mask_path
@@ -71,6 +73,27 @@ def _fit(image: Image.Image, size: int, resample: Image.Resampling) -> Image.Ima
     return image.crop((left, top, left + size, top + size))
 
 
+def _read_pair(image_path: Path, mask_file: Path) -> tuple[Image.Image, Image.Image] | None:
+    """The RGB image and the grey mask of a pair, or None (reported with :func:`note`) when one cannot be decoded."""
+    decoded = []
+    for path, read in ((image_path, load_rgb), (mask_file, _load_mask)):
+        try:
+            decoded.append(read(path))
+        except UnreadableImageError:
+            note(entry(path, file_reason(path)))
+            return None
+    return decoded[0], decoded[1]
+
+
+def _load_mask(path: Path) -> Image.Image:
+    """A mask file as an 8-bit grey image (class indices), or UnreadableImageError naming it."""
+    try:
+        with Image.open(path) as mask:
+            return mask.convert("L")
+    except Exception as err:  # decoders of untrusted files raise many exception types
+        raise UnreadableImageError(f"cannot read mask {path} ({type(err).__name__}: {err})") from err
+
+
 def load_pairs(
     spec: str,
     role: str,
@@ -108,12 +131,15 @@ def load_pairs(
     s = np.asarray(std, dtype=np.float32)[:, None, None]
     images, masks = [], []
     for image_path, mask_file in paths:
-        image = _fit(load_rgb(image_path), size, Image.Resampling.BICUBIC)
         if not mask_file.is_file():
             raise VitsslError(
                 f"mask {mask_file} of {image_path} is missing; regenerate the dataset or remove the image"
             )
-        mask = np.asarray(_fit(Image.open(mask_file).convert("L"), size, Image.Resampling.NEAREST), dtype=np.int64)
+        read = _read_pair(image_path, mask_file)
+        if read is None:
+            continue
+        image = _fit(read[0], size, Image.Resampling.BICUBIC)
+        mask = np.asarray(_fit(read[1], size, Image.Resampling.NEAREST), dtype=np.int64)
         if foreground_masks:
             label = class_names.index(image_path.parent.name) + 1 if semantic else 1
             mask = (mask > 127).astype(np.int64) * label
@@ -121,6 +147,8 @@ def load_pairs(
             mask = np.where(mask == IGNORE, IGNORE, (mask > 0).astype(np.int64))
         images.append((np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0 - m) / s)
         masks.append(mask)
+    if not images:
+        raise VitsslError(f"none of the {len(paths)} image/mask pairs of {spec} is readable; check its files")
     masks_t = torch.from_numpy(np.stack(masks))
     valid = masks_t[masks_t != IGNORE]
     num_classes = int(valid.max()) + 1 if len(valid) else 1

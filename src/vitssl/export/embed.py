@@ -4,11 +4,15 @@ Why ``.npy``: numpy is already a dependency, the format is one header and a raw 
 incrementally into a memory map (``np.lib.format.open_memmap``: memory stays at one batch however many images)
 and read back lazily with ``np.load(path, mmap_mode="r")``. Parquet would need pyarrow for no gain on a dense
 float matrix. The index (``<name>.json``) lists the images' paths in row order with what produced them.
+
+An unreadable image gets no row and no index entry: it is reported (:func:`vitssl.data.bad_inputs.note`) for
+the command's summary line, or, under ``--strict``, stops the command with a one-line error.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vitssl.config import PretrainConfig
+from vitssl.data.bad_inputs import entry, file_reason, note
 from vitssl.data.build import eval_transform
 from vitssl.data.discovery import find_images
-from vitssl.data.images import is_image_file, load_rgb
+from vitssl.data.images import UnreadableImageError, is_image_file, load_rgb
 from vitssl.errors import VitsslError
 from vitssl.models.backbones import Backbone
 
@@ -39,6 +45,8 @@ class EmbedResult:
 
 
 class _Images(Dataset):
+    """``(image tensor, bad entry)`` per file: an unreadable file gives a blank stand-in and its entry (else "")."""
+
     def __init__(self, paths: Sequence[Path], cfg: PretrainConfig) -> None:
         self.paths = list(paths)
         self.transform = eval_transform(cfg)
@@ -46,8 +54,13 @@ class _Images(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(load_rgb(self.paths[i]))
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        path = self.paths[i]
+        try:
+            return self.transform(load_rgb(path)), ""
+        except UnreadableImageError:
+            size = self.transform.size
+            return self.transform(Image.new("RGB", (size, size))), entry(path, file_reason(path))
 
 
 def list_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
@@ -120,6 +133,10 @@ def embed_images(
 
     Returns:
         The files written; row ``i`` of the features is ``index["paths"][i]``, each row of unit L2 norm.
+        Unreadable images have no row (see the module docstring).
+
+    Raises:
+        VitsslError: Bad arguments, an unwritable ``out``, or no readable image at all.
     """
     if batch_size < 1:
         raise VitsslError(f"--batch-size must be at least 1, got {batch_size}")
@@ -132,10 +149,16 @@ def embed_images(
     )
     token_map: np.memmap | None = None
     loader = DataLoader(_Images(paths, cfg), batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    row = 0
-    for images in tqdm(loader, total=len(loader), desc="embed", unit="batch", disable=not progress):
-        out_b = backbone(images.to(device))
-        n = images.shape[0]
+    row, kept = 0, []
+    batches = tqdm(enumerate(loader), total=len(loader), desc="embed", unit="batch", disable=not progress)
+    for number, (images, bad) in batches:
+        good = [i for i, text in enumerate(bad) if not text]
+        note([text for text in bad if text])  # raises here, in the main process, under --strict
+        if not good:
+            continue
+        out_b = backbone(images[good].to(device))
+        n = len(good)
+        kept += [names[number * batch_size + i] for i in good]
         feats[row : row + n] = F.normalize(out_b.pooled.float(), dim=-1).cpu().numpy()
         if tokens:
             if token_map is None:  # the token count is known once the first batch went through
@@ -143,19 +166,39 @@ def embed_images(
                 token_map = np.lib.format.open_memmap(tokens_path, mode="w+", dtype=np.float32, shape=shape)
             token_map[row : row + n] = out_b.tokens.float().cpu().numpy()
         row += n
+    if row == 0:
+        raise VitsslError(f"none of the {len(paths)} images is readable; nothing to embed")
     feats.flush()
     if token_map is not None:
         token_map.flush()
+    if row < len(paths):  # unreadable images left rows unused at the end: keep only the written ones
+        del feats
+        _truncate_rows(features_path, row)
+        if token_map is not None:
+            del token_map
+            _truncate_rows(tokens_path, row)
     index = {
         "features": features_path.name,
         "tokens": tokens_path.name if tokens else None,
-        "count": len(paths),
+        "count": row,
         "dim": backbone.embed_dim,
         "l2_normalised": True,
         "run": run,
         "image_size": int(cfg.data.eval_size or cfg.crops.global_size),
-        "paths": list(names),
+        "paths": kept,
     }
     # The index goes last: its presence says the arrays are complete.
     index_path.write_text(json.dumps(index, indent=1) + "\n")
-    return EmbedResult(features_path, index_path, tokens_path if tokens else None, len(paths), backbone.embed_dim)
+    return EmbedResult(features_path, index_path, tokens_path if tokens else None, row, backbone.embed_dim)
+
+
+def _truncate_rows(path: Path, rows: int, chunk: int = 4096) -> None:
+    """Rewrite the ``.npy`` file at ``path`` keeping its first ``rows`` rows, chunk by chunk (memory stays small)."""
+    old = np.load(path, mmap_mode="r")
+    temporary = path.with_name(path.name + ".tmp")
+    new = np.lib.format.open_memmap(temporary, mode="w+", dtype=old.dtype, shape=(rows, *old.shape[1:]))
+    for start in range(0, rows, chunk):
+        new[start : start + chunk] = old[start : min(start + chunk, rows)]
+    new.flush()
+    del new, old
+    os.replace(temporary, path)
