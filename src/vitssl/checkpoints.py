@@ -59,10 +59,12 @@ def save_atomic(obj: dict[str, Any], path: Path, name: Path | None = None, then:
     A crash or a full disk at any moment leaves either the old file or the new one, never a torn file. A failed
     write, whatever the writer raised (``torch.save`` wraps a full disk in a ``RuntimeError``), is one line naming
     the folder and its free space; the old file is untouched and the temporary file removed.
+
+    Args:
+        name: The file to name in that line (default ``path``).
+        then: What the line says is intact and how to go on.
     """
-    then = (
-        "the previous checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
-    )
+    then = then or "the previous file is intact: free some space (or fix the folder) and try again"
     tmp: str | None = None
     try:
         with guard_write("the checkpoint", name or path, then):

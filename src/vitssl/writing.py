@@ -34,14 +34,15 @@ class WriteFailed(VitsslError):
 
 
 def free_space(path: Path) -> str:
-    """Free space of the file system holding ``path`` (its nearest existing folder), e.g. "0.00 GiB"."""
+    """Free space of the file system holding ``path`` (its nearest existing folder), e.g. "12.40 GiB", "0.8 MiB"."""
     folder = Path(path)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
-        return f"{shutil.disk_usage(folder).free / 2**30:.2f} GiB"
+        free = shutil.disk_usage(folder).free
     except OSError:
         return "unknown space"
+    return f"{free / 2**30:.2f} GiB" if free >= 2**30 else f"{free / 2**20:.1f} MiB"
 
 
 def _os_error(exc: BaseException) -> OSError | None:

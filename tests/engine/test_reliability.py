@@ -3,9 +3,10 @@ resume, moved run folders and finished runs. Interrupted runs must resume to bit
 
 from __future__ import annotations
 
-import errno
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from vitssl.checkpoints import older_checkpoints
+from vitssl.checkpoints import load_checkpoint, older_checkpoints
 from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 from vitssl.errors import VitsslError
@@ -150,22 +151,6 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(
     assert_same_run(uninterrupted, run)
 
 
-def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_where(tiny_image_folder, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    _interrupted_at(tiny_image_folder, run, 10)
-    before = (run / "last.pt").read_bytes()
-
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr("vitssl.checkpoints.torch.save", full)
-    with pytest.raises(VitsslError, match=r"no space left on the device; [\d.]+ GiB free in .*run\)") as err:
-        _interrupted_at(tiny_image_folder, run, 20)
-    assert "\n" not in str(err.value)
-    assert (run / "last.pt").read_bytes() == before
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
-
-
 def test_a_moved_run_folder_resumes_and_only_another_recipe_is_refused(uninterrupted, tiny_image_folder, tmp_path):
     first = tmp_path / "first"
     _interrupted_at(tiny_image_folder, first, 30)
@@ -204,3 +189,160 @@ def test_an_unusable_run_folder_is_one_line_before_any_work(where, tiny_image_fo
     with pytest.raises(VitsslError, match="cannot write the run folder") as err:
         build_trainer(load_config(None, overrides(tiny_image_folder, out)))
     assert "\n" not in str(err.value)
+
+
+# -- real faults: the whole process group, a full disk, a second run -------------------------------------------
+
+
+def start_in_own_group(folder: Path, out: Path, *extra: str, limit: int | None = None) -> subprocess.Popen:
+    """``vitssl pretrain`` in a new session (its own process group, as a scheduler's job is), optionally under a
+    file-size limit (Python ignores SIGXFSZ, so an oversized write fails with EFBIG as on a full quota)."""
+
+    def limit_file_size() -> None:
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [sys.executable, "-m", "vitssl", "pretrain", *overrides(folder, out, *extra)]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=limit_file_size,
+    )
+
+
+def vitssl_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("vitssl:")]
+
+
+def no_temporary_files(run: Path) -> bool:
+    return not [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".last.pt.")]
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers_saves_and_resumes_identically(
+    uninterrupted, tiny_image_folder, tmp_path
+):
+    """What SLURM's pre-emption and `docker stop` deliver: SIGTERM to every process of the job, the two loader
+    workers included. The workers ignore it, the main process finishes its step and saves past the last periodic
+    checkpoint, and the resumed run ends with the uninterrupted run's weights."""
+    run = tmp_path / "run"
+    proc = start_in_own_group(tiny_image_folder, run, "data.num_workers=2", "train.checkpoint_every=7")
+    wait_for_steps(proc, run, 10)
+    workers = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert len(workers) >= 2, "the run had no loader workers to signal"
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "exited unexpectedly" not in err
+    lines = vitssl_lines(err)
+    assert len(lines) == 1 and "SIGTERM received" in lines[0] and "re-run the same command" in lines[0], err
+    stopped = torch.load(run / "last.pt", weights_only=True)["step"]
+    assert stopped >= 10 and stopped % 7 != 0  # saved on the signal, past the last periodic checkpoint
+    build_trainer(load_config(None, overrides(tiny_image_folder, run, "data.num_workers=2"))).fit()
+    assert_same_run(uninterrupted, run)
+
+
+def _checkpoint_at_step_10(folder: Path, run: Path) -> bytes:
+    _interrupted_at(folder, run, 10)
+    return (run / "last.pt").read_bytes()
+
+
+def test_a_file_size_limit_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(tiny_image_folder, tmp_path):
+    """A 3 MB file-size limit, smaller than a checkpoint: torch.save fails inside its C++ writer. One line names
+    the limit and the folder's free space; last.pt is untouched and loads; no temporary file is left."""
+    run = tmp_path / "run"
+    before = _checkpoint_at_step_10(tiny_image_folder, run)
+    assert len(before) > 3_000_000  # the next checkpoint cannot fit under the limit
+    proc = start_in_own_group(tiny_image_folder, run, "train.checkpoint_every=10", limit=3_000_000)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    lines = vitssl_lines(err)
+    assert len(lines) == 1, err
+    assert re.search(
+        r"could not write the checkpoint .*last\.pt \(the file is larger than the file-size limit", lines[0]
+    )
+    assert re.search(r"[\d.]+ [GM]iB free in .*run\); the previous checkpoint .* is intact", lines[0])
+    assert (run / "last.pt").read_bytes() == before
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 10
+    assert no_temporary_files(run)
+
+
+def test_a_metrics_write_that_fails_ends_the_run_in_one_line(tiny_image_folder, tmp_path):
+    """metrics.jsonl grown to the file-size limit: the next line cannot be appended (EFBIG from Python's write)."""
+    run = tmp_path / "run"
+    before = _checkpoint_at_step_10(tiny_image_folder, run)
+    limit = len(before) + 2_000_000
+    padding = json.dumps({"step": 0, "note": "x" * 1000}) + "\n"  # kept by a resume at step 10 (an earlier step)
+    with (run / "metrics.jsonl").open("a") as handle:
+        while (run / "metrics.jsonl").stat().st_size + len(padding) < limit - 200:
+            handle.write(padding)
+            handle.flush()
+    proc = start_in_own_group(tiny_image_folder, run, "train.checkpoint_every=10", limit=limit)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    lines = vitssl_lines(err)
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert "could not write the metrics" in lines[0] and "file-size limit" in lines[0] and "is intact" in lines[0]
+    assert (run / "last.pt").read_bytes() == before
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path) -> Path:
+    """A 16 MiB tmpfs (room for two checkpoints of the tiny model, not three); skipped where mount is refused."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_really_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoints(tiny_image_folder, small_tmpfs):
+    run = small_tmpfs / "run"
+    proc = start_in_own_group(tiny_image_folder, run, "train.checkpoint_every=5")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    lines = vitssl_lines(err)
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert "could not write the checkpoint" in lines[0] and "no space left on the device" in lines[0], err
+    assert re.search(r"[\d.]+ MiB free in", lines[0])
+    step = torch.load(run / "last.pt", weights_only=True)["step"]  # intact and loadable
+    assert step == 10 and [p.name for p in older_checkpoints(run)] == ["last-00000005.pt"]
+    assert no_temporary_files(run)
+
+
+def test_a_second_run_in_a_live_runs_folder_is_refused_and_a_killed_runs_lock_is_taken_over(
+    tiny_image_folder, tmp_path
+):
+    from vitssl.cli import main
+
+    run = tmp_path / "run"
+    live = start_cli(tiny_image_folder, run, "optim.epochs=1000", "train.checkpoint_every=5")
+    try:
+        wait_for_steps(live, run, 6)
+        second = subprocess.run(
+            [sys.executable, "-m", "vitssl", "pretrain", *overrides(tiny_image_folder, run)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert second.returncode == 2
+        lines = vitssl_lines(second.stderr)
+        assert len(lines) == 1 and f"is in use by another run (pid {live.pid} on host" in lines[0], second.stderr
+        with pytest.raises(VitsslError, match=f"being trained by a live run \\(pid {live.pid}"):
+            load_checkpoint(run)  # what knn, export and every evaluation read
+        assert load_checkpoint(run / "last.pt")["step"] >= 5  # a checkpoint file named directly is still read
+        assert main(["pretrain", "--fresh", *overrides(tiny_image_folder, run, "optim.epochs=1")]) == 0
+        assert (tmp_path / "run-2" / "last.pt").exists()  # --fresh steps past a live run's folder
+    finally:
+        live.kill()
+        live.communicate()
+    steps = len(steps_logged(run))
+    build_trainer(load_config(None, overrides(tiny_image_folder, run, "optim.epochs=1000"))).fit(stop_at_step=steps + 2)
+    assert load_checkpoint(run)["step"] == steps + 2  # the SIGKILLed run's lock was stale: taken over

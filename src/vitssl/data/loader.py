@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitssl.data.batches import EvalBatch, ViewBatch, bad_paths_of, stack_by_resolution
 from vitssl.data.sampler import EpochSampler
+from vitssl.data.workers import init_worker
 
 __all__ = ["build_loader", "collate_views", "set_loader_epoch"]
 
@@ -50,12 +51,6 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
         f"cannot batch views of type {type(first).__name__}; give the dataset a transform that returns "
         "tensors (MultiCropTransform or EvalTransform)"
     )
-
-
-def _init_worker(worker_id: int) -> None:
-    # Loader workers are processes already; letting each spawn one intra-op thread per core oversubscribes
-    # the CPU that the main process needs for the model.
-    torch.set_num_threads(1)
 
 
 def build_loader(
@@ -120,7 +115,7 @@ def build_loader(
         pin_memory=pin_memory,
         drop_last=False,  # the sampler already yields whole batches when asked to
         persistent_workers=False,
-        worker_init_fn=_init_worker if num_workers > 0 else None,
+        worker_init_fn=init_worker if num_workers > 0 else None,
     )
     set_loader_epoch(loader, epoch, start)
     return loader

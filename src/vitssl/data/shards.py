@@ -53,6 +53,7 @@ from vitssl.data.images import IMAGE_EXTENSIONS, UnreadableImageError, to_rgb
 from vitssl.data.loader import collate_views
 from vitssl.data.seeding import derive_seed, sample_generator
 from vitssl.data.shard_index import ShardIndex, is_shard_spec, load_shard_index, sample_members
+from vitssl.data.workers import init_worker
 from vitssl.errors import VitsslError
 
 __all__ = [
@@ -509,11 +510,6 @@ def build_shard_dataset(
     )
 
 
-def _init_worker(worker_id: int) -> None:
-    # As in vitssl.data.loader: one intra-op thread per worker process leaves the cores to the model.
-    torch.set_num_threads(1)
-
-
 def build_shard_loader(
     dataset: ShardDataset,
     batch_size: int,
@@ -550,7 +546,7 @@ def build_shard_loader(
         pin_memory=pin_memory,
         drop_last=False,  # each worker's piece is already whole batches (the last one aside without drop_last)
         persistent_workers=False,
-        worker_init_fn=_init_worker if num_workers > 0 else None,
+        worker_init_fn=init_worker if num_workers > 0 else None,
     )
     set_shard_loader_epoch(loader, epoch, start)
     return loader

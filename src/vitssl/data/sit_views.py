@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from vitssl.data import crop_ops
-from vitssl.data.batches import SiTBatch
+from vitssl.data.batches import SiTBatch, bad_paths_of
 from vitssl.data.corruptions import CorruptionPipeline, replace_in_batch, replace_within_pairs
 from vitssl.data.multicrop import CropSpec, augment_view
 from vitssl.errors import VitsslError
@@ -124,6 +124,7 @@ class SiTCollate:
             label=torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
             index=torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
             skipped=sum(int(s.get("skipped", 0)) for s in samples),
+            bad_paths=bad_paths_of(samples),
         )
         for v in range(len(first["views"])):
             views = torch.stack([p["views"][v] for p in parts])

@@ -16,6 +16,7 @@ from vitssl import __version__
 from vitssl import distributed as dist
 from vitssl.checkpoints import rng_state
 from vitssl.config import PretrainConfig, to_dict
+from vitssl.data.bad_inputs import BadInputs
 from vitssl.data.batches import ViewBatch
 from vitssl.data.pretrain import PretrainData
 from vitssl.engine.budget import TimeBudget
@@ -97,6 +98,7 @@ class Trainer:
         self.skipped_steps = 0
         self.consecutive_nonfinite = 0
         self.skipped_images = 0
+        self.bad_inputs = BadInputs()  # unreadable images and torn shards met by this process's batches
         self.last_batch: ViewBatch | None = None  # the latest micro-batch, for the method's pictures
 
     @property
@@ -188,6 +190,7 @@ class Trainer:
             batch = next(batches).to(self.device, non_blocking=self.device.type == "cuda")
             self.last_batch = batch
             self.skipped_images += int(batch.skipped)
+            self.bad_inputs.add(batch.bad_paths)
             with self.data_parallel.sync(i == accumulate - 1):
                 with self.precision.autocast():
                     out = self.method.training_step(batch, state)
@@ -261,6 +264,7 @@ class Trainer:
         self.method.train()
         with StopSignals() as signals:
             self._loop(stop_at_step, signals, resumed)
+        self._report_bad_inputs()
         if self.step < self.total_steps:
             return FitResult(self.run_dir, self.step, self.last_loss, None, self.skipped_steps)
         knn = self._log_knn()
@@ -331,8 +335,18 @@ class Trainer:
             )
         self.total_steps = total_steps
 
+    def _report_bad_inputs(self) -> None:
+        """One line for the whole run (every process's unreadable inputs) when any were skipped; a collective."""
+        gathered = dist.all_gather_object(self.bad_inputs.entries())
+        if dist.is_main():
+            tally = BadInputs()
+            for entries in gathered:
+                tally.add(entries)  # type: ignore[arg-type]  # lists of str, from every process
+            tally.report(training=True)
+
     def _stop_on_signal(self, signum: int) -> None:
         path = self.save_checkpoint()
+        self._report_bad_inputs()
         name = signal.Signals(signum).name
         raise Interrupted(
             f"{name} received: stopped after step {self.step} of {self.total_steps} and saved {path}; "
@@ -357,6 +371,7 @@ class Trainer:
                 "epoch": state.epoch_float,
                 "skipped_steps": self.skipped_steps,
                 "skipped_images": self.skipped_images,
+                "bad_shards": self.bad_inputs.bad_shards,
                 **state.values,
                 **metrics,
             },

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from vitssl.data.detection import DetectionImages, DetectionSet, collate, take_bad_paths
+from vitssl.data.workers import init_worker
 from vitssl.errors import VitsslError
 from vitssl.models.detection import DetectionBackbone
 
@@ -129,6 +130,7 @@ def train_detector(model: nn.Module, pyramid: DetectionBackbone, train: Detectio
         collate_fn=collate,
         num_workers=s.num_workers,
         generator=torch.Generator().manual_seed(s.seed),
+        worker_init_fn=init_worker if s.num_workers > 0 else None,
     )
     groups = param_groups(model, pyramid, s)
     opt = torch.optim.AdamW(groups, lr=s.lr)
@@ -176,7 +178,13 @@ def evaluate_detector(model: nn.Module, val: DetectionSet, s: DetectSettings) ->
     from torchmetrics.detection import MeanAveragePrecision
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
-    loader = DataLoader(DetectionImages(val), batch_size=s.batch_size, collate_fn=collate, num_workers=s.num_workers)
+    loader = DataLoader(
+        DetectionImages(val),
+        batch_size=s.batch_size,
+        collate_fn=collate,
+        num_workers=s.num_workers,
+        worker_init_fn=init_worker if s.num_workers > 0 else None,
+    )
     for images, targets in tqdm(loader, desc="detector evaluation", unit="batch", disable=not s.progress):
         metric.update(predict(model, images, s.device), take_bad_paths(targets))
     return summarize(metric.compute())

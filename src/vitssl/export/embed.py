@@ -29,6 +29,7 @@ from vitssl.data.bad_inputs import entry, file_reason, note
 from vitssl.data.build import eval_transform
 from vitssl.data.discovery import find_images
 from vitssl.data.images import UnreadableImageError, is_image_file, load_rgb
+from vitssl.data.workers import init_worker
 from vitssl.errors import VitsslError
 from vitssl.models.backbones import Backbone
 
@@ -148,7 +149,13 @@ def embed_images(
         features_path, mode="w+", dtype=np.float32, shape=(len(paths), backbone.embed_dim)
     )
     token_map: np.memmap | None = None
-    loader = DataLoader(_Images(paths, cfg), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        _Images(paths, cfg),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=init_worker if num_workers > 0 else None,
+    )
     row, kept = 0, []
     batches = tqdm(enumerate(loader), total=len(loader), desc="embed", unit="batch", disable=not progress)
     for number, (images, bad) in batches:
