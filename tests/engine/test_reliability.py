@@ -346,3 +346,23 @@ def test_a_second_run_in_a_live_runs_folder_is_refused_and_a_killed_runs_lock_is
     steps = len(steps_logged(run))
     build_trainer(load_config(None, overrides(tiny_image_folder, run, "optim.epochs=1000"))).fit(stop_at_step=steps + 2)
     assert load_checkpoint(run)["step"] == steps + 2  # the SIGKILLed run's lock was stale: taken over
+
+
+def test_unwritable_pictures_and_tensorboard_are_one_warning_line_each_and_training_goes_on(
+    tiny_image_folder, tmp_path, capfd
+):
+    """Files where the pictures and TensorBoard folders should be: their writes fail for real, each is reported
+    once, and the run ends normally with its checkpoint and metrics."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pictures").write_text("a file where the pictures folder should be")
+    (run / "tensorboard").write_text("a file where the TensorBoard folder should be")
+    sit = ["method=sit", "sit.blur_kernel=[3, 5]", "optim.epochs=1", "train.picture_every=2"]
+    result = build_trainer(load_config(None, overrides(tiny_image_folder, run, *sit))).fit()
+    assert result.steps == 6 and (run / "last.pt").exists() and len(steps_logged(run)) == 6
+    err = capfd.readouterr().err
+    failures = [line for line in err.splitlines() if line.startswith("vitssl: warning: could not write")]
+    assert len([line for line in failures if "the picture" in line]) == 1, err
+    assert len([line for line in failures if "TensorBoard" in line]) == 1, err
+    assert all(re.search(r"[\d.]+ [GM]iB free in", line) for line in failures)
+    assert "Traceback" not in err

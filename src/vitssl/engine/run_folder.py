@@ -39,6 +39,7 @@ class RunFolder:
         self.main = main
         self.keep = keep
         self._logger: MetricsLogger | None = None
+        self._picture_failed = False  # said once: a folder that refuses one picture refuses the next ones too
 
     @property
     def checkpoint_path(self) -> Path:
@@ -96,8 +97,8 @@ class RunFolder:
         return self.checkpoint_path
 
     def write_picture(self, name: str, step: int, image: np.ndarray) -> Path | None:
-        """``pictures/<name>_step<step>.png`` from an (H, W, 3) uint8 array; a failure is one warning line (a
-        picture must never cost the run), and the partial file is removed."""
+        """``pictures/<name>_step<step>.png`` from an (H, W, 3) uint8 array. A failure never costs the run: the
+        partial file is removed and the first failure is one warning line."""
         if not self.main:
             return None
         path = self.path / "pictures" / f"{name}_step{step:06d}.png"
@@ -109,7 +110,9 @@ class RunFolder:
         except Exception as exc:  # PIL's encoders raise more than OSError
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
-            _warn(write_failure("the picture", path, exc, "training goes on without it"))
+            if not self._picture_failed:
+                self._picture_failed = True
+                _warn(write_failure("the picture", path, exc, "training goes on; later failures are not reported"))
             return None
         return path
 
