@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,17 +14,18 @@ class WeightNormLinear(nn.Module):
     parameter names stay plain and the teacher copy/EMA need no special case. ``weight_g`` is 1-D, so it gets no
     weight decay.
 
-    ``v`` starts as a default ``nn.Linear`` weight (uniform in +-1/sqrt(in_features), std about 0.036 for 256
-    inputs), as in DINO's code, which weight-normalises a freshly built ``nn.Linear`` after initialising the rest
-    of the head. The forward pass does not depend on the scale of ``v``, but the size of AdamW's steps relative
-    to ``v`` does: a smaller ``v`` turns the prototypes faster.
+    ``v`` starts truncated normal with std 0.02. DINO's code keeps a default ``nn.Linear`` weight there (uniform in
+    +-1/sqrt(in_features), std about 0.036 for 256 inputs); the forward pass does not depend on the scale of
+    ``v``, but the size of AdamW's steps relative to ``v`` does (a smaller ``v`` turns the prototypes faster),
+    and with the default init the demo preset's attention no longer moved onto the objects (docs/methods.md
+    section 5, row 29).
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.weight_v = nn.Parameter(torch.empty(out_features, in_features))
         self.weight_g = nn.Parameter(torch.ones(out_features))
-        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))  # nn.Linear's own initialisation
+        nn.init.trunc_normal_(self.weight_v, std=0.02)
 
     @property
     def weight(self) -> Tensor:
