@@ -172,7 +172,7 @@ def test_collate_stacks_view_major_and_replaces_from_the_next_image():
     samples = [
         {"views": transform(_pil(i), sample_generator(0, 0, i)), "label": i, "index": i, "skipped": 0} for i in range(4)
     ]
-    batch = SiTCollate()(samples)
+    batch = SiTCollate("next")(samples)
     assert len(batch.views) == 2 and batch.views[0].shape == (4, 3, 16, 16)
     assert batch.rotations[1].tolist() == [s["views"]["rotations"][1] for s in samples]
     for v in range(2):
@@ -182,7 +182,7 @@ def test_collate_stacks_view_major_and_replaces_from_the_next_image():
             assert m.any()
             assert torch.equal(views[i][:, m], targets[(i + 1) % 4][:, m])
             assert torch.equal(views[i][:, ~m], targets[i][:, ~m])
-    single = SiTCollate()(samples[:1])
+    single = SiTCollate("next")(samples[:1])
     assert not single.masks[0].any() and torch.equal(single.views[0], single.targets[0])
 
 

@@ -110,7 +110,7 @@ class SiTCollate:
         corrupted pixel, replaced ones included) and ``rotations``, one per view.
     """
 
-    def __init__(self, donor: str = "next") -> None:
+    def __init__(self, donor: str = "pair") -> None:
         if donor not in ("pair", "next"):
             raise VitsslError(f"unknown random-replace donor {donor!r}; use 'pair' or 'next'")
         self.donor = donor
