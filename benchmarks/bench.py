@@ -160,7 +160,7 @@ def aggregate_peer(results: list[dict], vitssl: list[dict]) -> dict[str, Any]:
     rate = rate_from_step_times(images, times)
     paired = [
         rate_from_step_times(images, v["model_step_seconds"]) / rate_from_step_times(images, p["model_step_seconds"])
-        for v, p in zip(vitssl, results)
+        for v, p in zip(vitssl, results, strict=True)
         if "error" not in v and "error" not in p
     ]
     return {

@@ -52,7 +52,7 @@ class TensorSpec:
 
     def make(self) -> torch.Tensor:
         """A random tensor with these strides (over the smallest storage that holds them)."""
-        storage = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride) if n > 0)
+        storage = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True) if n > 0)
         base = torch.randn(storage, device=self.device).to(self.dtype)
         return base.as_strided(self.shape, self.stride)
 

@@ -154,7 +154,7 @@ def plot(rows: list[dict[str, Any]], out_png: Path) -> None:
     # One colour per method in both panels (matplotlib's cycle would restart per panel and skip methods).
     methods = list(dict.fromkeys(r["method"] for r in rows))
     colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    for ax, (init_key, key, ylabel) in zip(axes, panels):
+    for ax, (init_key, key, ylabel) in zip(axes, panels, strict=True):
         for method in (m for m in methods if any(r["method"] == m and key in r for r in rows)):
             mine = sorted((r for r in rows if r["method"] == method and key in r), key=lambda r: r["pretrain_minutes"])
             xs = [0.0] + [r["pretrain_minutes"] for r in mine]

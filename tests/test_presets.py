@@ -78,7 +78,7 @@ def same(stated: Any, actual: Any) -> bool:
     if isinstance(stated, (int, float)) and isinstance(actual, (int, float)):
         return math.isclose(float(stated), float(actual), rel_tol=1e-12, abs_tol=0.0)
     if isinstance(stated, list) and isinstance(actual, (list, tuple)):
-        return len(stated) == len(actual) and all(same(s, a) for s, a in zip(stated, actual))
+        return len(stated) == len(actual) and all(same(s, a) for s, a in zip(stated, actual, strict=True))
     return stated == actual
 
 

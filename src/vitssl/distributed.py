@@ -157,7 +157,7 @@ class CrossProcessBatchNorm(nn.BatchNorm1d):
     BatchNorm), so activations and gradients equal those of one process holding the whole batch.
     """
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         if not self.training or not is_distributed():
             return super().forward(x)
         flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # (C, samples): BatchNorm1d on (N, C) or (N, C, L)
@@ -173,7 +173,12 @@ class CrossProcessBatchNorm(nn.BatchNorm1d):
         return y
 
     def _update_running_stats(self, mean: Tensor, var: Tensor, count: Tensor) -> None:
-        if not self.track_running_stats or self.running_mean is None or self.running_var is None:
+        if (
+            not self.track_running_stats
+            or self.running_mean is None
+            or self.running_var is None
+            or self.num_batches_tracked is None
+        ):
             return
         self.num_batches_tracked += 1
         m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)

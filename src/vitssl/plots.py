@@ -105,7 +105,7 @@ def plot_training_curves(metrics_path: str | Path, out_png: str | Path) -> Path:
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(_PANEL_WIDTH * columns, _PANEL_HEIGHT * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, (panel, series) in zip(axes, panels):
+    for ax, (panel, series) in zip(axes[: len(panels)], panels, strict=True):
         _draw_panel(ax, panel, series)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)

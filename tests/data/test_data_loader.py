@@ -31,9 +31,9 @@ def _batches(loader: torch.utils.data.DataLoader) -> list[dict]:
 
 def _assert_same(first: list[dict], second: list[dict]) -> None:
     assert len(first) == len(second)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a.index, b.index) and torch.equal(a.label, b.label)
-        assert all(torch.equal(x, y) for x, y in zip(a.views, b.views))
+        assert all(torch.equal(x, y) for x, y in zip(a.views, b.views, strict=True))
 
 
 def test_collate_is_crop_major() -> None:
@@ -132,7 +132,7 @@ def test_crops_of_one_resolution_share_one_buffer_through_workers_and_moves():
     for workers in (0, 1):
         loader = torch.utils.data.DataLoader(Crops(), batch_size=4, num_workers=workers, collate_fn=collate_views)
         batch = next(iter(loader)).to("cpu")
-        assert all(torch.equal(a, b) for a, b in zip(batch.views, expected))
+        assert all(torch.equal(a, b) for a, b in zip(batch.views, expected, strict=True))
         assert adjacent_runs(batch.views) == [(0, 2), (2, 5)]
         moved = batch.apply(lambda t: t.clone())  # as a device move does: one transfer per resolution
         assert adjacent_runs(moved.views) == [(0, 2), (2, 5)]
@@ -144,4 +144,4 @@ def test_crops_of_one_resolution_share_one_buffer_through_workers_and_moves():
     assert torch.equal(moved_apart.images, expected[0])
     separate = ViewBatch(views=apart).apply(lambda t: t.clone()).views
     assert [v.shape for v in separate] == [v.shape for v in apart]
-    assert all(torch.equal(a, b) for a, b in zip(separate, apart))
+    assert all(torch.equal(a, b) for a, b in zip(separate, apart, strict=True))

@@ -55,7 +55,7 @@ def test_sizes_come_from_headers(
     paths = find_images(tmp_path)
     monkeypatch.setattr(cache, "_CHUNK", 4)  # several tasks for the process pool
     sizes = cache.read_image_sizes(paths, num_workers=workers)
-    for path, size in zip(paths, sizes):
+    for path, size in zip(paths, sizes, strict=True):
         expected = (0, 0) if path.name == "4x.png" else np.asarray(load_rgb(path)).shape[:2]
         assert tuple(size) == tuple(expected), path.name
 

@@ -120,7 +120,7 @@ def test_memory_and_lazy_give_identical_views(labelled_folder: Path) -> None:
     lazy = ImageFolderDataset(labelled_folder, labelled=True, transform=_transform(), cache="none", seed=3)
     for _ in range(2):  # images decoded from their files, then served from the cache
         for i in range(len(memory)):
-            for a, b in zip(memory[i]["views"], lazy[i]["views"]):
+            for a, b in zip(memory[i]["views"], lazy[i]["views"], strict=True):
                 assert torch.equal(a, b)
 
 
@@ -129,7 +129,7 @@ def test_views_depend_only_on_seed_epoch_index(labelled_folder: Path) -> None:
     first = dataset[2]["views"]
     dataset[5]  # drawing other samples in between must not matter
     again = dataset[2]["views"]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     dataset.set_epoch(1)
     next_epoch = dataset[2]["views"]
     assert not torch.equal(first[0], next_epoch[0])

@@ -102,8 +102,8 @@ def test_same_generator_seed_same_views_and_new_seed_new_views() -> None:
     a = transform(image, sample_generator(1, 0, 5))
     b = transform(image, sample_generator(1, 0, 5))
     c = transform(image, sample_generator(1, 1, 5))
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert not any(torch.equal(x, y) for x, y in zip(a, c))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not any(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_normalisation_values_without_augmentation() -> None:
@@ -112,7 +112,7 @@ def test_normalisation_values_without_augmentation() -> None:
     view = MultiCropTransform([plain], IMAGENET_MEAN, IMAGENET_STD)(
         Image.new("RGB", (8, 8), colour), torch.Generator().manual_seed(0)
     )[0]
-    expected = [(c / 255 - m) / s for c, m, s in zip(colour, IMAGENET_MEAN, IMAGENET_STD)]
+    expected = [(c / 255 - m) / s for c, m, s in zip(colour, IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     assert torch.allclose(view, torch.tensor(expected).view(3, 1, 1).expand(3, 4, 4), atol=1e-5)
 
 

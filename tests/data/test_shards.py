@@ -168,7 +168,7 @@ def test_loader_with_workers_resumes_exactly_mid_epoch(packed: Path):
         full = list(build_shard_loader(data, batch_size=3, num_workers=workers, epoch=1))
         resumed = list(build_shard_loader(data, batch_size=3, num_workers=workers, epoch=1, start=3 * 3))
         assert len(resumed) == 5
-        for ours, theirs in zip(resumed, full[3:]):
+        for ours, theirs in zip(resumed, full[3:], strict=True):
             assert torch.equal(batch_field(ours, "index"), batch_field(theirs, "index"))
             assert torch.equal(batch_field(ours, "images"), batch_field(theirs, "images"))
 

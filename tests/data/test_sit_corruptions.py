@@ -160,7 +160,7 @@ def test_rotating_a_target_back_by_its_label_gives_the_unrotated_view():
 
 def test_views_differ_from_targets_only_inside_the_masks():
     out = _transform()(_pil(), sample_generator(0, 0, 5))
-    for view, target, mask in zip(out["views"], out["targets"], out["masks"]):
+    for view, target, mask in zip(out["views"], out["targets"], out["masks"], strict=True):
         assert view.shape == target.shape == (3, 16, 16) and mask.shape == (16, 16)
         assert torch.equal(view[:, ~mask], target[:, ~mask])
         assert mask.any()

@@ -27,7 +27,7 @@ def test_vit_simple_pyramid_shapes(tiny_vit, size):
     assert pyramid.strides == [2, 4, 8, 16]  # patch 4: the stride-1 (4x) level is left out
     out = pyramid(torch.zeros(2, 3, *size))
     assert list(out) == ["0", "1", "2", "pool"]
-    for fmap, stride in zip(out.values(), pyramid.strides):
+    for fmap, stride in zip(out.values(), pyramid.strides, strict=True):
         assert fmap.shape == (2, 32, *_expected(*size, stride, pyramid.size_divisible))
 
 
@@ -46,7 +46,7 @@ def test_swin_fpn_shapes(tiny_swin, size):
     assert pyramid.strides == [2, 4, 8, 16]
     out = pyramid(torch.zeros(1, 3, *size))
     assert list(out) == ["0", "1", "2", "pool"]
-    for fmap, stride in zip(out.values(), pyramid.strides):
+    for fmap, stride in zip(out.values(), pyramid.strides, strict=True):
         assert fmap.shape == (1, 32, *_expected(*size, stride, pyramid.size_divisible))
 
 

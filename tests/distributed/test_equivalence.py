@@ -118,7 +118,7 @@ def test_two_processes_equal_one_process_with_the_whole_batch(case, two_processe
     two = two_processes / "train" / case
     one_losses, two_losses = losses(tmp_path), losses(two)
     assert len(one_losses) == len(two_losses) == 6
-    rel = max(abs(a - b) / abs(a) for a, b in zip(one_losses, two_losses))
+    rel = max(abs(a - b) / abs(a) for a, b in zip(one_losses, two_losses, strict=True))
     assert rel <= 1e-5, (case, one_losses, two_losses)
     a = torch.load(tmp_path / "last.pt", weights_only=True)["method"]
     b = torch.load(two / "last.pt", weights_only=True)["method"]

@@ -41,9 +41,9 @@ def test_ema_gated_on_the_device():
     ema_update_(expected, student, 0.9)
     applied = [t.clone() for t in teacher]
     ema_update_(applied, student, 0.9, torch.tensor(True))
-    for a, e in zip(applied, expected):
+    for a, e in zip(applied, expected, strict=True):
         torch.testing.assert_close(a, e)
     kept = [t.clone() for t in teacher]
     ema_update_(kept, student, 0.9, torch.tensor(False))
-    for k, t in zip(kept, teacher):
+    for k, t in zip(kept, teacher, strict=True):
         assert torch.equal(k, t)

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -19,7 +20,7 @@ def test_cosine_schedule_known_values():
 def test_teacher_momentum_schedule_rises_to_one():
     values = [cosine_schedule(s, 50, 0.996, 1.0) for s in range(51)]
     assert values[0] == pytest.approx(0.996) and values[-1] == pytest.approx(1.0)
-    assert all(a <= b + 1e-12 for a, b in zip(values, values[1:]))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(values))
 
 
 def test_linear_warmup_then_constant():

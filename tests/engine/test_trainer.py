@@ -100,7 +100,7 @@ def test_nonfinite_loss_is_skipped_then_stops_cleanly(image_folder, tmp_path):
     saved = load_checkpoint(tmp_path / "n")
     # steps 1, 3, 4, 5 were skipped; the run stops at step 5, the third bad step in a row
     assert saved["step"] == 5 and saved["skipped_steps"] == 4
-    for p, q in zip(weights[2], (saved["method"][k] for k in saved["method"] if k.startswith("student."))):
+    for p, q in zip(weights[2], (saved["method"][k] for k in saved["method"] if k.startswith("student.")), strict=True):
         assert torch.isfinite(q).all()
         assert torch.equal(p, q)
 

@@ -26,7 +26,7 @@ def test_pca_shapes_range_and_background():
     tokens, inner = _two_region_tokens()
     result = pca_rgb(tokens)
     assert len(result.colours) == 3 and result.colours[0].shape == (6, 6, 3)
-    for colours, fg in zip(result.colours, result.foreground):
+    for colours, fg in zip(result.colours, result.foreground, strict=True):
         assert colours.min() >= 0.0 and colours.max() <= 1.0
         assert np.array_equal(fg, inner.numpy())  # the border cluster is found as background
         assert (colours[~fg] == 0).all() and colours[fg].max() > 0.5

@@ -20,7 +20,7 @@ def test_loss_matches_hand_computed_example():
     log_p_s = [[math.log(p) for p in _softmax([x / tau_s for x in row])] for row in s]
     # pairs: (g0, g1), (g0, l0), (g1, g0), (g1, l0) -> 4 terms
     pairs = [(0, 1), (0, 2), (1, 0), (1, 2)]
-    expected = sum(-sum(pt * ls for pt, ls in zip(p_t[g], log_p_s[v])) for g, v in pairs) / len(pairs)
+    expected = sum(-sum(pt * ls for pt, ls in zip(p_t[g], log_p_s[v], strict=True)) for g, v in pairs) / len(pairs)
 
     loss_fn = DINOLoss(out_dim=3, student_temp=tau_s)
     loss = loss_fn([torch.tensor([row]) for row in s], [torch.tensor([row]) for row in t], teacher_temp=tau_t)

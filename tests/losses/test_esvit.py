@@ -40,7 +40,7 @@ def test_region_loss_matches_hand_computed_example():
     match = {(0, 1): [1, 0], (1, 0): [1, 0]}  # (teacher g, student v) -> teacher index per student token
 
     def ce(p, logits):
-        return -sum(pi * math.log(qi) for pi, qi in zip(p, _softmax([x / tau_s for x in logits])))
+        return -sum(pi * math.log(qi) for pi, qi in zip(p, _softmax([x / tau_s for x in logits]), strict=True))
 
     expected_region = 0.0
     for (g, v), idx in match.items():
@@ -122,7 +122,7 @@ def test_chunked_region_term_and_its_gradient_match_the_naive_version(monkeypatc
     # the view term does not depend on the region logits, so only the region term's gradient reaches them
     grads = torch.autograd.grad(parts.total, sr)
     naive_grads = torch.autograd.grad(0.5 * naive, sr)
-    for got, want in zip(grads, naive_grads):
+    for got, want in zip(grads, naive_grads, strict=True):
         torch.testing.assert_close(got, want)
 
 

@@ -51,7 +51,7 @@ def test_views_follow_the_config():
 
 def test_teacher_starts_equal_and_gets_no_gradients():
     m = tiny_method()
-    for pt, ps in zip(m.teacher.parameters(), m.student.parameters()):
+    for pt, ps in zip(m.teacher.parameters(), m.student.parameters(), strict=True):
         assert torch.equal(pt, ps) and not pt.requires_grad
     out = m.training_step(ViewBatch(views=views(4)), state())
     out.loss.backward()
@@ -80,7 +80,7 @@ def test_gradient_accumulation_matches_full_batch():
         (o.loss / 2).backward()
         losses.append(o.loss.item())
     assert sum(losses) / 2 == pytest.approx(out.loss.item(), rel=1e-5)
-    for (name, a), b in zip(full.student.named_parameters(), half.student.parameters()):
+    for (name, a), b in zip(full.student.named_parameters(), half.student.parameters(), strict=True):
         if a.grad is not None:
             # fp32 sums in a different order: compare relative to the tensor's largest gradient
             assert (a.grad - b.grad).abs().max() <= 1e-5 * a.grad.abs().max() + 1e-7, name

@@ -118,7 +118,7 @@ def test_evaluates_the_teacher_backbone():
 )
 def test_swin_presets_accept_every_crop_size_of_their_recipes(name, img_size, sizes, grids):
     backbone = build_backbone(name, img_size=img_size)
-    for size, grid in zip(sizes, grids):
+    for size, grid in zip(sizes, grids, strict=True):
         with torch.no_grad():
             f = backbone(torch.randn(1, 3, size, size))
         assert f.grid == grid and f.tokens.shape == (1, grid[0] * grid[1], backbone.embed_dim)

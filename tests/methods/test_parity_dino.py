@@ -92,7 +92,7 @@ class ReferenceDINO:
                 decay = wd if (p.ndim > 1 and not name.endswith(".bias")) else 0.0
                 self.adamw(name, p, lr, decay)
             # teacher <- m teacher + (1 - m) student, every parameter; then the centre, from this step's teacher
-            for pt, ps in zip(self.teacher.parameters(), self.student.parameters()):
+            for pt, ps in zip(self.teacher.parameters(), self.student.parameters(), strict=True):
                 pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
             self.center = CENTER_M * self.center + (1 - CENTER_M) * teacher.mean(0, keepdim=True)
 
@@ -172,8 +172,8 @@ def test_dino_steps_match_a_reference_written_from_the_paper(trainer):
     assert not torch.equal(last_layer, start)  # and they moved once unfrozen
     assert any(ref.clipped) and not all(ref.clipped)  # the clipping threshold was reached by some tensors only
     pairs = [
-        *zip(method.student.named_parameters(), ref.student.parameters()),
-        *zip(method.teacher.named_parameters(), ref.teacher.parameters()),
+        *zip(method.student.named_parameters(), ref.student.parameters(), strict=True),
+        *zip(method.teacher.named_parameters(), ref.teacher.parameters(), strict=True),
     ]
     for (name, ours), theirs in pairs:
         assert torch.allclose(ours, theirs, atol=1e-5, rtol=0), (name, (ours - theirs).abs().max().item())
@@ -187,4 +187,4 @@ def test_the_reference_warm_up_differs_from_dinos_linspace_by_at_most_one_step()
     linspace = [base * i / (warmup - 1) for i in range(warmup)]
     ours = [cosine(i, total, base, 0.0, warmup) for i in range(warmup + 1)]
     assert linspace[-1] == base and ours[warmup - 1] == pytest.approx(0.9) and ours[warmup] == base
-    assert max(a - b for a, b in zip(linspace, ours)) <= base / warmup
+    assert max(a - b for a, b in zip(linspace, ours[:warmup], strict=True)) <= base / warmup

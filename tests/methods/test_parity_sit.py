@@ -124,7 +124,7 @@ def fixed_batch(seed: int) -> SiTBatch:
     g = torch.Generator().manual_seed(seed)
     targets = [torch.randn(B, 3, SIZE, SIZE, generator=g, dtype=torch.float64) for _ in range(2)]
     masks = [torch.rand(B, SIZE, SIZE, generator=g) < 0.5 for _ in range(2)]
-    views = [t.masked_fill(m.unsqueeze(1), 0.0) for t, m in zip(targets, masks)]
+    views = [t.masked_fill(m.unsqueeze(1), 0.0) for t, m in zip(targets, masks, strict=True)]
     rotations = [torch.zeros(B, dtype=torch.long) for _ in range(2)]
     return SiTBatch(views=views, targets=targets, masks=masks, rotations=rotations)
 
@@ -188,8 +188,8 @@ def test_masked_sit_steps_match_a_reference_written_from_the_paper(trainer):
         )
     assert any(ref.clipped) and not all(ref.clipped)
     pairs = [
-        *zip(method.student.named_parameters(), ref.student.parameters()),
-        *zip(method.teacher.named_parameters(), ref.teacher.parameters()),
+        *zip(method.student.named_parameters(), ref.student.parameters(), strict=True),
+        *zip(method.teacher.named_parameters(), ref.teacher.parameters(), strict=True),
     ]
     for (name, ours), theirs in pairs:
         assert torch.allclose(ours, theirs, atol=1e-5, rtol=0), (name, (ours - theirs).abs().max().item())

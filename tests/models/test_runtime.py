@@ -42,7 +42,7 @@ def test_grad_checkpointing_gives_the_same_gradients_on_the_student_only():
     configure_backbones(student, [teacher], torch.device("cpu"), grad_checkpointing=True)
     assert student.model.grad_checkpointing and not teacher.model.grad_checkpointing
     student(x).pooled.square().sum().backward()
-    for a, p in zip(plain, student.parameters()):
+    for a, p in zip(plain, student.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad)
 
 

@@ -39,8 +39,9 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
     if cfg.model.init_from:
         init_backbones(method, cfg.model.init_from, cfg.model.init_strict)
     dist.synchronise_batch_norm(method.to(device), device)  # converts the BatchNorm layers in place
-    student, *others = method.backbones() or [None]
-    if student is not None:
+    backbones = method.backbones()
+    if backbones:
+        student, *others = backbones
         m = cfg.model
         configure_backbones(student, others, device, m.attention, m.grad_checkpointing, cfg.train.compile)
     if dist.world_size() > 1:

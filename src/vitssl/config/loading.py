@@ -113,7 +113,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         if key not in names:
             raise _unknown_key(str(key), names + sorted(known), prefix)
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value if value is not None else {}, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, tp, prefix + key)
@@ -199,7 +199,10 @@ def _without_foreign_sections(values: dict[str, Any]) -> dict[str, Any]:
 def to_dict(cfg: PretrainConfig) -> dict[str, Any]:
     """The config as plain containers; method sections appear at the top level, as in the YAML files."""
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if not f.metadata.get("sections")}
-    plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
+    plain = {
+        k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+        for k, v in values.items()
+    }
     plain.update({name: dataclasses.asdict(section) for name, section in cfg.sections.items()})
     return plain
 

@@ -35,7 +35,7 @@ def adjacent_runs(tensors: Sequence[Tensor]) -> list[tuple[int, int]]:
 
 
 def _follows(a: Tensor, b: Tensor) -> bool:
-    return (
+    return bool(
         a.is_contiguous()
         and b.is_contiguous()
         and a.dtype == b.dtype

@@ -387,10 +387,10 @@ class CorruptionPipeline:
 
     def __call__(self, image: Tensor, draws: Draws, generator: torch.Generator) -> Corrupted:
         fire = [draws.chance(step.p) for step in self.steps]
-        replacing = any(f and isinstance(s, RandomReplace) for f, s in zip(fire, self.steps))
+        replacing = any(f and isinstance(s, RandomReplace) for f, s in zip(fire, self.steps, strict=True))
         mask = torch.zeros(image.shape[-2:], dtype=torch.bool)
         replace_mask = torch.zeros_like(mask)
-        for fires, step in zip(fire, self.steps):
+        for fires, step in zip(fire, self.steps, strict=True):
             if not fires or (replacing and self.replace_excludes_drop and isinstance(step, RandomDrop)):
                 continue
             image, touched = step(image, draws, generator)

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -39,14 +40,15 @@ def _write_split(target: Path, split: str, count: int, image_size: int, seed: in
     images_dir = target / split / "images"
     images_dir.mkdir(parents=True)
     width = len(str(max(count - 1, 0)))
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i in range(count):
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], i])
         image, boxes, classes = render_scene(rng, image_size)
         name = f"{i:0{width}d}.png"
         image.save(images_dir / name)
         images.append({"id": i, "file_name": name, "width": image_size, "height": image_size})
-        for box, cls in zip(boxes, classes):
+        for box, cls in zip(boxes, classes, strict=True):
             x1, y1, x2, y2 = box
             annotations.append(
                 {

@@ -36,17 +36,17 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
         TypeError: The views are neither tensors nor lists of tensors (e.g. the dataset has no transform).
     """
     first = samples[0]["views"]
-    common = {
-        "label": torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long),
-        "index": torch.tensor([int(sample["index"]) for sample in samples], dtype=torch.long),
-        "skipped": sum(int(sample.get("skipped", 0)) for sample in samples),
-        "bad_paths": bad_paths_of(samples),
-    }
+    label = torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long)
+    index = torch.tensor([int(sample["index"]) for sample in samples], dtype=torch.long)
+    skipped = sum(int(sample.get("skipped", 0)) for sample in samples)
+    bad_paths = bad_paths_of(samples)
     if isinstance(first, torch.Tensor):
-        return EvalBatch(images=torch.stack([sample["views"] for sample in samples]), **common)
+        images = torch.stack([sample["views"] for sample in samples])
+        return EvalBatch(images=images, label=label, index=index, skipped=skipped, bad_paths=bad_paths)
     if isinstance(first, (list, tuple)) and all(isinstance(view, torch.Tensor) for view in first):
         per_crop = [[sample["views"][crop] for sample in samples] for crop in range(len(first))]
-        return ViewBatch(views=stack_by_resolution(per_crop), **common)
+        views = stack_by_resolution(per_crop)
+        return ViewBatch(views=views, label=label, index=index, skipped=skipped, bad_paths=bad_paths)
     raise TypeError(
         f"cannot batch views of type {type(first).__name__}; give the dataset a transform that returns "
         "tensors (MultiCropTransform or EvalTransform)"

@@ -221,7 +221,9 @@ def _write_shards(
     counts: dict[str, int] = {}
     bad: list[str] = []
     try:
-        for path, label in tqdm(list(zip(paths, labels)), desc="packing", unit="img", disable=_no_bar(progress)):
+        for path, label in tqdm(
+            list(zip(paths, labels, strict=True)), desc="packing", unit="img", disable=_no_bar(progress)
+        ):
             sample = _sample(root, path, label, bad, on_bad_image)
             if sample is None:
                 continue

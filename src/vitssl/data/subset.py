@@ -66,7 +66,7 @@ def stratified_subset(labels: Sequence[int], max_items: int, seed: int) -> list[
     keys = sorted(groups)
     quotas = balanced_quotas([len(groups[key]) for key in keys], max_items)
     chosen: list[int] = []
-    for key, quota in zip(keys, quotas):
+    for key, quota in zip(keys, quotas, strict=True):
         members = groups[key]
         # One generator per group: a group's choice does not shift when another group changes size.
         generator = torch.Generator().manual_seed(derive_seed(seed, key))

@@ -85,7 +85,7 @@ def _cross(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float, a: float) -> 
 
 def _star(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float, a: float) -> None:
     outer, inner = _regular(5), _regular(5, 0.42, -math.pi / 2 + math.pi / 5)
-    points = [p for pair in zip(outer, inner) for p in pair]
+    points = [p for pair in zip(outer, inner, strict=True) for p in pair]
     d.polygon(_place(points, cx, cy, r, a), fill=255)
 
 

@@ -86,10 +86,11 @@ class TimeBudget:
 
     def _fitting(self, step: int, device: torch.device) -> int:
         """The step at which the budget runs out at the pace measured since ``_pace_from``."""
-        assert self._pace_from is not None
+        assert self._pace_from is not None and self.minutes is not None
         now = time.perf_counter()
         pace = (now - self._pace_from[1]) / (step - self._pace_from[0])
         # Every process must stop at the same step: they agree on the slowest pace and the longest elapsed time.
         pace_and_elapsed = torch.tensor([pace, now - self._start], dtype=torch.float64, device=device)
         pace, elapsed = dist.all_reduce_max(pace_and_elapsed).tolist()
-        return step + math.floor(max(0.0, self.minutes * 60 - elapsed) / pace)
+        fitting: int = step + math.floor(max(0.0, self.minutes * 60 - elapsed) / pace)
+        return fitting

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -14,7 +15,7 @@ from vitssl.errors import VitsslError
 from vitssl.methods.base import Method
 
 # Newer torch renames DDP's broadcast_buffers=False to forward_sync_buffers=False (and warns about the old name).
-_NO_BUFFER_SYNC = (
+_NO_BUFFER_SYNC: dict[str, Any] = (
     {"forward_sync_buffers": False}
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
     else {"broadcast_buffers": False}
@@ -58,7 +59,7 @@ class DataParallel:
         self.wrapped.append(ddp)
         return ddp
 
-    def sync(self, enabled: bool) -> contextlib.AbstractContextManager:
+    def sync(self, enabled: bool) -> contextlib.ExitStack[bool | None]:
         """Accumulation micro-batches before the last one skip the gradient all-reduce (DDP's ``no_sync``)."""
         stack = contextlib.ExitStack()
         if not enabled:

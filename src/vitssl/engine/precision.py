@@ -25,13 +25,13 @@ class Precision:
         self.scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
         self._skip: torch.Tensor | None = None
 
-    def autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        torch.autograd.backward(self.scaler.scale(loss) if self.scaler is not None else loss)
 
     def unscale_(self, optimizer: torch.optim.Optimizer, skip: torch.Tensor | None = None) -> None:
         """Bring the gradients back to their true scale (before clipping).

@@ -78,7 +78,7 @@ class _PendingFlag:
             work.wait()  # on NCCL: the current stream waits for the collective; the host does not
             host = torch.empty_like(flag, device="cpu", pin_memory=True)
             host.copy_(flag, non_blocking=True)
-            self.flag, self.event = host, torch.cuda.Event()
+            self.flag, self.event = host, torch.cuda.Event()  # type: ignore[no-untyped-call]  # torch leaves Event() unannotated
             self.event.record()
 
     def read(self) -> int | None:

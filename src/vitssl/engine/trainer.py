@@ -21,7 +21,7 @@ from vitssl.data.batches import ViewBatch
 from vitssl.data.pretrain import PretrainData
 from vitssl.engine.budget import TimeBudget
 from vitssl.engine.data_parallel import DataParallel
-from vitssl.engine.logger import to_float
+from vitssl.engine.logger import MetricsLogger, to_float
 from vitssl.engine.nonfinite import DeviceSkipCounter, decides_on_device
 from vitssl.engine.precision import Precision
 from vitssl.engine.preemption import StopSignals
@@ -102,7 +102,7 @@ class Trainer:
         self.last_batch: ViewBatch | None = None  # the latest micro-batch, for the method's pictures
 
     @property
-    def logger(self):
+    def logger(self) -> MetricsLogger:
         return self.run.logger
 
     # -- schedules ----------------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ class Trainer:
             values = dist.all_reduce_mean(
                 torch.tensor([to_float(v) for v in metrics.values()], dtype=torch.float64, device=self.device)
             )
-            metrics = dict(zip(metrics, values.tolist()))
+            metrics = dict(zip(metrics, values.tolist(), strict=True))
         self.logger.log(
             state.step,
             {

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from vitssl.config import PretrainConfig
 from vitssl.data.build import eval_transform
@@ -56,7 +56,9 @@ def render_attention(
     # Load every image first so that a missing file fails before any work is done; unreadable ones are skipped.
     images = load_readable(paths)
     names = unique_names([path for path, _ in images])
-    for (path, pil), name in tqdm(zip(images, names), desc="attention maps", unit="image", disable=len(images) < 4):
+    for (path, pil), name in tqdm(
+        zip(images, names, strict=True), desc="attention maps", unit="image", disable=len(images) < 4
+    ):
         x = image_to_tensor(pil, cfg.data.mean, cfg.data.std, patch_multiple(backbone), resize).to(device)
         _check_token_count(x, backbone, path)
         maps = attention_maps(backbone, x, query)[0]  # (heads, rows, cols)

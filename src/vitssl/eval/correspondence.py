@@ -115,7 +115,7 @@ def draw_matches(
     canvas.paste(image1.convert("RGB").resize((display, display), Image.Resampling.NEAREST), (0, 0))
     canvas.paste(image2.convert("RGB").resize((display, display), Image.Resampling.NEAREST), (display + gap, 0))
     draw = ImageDraw.Draw(canvas)
-    for rank, (s, t) in enumerate(zip(matches.source.tolist(), matches.target.tolist())):
+    for rank, (s, t) in enumerate(zip(matches.source.tolist(), matches.target.tolist(), strict=True)):
         colour = MATCH_COLOURS[rank % len(MATCH_COLOURS)]
         box1 = _cell_box(s, matches.grid1, display, 0)
         box2 = _cell_box(t, matches.grid2, display, display + gap)

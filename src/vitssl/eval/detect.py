@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from vitssl.data.detection import DetectionImages, DetectionSet, collate, take_bad_paths
 from vitssl.data.workers import init_worker
@@ -82,7 +82,8 @@ def param_groups(model: nn.Module, pyramid: DetectionBackbone, s: DetectSettings
     body_named = list(pyramid.body.named_parameters())
     blocks = pyramid.body.blocks()
     scale_of = {
-        id(p): s.layer_decay ** (len(blocks) + 1 - d) for (_, p), d in zip(body_named, _depths(body_named, blocks))
+        id(p): s.layer_decay ** (len(blocks) + 1 - d)
+        for (_, p), d in zip(body_named, _depths(body_named, blocks), strict=True)
     }
     groups: dict[tuple[float, bool], dict] = {}
     for name, p in model.named_parameters():
@@ -147,7 +148,7 @@ def train_detector(model: nn.Module, pyramid: DetectionBackbone, train: Detectio
                 group["lr"] = _lr(step, total, s.lr) * group["lr_scale"]
             step += 1
             losses = model([im.to(s.device) for im in images], _to(take_bad_paths(targets), s.device))
-            loss: Tensor = sum(losses.values())  # type: ignore[assignment]
+            loss: Tensor = sum(losses.values())
             if not torch.isfinite(loss):
                 skipped += 1
                 continue

@@ -18,7 +18,7 @@ def _panel(ax, image: Tensor, pred: dict, truth: dict, class_names: list[str], m
     ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
     for x1, y1, x2, y2 in truth["boxes"].tolist():  # ground truth: thin dashed white
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", lw=0.8, ls="--"))
-    for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()):
+    for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist(), strict=True):
         if score < min_score:
             continue
         colour = _COLOURS[label % len(_COLOURS)]
@@ -50,7 +50,7 @@ def plot_detections(
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(items) :]:
         ax.axis("off")
-    for ax, (image, truth), pred in zip(axes.flat, items, preds):
+    for ax, (image, truth), pred in zip(axes.flat[: len(items)], items, preds, strict=True):
         _panel(ax, image, pred, truth, val.class_names, min_score)
     fig.suptitle(title or f"detections (score >= {min_score}); dashed: ground truth", fontsize=9)
     out = Path(out_png)

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from vitssl.data.bad_inputs import tallied
 from vitssl.errors import VitsslError
@@ -98,8 +98,8 @@ def gather_from_all_ranks(features: Tensor, labels: Tensor) -> tuple[Tensor, Ten
 
     gathered_features = _all_gather_equal(padded_features)
     gathered_labels = _all_gather_equal(padded_labels)
-    all_features = torch.cat([f[:n] for f, n in zip(gathered_features, counts)]).cpu()
-    all_labels = torch.cat([lab[:n] for lab, n in zip(gathered_labels, counts)]).cpu()
+    all_features = torch.cat([f[:n] for f, n in zip(gathered_features, counts, strict=True)]).cpu()
+    all_labels = torch.cat([lab[:n] for lab, n in zip(gathered_labels, counts, strict=True)]).cpu()
     return all_features, all_labels
 
 

@@ -40,7 +40,7 @@ def attention_grid(
     axes[0, 0].set_title("image", fontsize=8)
     axes[1, 0].imshow(image)
     axes[1, 0].set_title(f"masks keep {threshold:.0%} of mass", fontsize=8)
-    for col, (name, idx) in enumerate(zip(names, order), start=1):
+    for col, (name, idx) in enumerate(zip(names, order, strict=True), start=1):
         axes[0, col].imshow(maps[idx], cmap="inferno")
         axes[0, col].set_title(name, fontsize=8)
         axes[1, col].imshow(_overlay(image, masks[idx]))
@@ -58,7 +58,7 @@ def image_pairs_grid(images: list[np.ndarray], pictures: list[np.ndarray], out_p
     n = len(images)
     fig = Figure(figsize=(_CELL * n, _CELL * 2 + 0.4), layout="constrained")
     axes = fig.subplots(2, n, squeeze=False)
-    for i, (image, picture) in enumerate(zip(images, pictures)):
+    for i, (image, picture) in enumerate(zip(images, pictures, strict=True)):
         axes[0, i].imshow(image)
         axes[1, i].imshow(picture, interpolation="nearest")
     for ax in axes.ravel():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -61,8 +62,14 @@ def this_process_share(dataset: Dataset) -> Dataset:
     return Subset(dataset, range(min(rank * per, n), min((rank + 1) * per, n)))
 
 
+class PooledEncoder(Protocol):
+    """What a k-NN needs of a backbone: one feature vector per image."""
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
 def dataset_features(
-    backbone: Backbone,
+    backbone: PooledEncoder,
     dataset: ImageFolderDataset,
     batch_size: int,
     num_workers: int,
@@ -86,7 +93,7 @@ def dataset_features(
 
 @torch.no_grad()
 def knn_on_datasets(
-    backbone: Backbone,
+    backbone: PooledEncoder,
     memory: ImageFolderDataset,
     queries: ImageFolderDataset,
     ks: tuple[int, ...],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from vitssl.errors import VitsslError
 from vitssl.eval.pairs import IGNORE, Pairs
@@ -101,7 +101,7 @@ def train_segmenter(train_tokens: Tensor, train_masks: Tensor, num_classes: int,
                 continue  # BatchNorm needs two samples
             for group in opt.param_groups:
                 group["lr"] = cosine_schedule(step, total, s.lr, 0.0)
-            logits = model(train_tokens[idx].to(s.device), size)  # type: ignore[arg-type]
+            logits = model(train_tokens[idx].to(s.device), size)
             loss = F.cross_entropy(logits, train_masks[idx].to(s.device), ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,7 +116,7 @@ def score_segmenter(model: LinearSegmenter, tokens: Tensor, masks: Tensor, num_c
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     size = tuple(masks.shape[-2:])
     for i in range(0, len(tokens), 64):
-        pred = model(tokens[i : i + 64].to(device), size).argmax(1).cpu()  # type: ignore[arg-type]
+        pred = model(tokens[i : i + 64].to(device), size).argmax(1).cpu()
         conf += confusion(pred, masks[i : i + 64], num_classes)
     mean, per_class = miou(conf)
     pixel_acc = 100.0 * conf.diag().sum().item() / max(1, conf.sum().item())

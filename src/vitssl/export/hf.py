@@ -68,7 +68,7 @@ def check_hf_folder(source: ExportSource, out: Path) -> dict[str, float]:
     with torch.no_grad():
         out_hf = model(pixel_values=x)
         ref = source.backbone(x)
-        tokens = source.backbone.model.forward_features(x)  # type: ignore[operator]  # a timm method
+        tokens = source.backbone.model.forward_features(x)
         diffs = {"hf last_hidden_state": max_abs_diff(tokens, out_hf.last_hidden_state)}
         if pooler_is_pooled(source):
             diffs["hf pooler_output"] = max_abs_diff(ref.pooled, out_hf.pooler_output)

@@ -110,7 +110,7 @@ def check_onnx(source: ExportSource, path: Path, tokens: bool = False, dynamic_s
         with torch.no_grad():
             ref = source.backbone(x)
         refs = [ref.pooled, ref.tokens] if tokens else [ref.pooled]
-        for name, a, b in zip(("pooled", "tokens"), got, refs):
+        for name, a, b in zip(("pooled", "tokens")[: len(refs)], got, refs, strict=True):
             if tuple(a.shape) != tuple(b.shape):
                 raise VitsslError(f"onnx {name} has shape {a.shape}, PyTorch {tuple(b.shape)}; please report this")
             diffs[f"onnx {name} {batch}x{height}x{width}"] = float(abs(torch.from_numpy(a) - b).max())

@@ -37,7 +37,8 @@ class Center:
 
     @property
     def value(self) -> Tensor:
-        return getattr(self.owner, self.name)
+        value: Tensor = getattr(self.owner, self.name)  # the buffer registered in __init__
+        return value
 
     def probs(self, teacher_out: Sequence[Tensor], temperature: float) -> list[Tensor]:
         """``softmax((t - C) / temperature)`` for each tensor (any leading shape), detached and in fp32."""

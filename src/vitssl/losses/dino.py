@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vitssl.losses.centering import Center
+from vitssl.losses.terms import sum_terms
 
 
 def dino_cross_entropy(student_logp: Tensor, teacher_p: Tensor) -> Tensor:
@@ -60,7 +61,7 @@ class DINOLoss(nn.Module):
         teacher_p = self.teacher_probs(teacher_out, teacher_temp)
         student_logp = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_out]
         pairs = crop_pairs(len(teacher_p), len(student_logp))
-        total = sum(dino_cross_entropy(student_logp[v], teacher_p[g]) for g, v in pairs)
+        total = sum_terms(dino_cross_entropy(student_logp[v], teacher_p[g]) for g, v in pairs)
         return total / len(pairs)
 
     def update_center(self, teacher_out: Sequence[Tensor], applied: Tensor | None = None) -> None:

@@ -8,8 +8,9 @@ the student's region-head distribution to agree with that teacher token's centre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ class _MatchedCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, teacher_p: Tensor, index: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, z: Tensor, teacher_p: Tensor, index: Tensor) -> Tensor:
         ctx.save_for_backward(z, teacher_p, index)
         total = z.new_zeros((), dtype=torch.float32)
         for rows, target in _chunks(z, teacher_p, index):
@@ -58,11 +59,11 @@ class _MatchedCrossEntropy(torch.autograd.Function):
         return total / (z.shape[0] * z.shape[1])
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None]:
         z, teacher_p, index = ctx.saved_tensors
         grad = torch.empty_like(z)
         scale = grad_out / (z.shape[0] * z.shape[1])
-        for (rows, target), out in zip(_chunks(z, teacher_p, index), _chunk_views(grad, z.shape[-1])):
+        for (rows, target), out in zip(_chunks(z, teacher_p, index), _chunk_views(grad, z.shape[-1]), strict=True):
             out.copy_((F.softmax(rows.float(), dim=-1) - target) * scale)
         return grad, None, None
 
@@ -71,7 +72,7 @@ def _rows_per_chunk(tokens: int, k: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(1, tokens * k))
 
 
-def _chunks(z: Tensor, teacher_p: Tensor, index: Tensor):
+def _chunks(z: Tensor, teacher_p: Tensor, index: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
     """(student rows, gathered teacher rows) for consecutive groups of images."""
     b, n, k = z.shape
     step = _rows_per_chunk(n, k)
@@ -81,7 +82,7 @@ def _chunks(z: Tensor, teacher_p: Tensor, index: Tensor):
         yield z[start : start + step], target
 
 
-def _chunk_views(grad: Tensor, k: int):
+def _chunk_views(grad: Tensor, k: int) -> Iterator[Tensor]:
     b, n, _ = grad.shape
     step = _rows_per_chunk(n, k)
     for start in range(0, b, step):
@@ -91,7 +92,8 @@ def _chunk_views(grad: Tensor, k: int):
 def matched_cross_entropy(student_logits: Tensor, teacher_p: Tensor, index: Tensor) -> Tensor:
     """Region cross-entropy of one crop pair: student logits (B, N_s, K) already divided by the student
     temperature, teacher probabilities (B, N_t, K), matches (B, N_s); averaged over tokens and images."""
-    return _MatchedCrossEntropy.apply(student_logits, teacher_p.detach().float(), index)
+    loss: Tensor = _MatchedCrossEntropy.apply(student_logits, teacher_p.detach().float(), index)
+    return loss
 
 
 @dataclass

@@ -79,7 +79,7 @@ class Method(nn.Module, metaclass=ABCMeta):
         """Forget statistics gathered since the last optimiser step (the step was skipped)."""
 
     @abstractmethod
-    def param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[dict[str, Any]]:
         """Optimiser parameter groups; a group with ``apply_wd=False`` gets no weight decay."""
 
     @abstractmethod

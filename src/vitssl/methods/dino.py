@@ -6,6 +6,8 @@ The student matches the teacher's centred, sharpened distribution over K prototy
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -79,7 +81,7 @@ class DINO(Method):
     def discard_pending(self) -> None:
         self._pending_teacher = []
 
-    def param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[dict[str, Any]]:
         return param_groups(self.student.named_parameters())
 
     def eval_backbone(self) -> Backbone:

@@ -17,6 +17,7 @@ from vitssl.config import PretrainConfig
 from vitssl.data.batches import joined
 from vitssl.data.multicrop import CropSpec, dino_crops_from_config
 from vitssl.losses.koleo import koleo_loss
+from vitssl.losses.terms import sum_terms
 from vitssl.methods.teacher import EMATeacher
 from vitssl.models.backbones import Backbone, Features, build_backbone
 from vitssl.models.heads import DINOHead
@@ -39,15 +40,15 @@ def build_model_backbone(cfg: PretrainConfig, drop_path: float) -> Backbone:
 
 
 def with_koleo(
-    loss: Tensor, cfg: PretrainConfig, feats: Sequence[Features], metrics: dict, log: bool = False
+    loss: Tensor, cfg: PretrainConfig, feats: Sequence[Features], metrics: dict[str, Tensor | float], log: bool = False
 ) -> Tensor:
     """``loss`` plus ``dino.koleo_weight`` x the mean KoLeo loss of the student's pooled feature over the global
     crops (DINOv2's regulariser, Oquab et al. 2023; losses/koleo.py), logged as ``koleo`` on logged steps;
     ``loss`` itself when the weight is 0 (DINO and EsViT as published)."""
-    weight = cfg.dino.koleo_weight
+    weight: float = cfg.dino.koleo_weight
     if weight == 0:
         return loss
-    koleo = sum(koleo_loss(f.pooled) for f in feats[:NUM_GLOBAL_CROPS]) / NUM_GLOBAL_CROPS
+    koleo = sum_terms(koleo_loss(f.pooled) for f in feats[:NUM_GLOBAL_CROPS]) / NUM_GLOBAL_CROPS
     if log:
         metrics["koleo"] = koleo.detach()
     return loss + weight * koleo
@@ -72,9 +73,10 @@ def student_and_teacher(
     teacher starting as an exact copy."""
 
     def network(drop_path: float) -> MultiCropNetwork:
-        net = MultiCropNetwork({"backbone": build_model_backbone(cfg, drop_path)})
+        backbone = build_model_backbone(cfg, drop_path)
+        net = MultiCropNetwork({"backbone": backbone})
         for name in heads:
-            net[name] = build_dino_head(cfg, net["backbone"].embed_dim)
+            net[name] = build_dino_head(cfg, backbone.embed_dim)
         return net
 
     student, teacher = network(cfg.model.drop_path), network(0.0)
@@ -114,7 +116,7 @@ def forward_per_resolution(backbone: nn.Module, views: Sequence[Tensor]) -> list
         batch = views[start:end]
         feats = backbone(joined(batch))  # no copy when the loader stacked this resolution's crops together
         sizes = [v.shape[0] for v in batch]
-        for pooled, tokens in zip(feats.pooled.split(sizes), feats.tokens.split(sizes)):
+        for pooled, tokens in zip(feats.pooled.split(sizes), feats.tokens.split(sizes), strict=True):
             out.append(Features(pooled=pooled, tokens=tokens, grid=feats.grid))
     return out
 
@@ -133,7 +135,7 @@ class MultiCropNetwork(nn.ModuleDict):
     one backbone call per crop resolution, one head call for all view vectors and one region-head call per
     resolution. A module with a forward, so data parallelism can wrap the whole student."""
 
-    def forward(self, views: list[Tensor], regions: bool = False) -> MultiCropOutput:  # type: ignore[override]
+    def forward(self, views: list[Tensor], regions: bool = False) -> MultiCropOutput:
         feats = forward_per_resolution(self["backbone"], views)
         view_logits = list(self["head"](torch.cat([f.pooled for f in feats])).chunk(len(views)))
         region_logits: list[Tensor] = []

@@ -8,6 +8,8 @@ is shared with it through :mod:`vitssl.methods.dino_family`; a second DINO head 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -54,7 +56,7 @@ class EsViT(Method):
         return dino_schedule(self.cfg, step, steps_per_epoch, total_steps)
 
     def region_active(self, state: StepState) -> bool:
-        return self.cfg.esvit.region_weight > 0 and state.epoch_float >= self.cfg.esvit.region_loss_start
+        return bool(self.cfg.esvit.region_weight > 0 and state.epoch_float >= self.cfg.esvit.region_loss_start)
 
     def training_step(self, batch: ViewBatch, state: StepState) -> StepOutput:
         views = batch.views
@@ -92,7 +94,9 @@ class EsViT(Method):
                 )
         return StepOutput(loss=with_koleo(parts.total, self.cfg, s.feats, metrics, state.log), metrics=metrics)
 
-    def _diagnostics(self, t_view: list[Tensor], t_region: list[Tensor], pooled: Tensor, temp: float) -> dict:
+    def _diagnostics(
+        self, t_view: list[Tensor], t_region: list[Tensor], pooled: Tensor, temp: float
+    ) -> dict[str, Tensor | float]:
         metrics: dict[str, Tensor | float] = dict(
             collapse_diagnostics(self.loss_fn.teacher_view_probs(t_view, temp), pooled)
         )
@@ -116,7 +120,7 @@ class EsViT(Method):
     def discard_pending(self) -> None:
         self._pending_teacher, self._pending_region = [], []
 
-    def param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[dict[str, Any]]:
         return param_groups(self.student.named_parameters())
 
     def eval_backbone(self) -> Backbone:

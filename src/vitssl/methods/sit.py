@@ -13,7 +13,7 @@ pixels and matches an EMA teacher that sees the clean views (symmetric InfoNCE);
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from vitssl.losses.sit import (
     rotation_loss,
     symmetric_info_nce,
 )
+from vitssl.losses.terms import sum_terms
 from vitssl.methods.base import Method, StepOutput
 from vitssl.methods.diagnostics import feature_spread
 from vitssl.methods.registry import register_method
@@ -137,8 +138,8 @@ class SiTNetwork(nn.ModuleDict):
     """SiT backbone plus whichever of the heads ``rot``, ``con`` and ``rec`` it holds: one backbone pass, every
     head on its tokens (a module with a forward, so data parallelism can wrap the whole student)."""
 
-    def forward(self, images: Tensor) -> SiTOutput:  # type: ignore[override]
-        tokens = self["backbone"].tokens_by_role(images)
+    def forward(self, images: Tensor) -> SiTOutput:
+        tokens = cast(SiTBackbone, self["backbone"]).tokens_by_role(images)
         rotation = self["rot"](tokens.rotation) if "rot" in self else None
         reconstruction = self["rec"](tokens.patches, tokens.grid) if "rec" in self else None
         return SiTOutput(rotation, self["con"](tokens.contrastive), reconstruction, tokens.contrastive)
@@ -199,7 +200,7 @@ class SiT(Method):
         return net
 
     @staticmethod
-    def backbone_of(net: nn.Module) -> SiTBackbone:
+    def backbone_of(net: nn.ModuleDict) -> SiTBackbone:
         """The SiT backbone of the student or the teacher."""
         return cast(SiTBackbone, net["backbone"])
 
@@ -230,7 +231,8 @@ class SiT(Method):
     def reconstruct(self, images: Tensor) -> Tensor:
         """The student's reconstruction of (corrupted) images, (B, 3, H, W) in normalised pixel space."""
         tokens = self.backbone_of(self.student).tokens_by_role(images)
-        return self.student["rec"](tokens.patches, tokens.grid)
+        reconstruction: Tensor = self.student["rec"](tokens.patches, tokens.grid)
+        return reconstruction
 
     def training_step(self, batch: SiTBatch, state: StepState) -> StepOutput:  # type: ignore[override]
         targets = torch.cat(batch.targets)
@@ -260,16 +262,16 @@ class SiT(Method):
             metrics[f"weight_{name}"] = value
         return StepOutput(loss=loss, metrics=metrics)
 
-    def _with_koleo(self, loss: Tensor, token: Tensor, metrics: dict, log: bool) -> Tensor:
+    def _with_koleo(self, loss: Tensor, token: Tensor, metrics: dict[str, Tensor | float], log: bool) -> Tensor:
         """``loss`` plus ``sit.koleo_weight`` x the mean KoLeo loss of the student's contrastive token over the two
         views (DINOv2's regulariser, losses/koleo.py; a vitssl addition to SiT, 0 by default), and on logged steps
         the spread of that token (``feature_std``, methods/diagnostics.feature_spread)."""
         if log:
             metrics["feature_std"] = feature_spread(token)
-        weight = self.cfg.sit.koleo_weight
+        weight: float = self.cfg.sit.koleo_weight
         if weight == 0:
             return loss
-        koleo = sum(koleo_loss(t) for t in token.chunk(NUM_VIEWS)) / NUM_VIEWS
+        koleo = sum_terms(koleo_loss(t) for t in token.chunk(NUM_VIEWS)) / NUM_VIEWS
         if log:
             metrics["koleo"] = koleo.detach()
         return loss + weight * koleo
@@ -284,7 +286,7 @@ class SiT(Method):
             modules["weighting"] = self.weighting
         return modules
 
-    def param_groups(self) -> list[dict]:
+    def param_groups(self) -> list[dict[str, Any]]:
         """DINO's groups (no weight decay for biases and 1-D tensors), which the masked variant's authors use
         (``sit.decay_tokens`` true); with it false, as in the 2021 code's ``no_weight_decay``, SiT's two tokens
         and the position embedding (unless ``sit.decay_pos_embed``) get no weight decay either. The learned
@@ -337,7 +339,7 @@ def rotation_accuracy(method: SiT, images: Tensor, batch_size: int = 256) -> flo
     method.eval()
     correct, total = 0, 0
     try:
-        for chunk in images.split(batch_size):
+        for chunk in torch.split(images, batch_size):
             for k in method.rotations:  # the label of a rotation by k quarter turns is k
                 tokens = method.backbone_of(method.student).tokens_by_role(torch.rot90(chunk, k, dims=(-2, -1)))
                 predicted = method.student["rot"](tokens.rotation).argmax(-1)

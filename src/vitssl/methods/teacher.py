@@ -34,7 +34,7 @@ class EMATeacher:
     def update(self, momentum: float, applied: Tensor | None = None) -> None:
         """One EMA step with momentum ``m`` (1 freezes the teacher, 0 copies the student); none where the device
         flag ``applied`` says the optimiser step was skipped."""
-        teacher, student = zip(*self.pairs)
+        teacher, student = zip(*self.pairs, strict=True)
         ema_update_(teacher, student, momentum, applied)
 
 

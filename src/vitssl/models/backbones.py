@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -72,18 +72,20 @@ class Backbone(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        # A timm VisionTransformer or SwinTransformer: the attributes read here and below differ by family, so the
+        # model is read dynamically.
+        self.model: Any = cast(Any, model)
         self.is_swin: bool = hasattr(model, "layers") and not hasattr(model, "blocks")
-        patch = model.patch_embed.patch_size
+        patch = self.model.patch_embed.patch_size
         self.patch_size: int = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
         if self.is_swin:
-            self.embed_dim: int = int(model.num_features)
+            self.embed_dim: int = int(self.model.num_features)
             self.num_prefix_tokens: int = 0
             # patch merging halves the grid between stages: one final token covers stride x stride pixels
-            self.stride: int = self.patch_size * 2 ** (len(model.layers) - 1)
+            self.stride: int = self.patch_size * 2 ** (len(self.model.layers) - 1)
         else:
-            self.embed_dim = int(model.embed_dim)
-            self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 1))
+            self.embed_dim = int(self.model.embed_dim)
+            self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
             self.stride = self.patch_size
 
     def forward(self, images: Tensor) -> Features:

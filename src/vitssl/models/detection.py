@@ -170,7 +170,7 @@ class ViTSimplePyramid(DetectionBackbone):
 
     def neck(self, maps: list[Tensor]) -> OrderedDict[str, Tensor]:
         out: OrderedDict[str, Tensor] = OrderedDict()
-        for i, (branch, output) in enumerate(zip(self.branches, self.outputs)):
+        for i, (branch, output) in enumerate(zip(self.branches, self.outputs, strict=True)):
             out[str(i)] = output(branch(maps[0]))
         out["pool"] = F.max_pool2d(out[str(len(self.outputs) - 1)], kernel_size=1, stride=2)
         return out
@@ -210,6 +210,8 @@ def _anchors(strides: list[int], detector: str) -> AnchorGenerator:
     Faster R-CNN: 8 x stride (FPN's 32..512 px for strides 4..64), three aspect ratios. RetinaNet: 4 x stride
     times 2^(0, 1/3, 2/3) (Lin et al. 2017, arXiv 1708.02002). FCOS: one point per location, size = stride.
     """
+    sizes: tuple[tuple[float, ...], ...]
+    ratios: tuple[tuple[float, ...], ...]
     if detector == "faster_rcnn":
         sizes = tuple((8 * s,) for s in strides)
         ratios = ((0.5, 1.0, 2.0),) * len(strides)

@@ -66,7 +66,7 @@ class DINOHead(nn.Module):
         nlayers = max(nlayers, 1)
         layers: list[nn.Module] = []
         dims = [in_dim] + [hidden_dim] * (nlayers - 1) + [bottleneck_dim]
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             layers.append(nn.Linear(d_in, d_out))
             if i < nlayers - 1:
                 if use_bn:

@@ -5,7 +5,7 @@ resume, and the results agree up to float rounding."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ def use_fused_attention(kernel: AttentionKernel, device: torch.device) -> bool:
 def set_attention_kernel(module: nn.Module, fused: bool) -> int:
     """Switch every timm attention layer under ``module`` (ViT ``Attention``, Swin ``WindowAttention``) to the
     fused or the explicit kernel; returns how many layers were switched."""
-    layers = [m for m in module.modules() if hasattr(m, "fused_attn")]
+    layers: list[Any] = [m for m in module.modules() if hasattr(m, "fused_attn")]  # timm attention layers
     for layer in layers:
         layer.fused_attn = fused
     return len(layers)
@@ -37,7 +37,7 @@ def set_attention_kernel(module: nn.Module, fused: bool) -> int:
 
 def set_grad_checkpointing(backbone: nn.Module, enabled: bool = True) -> None:
     """Activation checkpointing of the backbone's blocks through timm's own switch."""
-    model = getattr(backbone, "model", backbone)
+    model: Any = getattr(backbone, "model", backbone)  # a timm model (or the module itself): attributes by family
     if not hasattr(model, "set_grad_checkpointing"):
         raise VitsslError(f"{type(model).__name__} has no activation checkpointing; set model.grad_checkpointing=false")
     model.set_grad_checkpointing(enabled)
