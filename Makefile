@@ -7,7 +7,7 @@ PYTEST_FLAGS ?=
 PEER_VENV := benchmarks/.peer-venv
 BENCH_FLAGS ?=
 
-.PHONY: help install demo test test-fast demo-esvit demo-sit lint format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
+.PHONY: help install demo test test-fast demo-esvit demo-sit lint typecheck format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
 	bench-distributed bench-options bench-learn bench-loader clean
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
+	@echo "make typecheck  mypy src (strict for losses, methods and engine; settings in pyproject.toml)"
 	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (over an hour;"
 	@echo "                writes benchmarks/results/bench.md, bench.json, summary.json; docs/benchmarks.md)"
 	@echo "make bench-quick  the same as a smoke run (1 round, 2 steps; writes benchmarks/results/quick/)"
@@ -69,6 +70,9 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
