@@ -26,6 +26,7 @@ from vitssl.writing import guard_write
 LAST = "last.pt"
 NEW = ".last.pt.new"  # a complete new checkpoint, between its write and its rename to last.pt
 _OLDER = re.compile(r"^last-(\d+)\.pt$")
+_OLDER_GLOB = "last-*.pt"
 
 
 def checksum(obj: Any) -> str:
@@ -93,7 +94,7 @@ def save_checkpoint(state: dict[str, Any], run_dir: Path, keep: int = 2) -> Path
         then = "no checkpoint was written before: free some space (or fix the folder) and re-run the same command"
     save_atomic(state, new, name=path, then=then)  # complete and on disk before anything is renamed
     if previous is not None:
-        os.replace(path, run_dir / f"last-{previous:08d}.pt")
+        os.replace(path, run_dir / _older_name(previous))
     os.replace(new, path)
     for old in older_checkpoints(run_dir)[max(keep - 1, 0) :]:
         old.unlink(missing_ok=True)
@@ -107,10 +108,19 @@ def _step_of(path: Path) -> int | None:
         return None
 
 
+def _older_name(step: int) -> str:
+    return f"last-{step:08d}.pt"
+
+
 def older_checkpoints(run_dir: Path) -> list[Path]:
     """The kept older checkpoints of a run folder, newest first."""
-    found = [(int(m.group(1)), p) for p in run_dir.glob("last-*.pt") if (m := _OLDER.match(p.name))]
+    found = [(int(m.group(1)), p) for p in run_dir.glob(_OLDER_GLOB) if (m := _OLDER.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
+
+
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether a run folder holds a newest or an older checkpoint file."""
+    return (run_dir / LAST).exists() or any(run_dir.glob(_OLDER_GLOB))
 
 
 def run_dir_of(checkpoint: str | Path) -> Path:
@@ -151,7 +161,7 @@ def load_checkpoint(path: str | Path, fallback: bool = True, live_ok: bool = Fal
         check_not_in_use(path)
     candidates = [path / LAST, path / NEW, *older_checkpoints(path)]
     if not any(c.exists() for c in candidates):
-        raise VitsslError(f"{path} holds no checkpoint (last.pt); pass a run folder written by vitssl pretrain")
+        raise VitsslError(f"{path} holds no checkpoint ({LAST}); pass a run folder written by vitssl pretrain")
     problems: list[str] = []
     for candidate in candidates:
         if not candidate.exists():

@@ -134,15 +134,6 @@ def all_gather_object(obj: object) -> list[object]:
     return out
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """Rank ``src``'s ``obj`` on every process."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

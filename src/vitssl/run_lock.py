@@ -147,9 +147,11 @@ def check_not_in_use(run_dir: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
+        from vitssl.checkpoints import LAST  # here: checkpoints imports this module
+
         raise RunInUse(
             f"{run_dir} is being trained by a live run ({_describe(holder_of(run_dir))}); wait for it to end, or "
-            f"pass {Path(run_dir) / 'last.pt'} to read its latest checkpoint now"
+            f"pass {Path(run_dir) / LAST} to read its latest checkpoint now"
         ) from None
     except OSError:
         return  # no flock on this file system: readers are not held back

@@ -82,12 +82,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> PretrainConfig:
+    from vitssl.checkpoints import holds_checkpoint
     from vitssl.commands.training import fresh_run_dir
     from vitssl.errors import VitsslError
 
     if fresh:
         return fresh_run_dir(cfg)
-    if no_resume and ((cfg.run_dir / "last.pt").exists() or any(cfg.run_dir.glob("last-*.pt"))):
+    if no_resume and holds_checkpoint(cfg.run_dir):
         raise VitsslError(
             f"{cfg.run_dir} already holds a run and --no-resume was given; drop the flag to resume it, use --fresh "
             "for a new folder, or set train.out_dir"

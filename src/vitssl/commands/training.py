@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from vitssl import distributed as dist
+from vitssl.checkpoints import holds_checkpoint
 from vitssl.config import PretrainConfig
 from vitssl.data.build import build_pretrain_data
 from vitssl.device import resolve_device
@@ -70,7 +71,7 @@ def fresh_run_dir(cfg: PretrainConfig) -> PretrainConfig:
     """``cfg`` with ``train.out_dir`` moved to the first of RUN, RUN-2, RUN-3, ... that holds no checkpoint and
     that no live run trains."""
     base, candidate, n = cfg.run_dir, cfg.run_dir, 1
-    while (candidate / "last.pt").exists() or any(candidate.glob("last-*.pt")) or _in_use(candidate):
+    while holds_checkpoint(candidate) or _in_use(candidate):
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(candidate)))

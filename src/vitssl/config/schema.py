@@ -284,9 +284,6 @@ class PretrainConfig:
         return Path(self.train.out_dir.format(name=self.name)).expanduser()
 
 
-GENERIC_SECTIONS = ("data", "crops", "model", "optim", "train")
-
-
 def describe(cls: type = PretrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, help) rows for every field (method sections included), for ``--help-config``."""
     rows: list[tuple[str, str, str]] = []

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vitssl.config import CropsConfig
+from vitssl.config import IMAGENET_MEAN, IMAGENET_STD, CropsConfig
 from vitssl.data import crop_ops
 from vitssl.errors import VitsslError
 
@@ -36,8 +36,6 @@ __all__ = [
     "dino_crops_from_config",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -56,10 +54,6 @@ _SHARED_FIELDS = (
     "blur_radius",
     "solarize_threshold",
 )
-
-
-# The shared fields that the ``crops`` config section sets (the others keep DINO's defaults).
-_CONFIG_FIELDS = ("jitter_p", "brightness", "contrast", "saturation", "hue", "grayscale_p", "blur_radius")
 
 
 def _check_range(name: str, value: tuple[float, float], low: float, high: float | None = None) -> None:

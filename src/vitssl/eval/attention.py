@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from vitssl.errors import VitsslError
@@ -190,12 +188,3 @@ def score_foreground(backbone: Backbone, pairs: Iterator[tuple[Tensor, Tensor]],
     if count == 0 or head_sum is None:
         raise VitsslError("no image/mask pairs to score; check --data")
     return JaccardScore(round(100 * mean_sum / count, 2), [round(100 * v / count, 2) for v in head_sum.tolist()], count)
-
-
-def read_mask(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A mask PNG as an integer array; resized with nearest neighbour when `size` (w, h) is given."""
-    mask: Image.Image = Image.open(path)
-    mask.load()
-    if size is not None and mask.size != size:
-        mask = mask.resize(size, Image.Resampling.NEAREST)
-    return np.asarray(mask)

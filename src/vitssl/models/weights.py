@@ -145,10 +145,10 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
 
 
 def _read_folder(path: Path) -> tuple[dict[str, Tensor], str]:
-    if (path / "last.pt").is_file():
-        from vitssl.checkpoints import load_checkpoint
+    from vitssl.checkpoints import LAST, load_checkpoint
 
-        return load_checkpoint(path)["method"], str(path / "last.pt")
+    if (path / LAST).is_file():
+        return load_checkpoint(path)["method"], str(path / LAST)
     index = path / "model.safetensors.index.json"
     if index.is_file():  # a sharded Hugging Face folder: the index maps each tensor to its shard
         try:
@@ -164,7 +164,7 @@ def _read_folder(path: Path) -> tuple[dict[str, Tensor], str]:
             reader = _read_safetensors if name.endswith(".safetensors") else _read_torch
             return reader(path / name), str(path / name)
     raise VitsslError(
-        f"{path} holds no weights (looked for last.pt, model.safetensors, pytorch_model.bin); pass a run folder, "
+        f"{path} holds no weights (looked for {LAST}, model.safetensors, pytorch_model.bin); pass a run folder, "
         "an export folder or a weights file"
     )
 
