@@ -19,6 +19,7 @@ from vitssl.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "configs").rglob("*.yaml"))
+assert PRESETS, f"no preset under {ROOT / 'configs'}"
 AUTHORS_RUNS = {  # the presets that name a published run, and the model each run trained
     "dino/vit_small_imagenet.yaml": "vit_small",
     "dino/vit_small_imagenet_100ep.yaml": "vit_small",

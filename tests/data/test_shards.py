@@ -74,7 +74,9 @@ def test_pack_writes_shards_and_index(packed: Path):
     assert [entry["samples"] for entry in index["shards"]] == [5, 5, 5, 5, 4]
     assert index["classes"] == ["cat", "dog"] and index["skipped"] == 0
     names = set()
-    for shard in sorted(packed.glob("*.tar")):
+    shards = sorted(packed.glob("*.tar"))
+    assert len(shards) == 5
+    for shard in shards:
         with tarfile.open(shard) as tar:
             names |= set(tar.getnames())
     # The bytes are stored under the file's own extension, with the class index beside them.
@@ -113,7 +115,9 @@ def test_read_back_gives_the_same_pixels_labels_and_keys(image_folder: Path, pac
     samples = list(data.worker_samples(0, 1))
     assert [sample["index"] for sample in samples] == list(range(NUM_IMAGES))
     by_key = {sample["key"]: sample for sample in samples}
-    for path in sorted(image_folder.rglob("*.*")):
+    paths = sorted(image_folder.rglob("*.*"))
+    assert paths
+    for path in paths:
         relative = path.relative_to(image_folder).as_posix()
         sample = by_key.pop(sample_key(relative))
         assert sample["label"] == (0 if relative.startswith("cat/") else 1)
@@ -194,7 +198,9 @@ def test_brace_patterns_subsets_and_shards_without_index(packed: Path, tmp_path:
     assert load_shard_index(f"{packed}/train-{{000000..000004}}.tar").counts == [5, 5, 5, 5, 4]
     subset = load_shard_index(f"{packed}/train-{{000001..000002}}.tar::{packed}/train-000004.tar")
     assert subset.counts == [5, 5, 4] and subset.classes == ["cat", "dog"]
-    for shard in packed.glob("*.tar"):
+    shards = list(packed.glob("*.tar"))
+    assert len(shards) == 5
+    for shard in shards:
         shutil.copy(shard, tmp_path / shard.name)  # no index beside these: counted from the tar headers
     counted = load_shard_index(f"{tmp_path}/train-{{000000..000004}}.tar")
     assert counted.counts == [5, 5, 5, 5, 4] and counted.classes == []

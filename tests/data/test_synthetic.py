@@ -61,7 +61,9 @@ def test_layout_counts_and_classes(generated: Path) -> None:
 
 
 def test_masks_exist_and_are_partial(generated: Path) -> None:
-    for image_path in sorted((generated / "test").rglob("*.png")):
+    images = sorted((generated / "test").rglob("*.png"))
+    assert images
+    for image_path in images:
         mask = Image.open(mask_path(image_path))
         assert mask.mode == "L" and mask.size == (32, 32)
         values = np.asarray(mask)

@@ -16,7 +16,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.slow
-def test_dino_demo_run_is_healthy_on_synthetic_shapes(dino_demo_run):
+def test_dino_demo_run_is_finite_and_no_worse_than_init_on_synthetic_shapes(dino_demo_run):
     """The demo recipe (the session's shared run, tests/conftest.py) trains without a non-finite step and its
     20-NN does not fall below initialisation. A health check, not a learning bar: the same code and seed give
     different runs on different CPUs (their kernels round differently and the training amplifies it): 44.1 ->

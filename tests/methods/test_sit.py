@@ -278,7 +278,11 @@ def test_dino_keeps_its_default_transform_and_collate():
     assert isinstance(build_method(_cfg()).train_collate(), SiTCollate)
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+SIT_PRESETS = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+assert SIT_PRESETS, f"no preset under {CONFIGS}"
+
+
+@pytest.mark.parametrize("preset", SIT_PRESETS)
 def test_presets_load_and_build(preset):
     cfg = load_config(CONFIGS / preset)
     method = build_method(cfg)
