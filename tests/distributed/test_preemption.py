@@ -4,6 +4,7 @@ step, rank 0 saves, and ``vitssl-torchrun`` exits with 143, the status a requeue
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,12 +60,15 @@ def test_sigterm_to_a_torchrun_job_saves_on_rank_0_and_exits_143(tiny_image_fold
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "the two-process run did not start in time"
         time.sleep(0.1)
-    family = [proc.pid, *descendants(proc.pid)]
-    groups = {os.getpgid(pid) for pid in family}
+    groups = set()
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):  # a loader worker ends with its epoch
+            groups.add(os.getpgid(pid))
     for group in groups:  # torchrun starts each rank in a session of its own: signal every group of the job
-        os.killpg(group, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert len(family) >= 5 and len(groups) >= 3, "the launcher, two ranks and their loader workers, all signalled"
+    assert len(groups) >= 3, "the launcher's group and each rank's (with its loader workers), all signalled"
     assert proc.returncode == 143, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     saved = [line for line in err.splitlines() if line.startswith("vitssl: SIGTERM received")]

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from vitssl.data.batches import ViewBatch
 from vitssl.data.loader import build_loader
 from vitssl.data.shards import ShardDataset, build_shard_loader
+from vitssl.data.workers import stop_signals_held
 
 
 class PretrainData:
@@ -64,28 +65,28 @@ class PretrainData:
         if callable(set_epoch):
             set_epoch(epoch)
         if isinstance(self.dataset, ShardDataset):
-            return iter(
-                build_shard_loader(
-                    self.dataset,
-                    self.batch_size,
-                    self.num_workers,
-                    epoch=epoch,
-                    start=start_sample,
-                    pin_memory=self.pin_memory,
-                    collate_fn=self.collate_fn,
-                )
+            loader = build_shard_loader(
+                self.dataset,
+                self.batch_size,
+                self.num_workers,
+                epoch=epoch,
+                start=start_sample,
+                pin_memory=self.pin_memory,
+                collate_fn=self.collate_fn,
             )
-        loader = build_loader(
-            self.dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            seed=self.seed,
-            epoch=epoch,
-            start=start_sample,
-            rank=self.rank,
-            world_size=self.world_size,
-            pin_memory=self.pin_memory,
-            collate_fn=self.collate_fn,
-            repeats=self.repeats,
-        )
-        return iter(loader)
+        else:
+            loader = build_loader(
+                self.dataset,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                seed=self.seed,
+                epoch=epoch,
+                start=start_sample,
+                rank=self.rank,
+                world_size=self.world_size,
+                pin_memory=self.pin_memory,
+                collate_fn=self.collate_fn,
+                repeats=self.repeats,
+            )
+        with stop_signals_held():  # the workers start here
+            return iter(loader)
