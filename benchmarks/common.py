@@ -26,6 +26,23 @@ RESULTS = HERE / "results"
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "vitssl", "lightly")
 
 
+def recorded(cmd: Sequence[str]) -> str:
+    """``cmd`` as a result file records it: the interpreter as ``python`` and every absolute path (alone or as
+    the value of ``key=path``) relative to the repository root, so that results do not name the machine."""
+
+    def relative(token: str) -> str:
+        key, sep, value = token.rpartition("=") if "=" in token and not token.startswith("/") else ("", "", token)
+        if value == sys.executable:
+            value = "python"
+        elif os.path.isabs(value):
+            value = os.path.relpath(value, REPO)
+        return f"{key}{sep}{value}"
+
+    import shlex
+
+    return shlex.join(relative(token) for token in cmd)
+
+
 def cpu_model() -> str:
     """The processor's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
     try:

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, environment, fmt, markdown_table, write_json, write_text  # noqa: E402
+from common import REPO, RESULTS, environment, fmt, markdown_table, recorded, write_json, write_text  # noqa: E402
 
 # The short-budget preset of each method (the paper-faithful presets sit beside them in configs/).
 PRESETS: dict[str, str] = {
@@ -115,7 +115,7 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
     knn += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
     knn += [*(["--max-val", str(args.max_val)] if args.max_val else [])]
     run_logged(knn, log)
-    commands = [shlex.join(pretrain), shlex.join(knn)]
+    commands = [recorded(pretrain), recorded(knn)]
     scores = json.loads((run_dir / "knn_full.json").read_text())
     steps = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line)
     linear: dict[str, float] = {}
@@ -126,7 +126,7 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
             probe += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
             probe += [*(["--max-val", str(args.max_val)] if args.max_val else [])]
             run_logged(probe, log)
-            commands.append(shlex.join(probe))
+            commands.append(recorded(probe))
             name = "linear_fast_init.json" if at_init else "linear_fast.json"
             linear[key] = json.loads((run_dir / name).read_text())["final"]["top1"]
     return {

@@ -146,8 +146,8 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "esvit.region_loss_start": ("-1", "esvit.region_loss_start must be >= 0"),
 }
 
-# The reports of issue 11 (tracebacks or silently accepted nonsense before the range checks).
-ISSUE_11_CASES = [
+# Inputs that once gave tracebacks or were silently accepted before the range checks.
+RANGE_CHECK_CASES = [
     ("model.patch_size=-8", "model.patch_size must be >= 1"),
     ("model.depth=-1", "model.depth must be >= 1"),
     ("model.drop_path=1", r"model.drop_path must be in \[0, 1\)"),
@@ -223,7 +223,7 @@ def test_non_finite_floats_are_refused(key, value):
         load_config(None, [*_method_overrides(key), f"{key}={bad}"])
 
 
-@pytest.mark.parametrize(("override", "message"), ISSUE_11_CASES)
+@pytest.mark.parametrize(("override", "message"), RANGE_CHECK_CASES)
 def test_issue_11_reports_are_one_line_errors(override, message):
     with pytest.raises(VitsslError, match=message) as err:
         load_config(None, ["train.knn_max_train=40", override])

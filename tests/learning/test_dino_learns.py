@@ -21,7 +21,7 @@ def test_dino_demo_run_is_finite_and_no_worse_than_init_on_synthetic_shapes(dino
     20-NN does not fall below initialisation. A health check, not a learning bar: the same code and seed give
     different runs on different CPUs (their kernels round differently and the training amplifies it): 44.1 ->
     53.6 % (+9.5) on one machine type, -> 50.4 % (+6.3) on a second and -> 44.9 % (+0.8) on a third, with
-    per-step losses equal bit for bit to the last code that gained more there (2026-12-02). The demo recipe is
+    per-step losses equal bit for bit to the last code that gained more there (docs/learning.md). The demo recipe is
     chosen for its attention maps (strong colour augmentation, below); the learning claims on real photos are the
     CIFAR-10 tests further down."""
     assert math.isfinite(dino_demo_run.result.final_loss) and dino_demo_run.result.skipped_steps == 0

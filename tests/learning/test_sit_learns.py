@@ -38,9 +38,9 @@ def test_sit_learns_on_synthetic_shapes(tmp_path, pretrain_and_compare):
             "train.picture_every=0",
             # 6 epochs, not the preset's 3. The result depends on the float summation order (threads, kernels):
             # 3 epochs gave 43.5 -> 56.6 with one torch thread and 47.8 with two; 6 epochs gave 58.2 on an
-            # earlier machine and 50.7 on the 2026-12 one, where vitssl 0.1 (4992ce4) and this code produce
+            # earlier machine and 50.7 on a later one, where vitssl 0.1 (4992ce4) and this code produce
             # the same per-step losses bit for bit. Four runs spread over 8 points (+4.3 to +14.7), and a third
-            # machine type gave 43.5 -> 46.8 (+3.3, 2026-12-02 evening), so the bar is +3 points (2 standard
+            # machine type gave 43.5 -> 46.8 (+3.3), so the bar is +3 points (2 standard
             # errors of one accuracy on 1000 queries), not the +10 one order cleared.
             "optim.epochs=6",
         ],

@@ -10,7 +10,6 @@ layer, AdamW with DINO's two parameter groups, the schedules, the teacher EMA an
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conftest import TINY_OVERRIDES
+from reference_steps import ReferenceAdamW, cosine
 from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 from vitssl.data.batches import ViewBatch
@@ -25,16 +25,6 @@ from vitssl.data.batches import ViewBatch
 STEPS = 5
 LR, MIN_LR, WD, WD_END, CLIP = 0.02, 1e-3, 0.04, 0.4, 10.0
 TAU_S, TAU_T0, TAU_T, CENTER_M, M0 = 0.1, 0.04, 0.07, 0.9, 0.996
-BETAS, EPS = (0.9, 0.999), 1e-8
-
-
-def cosine(step: int, total: int, base: float, final: float, warmup: int = 0) -> float:
-    """Linear warm-up from 0 over ``warmup`` steps, then half a cosine from ``base`` to ``final`` (the paper's
-    schedules). The warm-up reaches ``base`` at step ``warmup`` (vitssl); DINO's code reaches it one step earlier
-    (a linspace that includes its end point), a documented difference of at most base / warmup per step."""
-    if step < warmup:
-        return base * step / warmup
-    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
 
 class ReferenceDINO:
@@ -43,7 +33,7 @@ class ReferenceDINO:
     def __init__(self, student: nn.Module, teacher: nn.Module, out_dim: int) -> None:
         self.student, self.teacher = copy.deepcopy(student), copy.deepcopy(teacher)
         self.center = torch.zeros(1, out_dim, dtype=torch.float64)
-        self.adam: dict[str, dict[str, Tensor | int]] = {}
+        self.adam = ReferenceAdamW()
         self.clipped: list[bool] = []  # per tensor and step: whether clipping shortened the gradient
 
     @staticmethod
@@ -90,21 +80,11 @@ class ReferenceDINO:
                 self.clipped.append(bool(norm > CLIP))
                 p.grad.mul_(min(1.0, CLIP / (float(norm) + 1e-6)))  # per tensor, not the global norm
                 decay = wd if (p.ndim > 1 and not name.endswith(".bias")) else 0.0
-                self.adamw(name, p, lr, decay)
+                self.adam.update(name, p, lr, decay)
             # teacher <- m teacher + (1 - m) student, every parameter; then the centre, from this step's teacher
             for pt, ps in zip(self.teacher.parameters(), self.student.parameters(), strict=True):
                 pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
             self.center = CENTER_M * self.center + (1 - CENTER_M) * teacher.mean(0, keepdim=True)
-
-    def adamw(self, name: str, p: Tensor, lr: float, decay: float) -> None:
-        """Decoupled weight decay (Loshchilov and Hutter 2019), then Adam with bias correction."""
-        state = self.adam.setdefault(name, {"t": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)})
-        state["t"] = t = int(state["t"]) + 1
-        m = state["m"] = BETAS[0] * state["m"] + (1 - BETAS[0]) * p.grad
-        v = state["v"] = BETAS[1] * state["v"] + (1 - BETAS[1]) * p.grad**2
-        p.mul_(1 - lr * decay)
-        m_hat, v_hat = m / (1 - BETAS[0] ** t), v / (1 - BETAS[1] ** t)
-        p.sub_(lr * m_hat / (v_hat.sqrt() + EPS))
 
 
 def fixed_crops(seed: int) -> list[Tensor]:

@@ -12,13 +12,13 @@ backbone's forward layers with vitssl; both heads, the losses and the update are
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reference_steps import ReferenceAdamW, cosine
 from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 from vitssl.data.batches import SiTBatch
@@ -27,15 +27,6 @@ STEPS = 4
 B, SIZE, PATCH = 4, 16, 4
 LR, MIN_LR, WD, WD_END, CLIP = 0.02, 1e-3, 0.04, 0.1, 1.0
 TAU, LAMBDA, M0 = 0.2, 2.0, 0.996
-BETAS, EPS = (0.9, 0.999), 1e-8
-
-
-def cosine(step: int, total: int, base: float, final: float, warmup: int = 0) -> float:
-    """Linear warm-up from 0, then half a cosine from ``base`` to ``final`` (DINO's schedules, which the masked
-    variant's code reuses; the warm-up end point as in tests/methods/test_parity_dino.py)."""
-    if step < warmup:
-        return base * step / warmup
-    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
 
 def batch_norm(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
@@ -73,7 +64,7 @@ def info_nce(q: Tensor, k: Tensor) -> Tensor:
 class ReferenceMaskedSiT:
     def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
         self.student, self.teacher = copy.deepcopy(student), copy.deepcopy(teacher)
-        self.adam: dict[str, dict[str, Tensor | int]] = {}
+        self.adam = ReferenceAdamW()
         self.clipped: list[bool] = []
 
     @staticmethod
@@ -106,18 +97,10 @@ class ReferenceMaskedSiT:
                 self.clipped.append(norm > CLIP)
                 p.grad.mul_(min(1.0, CLIP / (norm + 1e-6)))
                 # DINO's two groups, which the masked code uses: the tokens and pos_embed (3-D) are decayed
-                self.adamw(name, p, lr, wd if (p.ndim > 1 and not name.endswith(".bias")) else 0.0)
+                self.adam.update(name, p, lr, wd if (p.ndim > 1 and not name.endswith(".bias")) else 0.0)
             student = dict(self.student.named_parameters())
             for name, pt in self.teacher.named_parameters():
                 pt.mul_(momentum).add_(student[name].detach(), alpha=1 - momentum)
-
-    def adamw(self, name: str, p: Tensor, lr: float, decay: float) -> None:
-        state = self.adam.setdefault(name, {"t": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)})
-        state["t"] = t = int(state["t"]) + 1
-        m = state["m"] = BETAS[0] * state["m"] + (1 - BETAS[0]) * p.grad
-        v = state["v"] = BETAS[1] * state["v"] + (1 - BETAS[1]) * p.grad**2
-        p.mul_(1 - lr * decay)
-        p.sub_(lr * (m / (1 - BETAS[0] ** t)) / ((v / (1 - BETAS[1] ** t)).sqrt() + EPS))
 
 
 def fixed_batch(seed: int) -> SiTBatch:

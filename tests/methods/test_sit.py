@@ -316,7 +316,7 @@ def test_tiny_masked_run_end_to_end(tiny_image_folder, tmp_path):
     assert (tmp_path / "pictures" / "reconstruction_step000006.png").is_file()
 
 
-# -- the authors' settings (issue 14; docs/methods.md 3.2, 3.4) ------------------------------------------------
+# -- the authors' settings (docs/methods.md 3.2, 3.4) ------------------------------------------------
 
 
 def test_position_embedding_gets_no_weight_decay_unless_asked():
