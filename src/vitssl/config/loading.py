@@ -11,6 +11,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from vitssl.config.presets import resolve_config
 from vitssl.config.ranges import (  # noqa: F401  (re-exported: the method sections use them)
     AT_LEAST_ONE,
     GENERIC_RANGES,
@@ -171,8 +172,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
-    """Load a :class:`PretrainConfig` from YAML (or defaults when ``path`` is None) plus dotted overrides."""
-    values = read_yaml(path) if path is not None else {}
+    """Load a :class:`PretrainConfig` from a YAML file or a shipped preset's name (or defaults when ``path`` is
+    None) plus dotted overrides."""
+    values = read_yaml(resolve_config(path)) if path is not None else {}
     values = _merge(values, parse_overrides(overrides or []))
     cfg = _build(PretrainConfig, values)
     validate(cfg)

@@ -1,0 +1,224 @@
+"""What the evaluation subcommands share: their common arguments (worded and defaulted the same everywhere) and
+the frame of loading a run's backbone, running a protocol on it and reporting the files written."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
+    from vitssl.config import PretrainConfig
+    from vitssl.models.backbones import Backbone
+
+
+# Argument types: argparse calls them on the raw string and turns their ArgumentTypeError into its one-line usage
+# error (exit status 2), so a bad value stops the command before any model or data is touched.
+
+
+def _number(text: str, cast: type) -> float:
+    """``text`` as an int or a finite float, or an ArgumentTypeError that says which kind was expected."""
+    try:
+        value = cast(text)
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    # nan passes every comparison below unnoticed, and inf is never a setting; integers beyond torch's int64 would
+    # overflow later, inside the work
+    if cast is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if cast is int and abs(value) >= 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer below 2**63, got {text[:20]}...")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, counts, epochs)."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (worker processes, seeds)."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed: an integer in [0, 2**32 - 1], what every seeded generator (torch, numpy) accepts."""
+    value = int(_number(text, int))
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 4294967295], got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (cuts on standardised scores)."""
+    return _number(text, float)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, temperatures)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (weight decay, warm-up, mixup strengths)."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (fractions, probabilities, momenta)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
+    return value
+
+
+def unit_below_one_float(text: str) -> float:
+    """A number in [0, 1) (label smoothing: 1 would make every target uniform)."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+def open_unit_float(text: str) -> float:
+    """A number in (0, 1] (factors that must not switch a term off, e.g. the layer-wise lr decay)."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value:g}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """'auto', 'cpu', 'cuda' or 'cuda:N'; whether that GPU exists is checked when the device is resolved."""
+    from vitssl.config.ranges import is_device_name  # one pattern for --device and train.device
+
+    if not is_device_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return text
+
+
+def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    """The positional run folder or checkpoint file, and ``--init`` / ``--init-partial`` (foreign weights)."""
+    p.add_argument("checkpoint", help="run folder (uses its last.pt) or a checkpoint file written by vitssl pretrain")
+    p.add_argument(
+        "--init",
+        metavar="PATH",
+        help="evaluate these backbone weights with the run's architecture and settings instead of the run's own: "
+        "a safetensors / timm weights file, a folder from `vitssl export` (timm or Hugging Face) or another run; "
+        "names and shapes are checked",
+    )
+    p.add_argument(
+        "--init-partial",
+        action="store_true",
+        help="with --init: load the tensors that match and print what was skipped, instead of refusing",
+    )
+
+
+def init_options(args: argparse.Namespace) -> dict:
+    """``init`` / ``init_strict`` keyword arguments for the loaders, from ``--init`` / ``--init-partial``."""
+    return {"init": getattr(args, "init", None), "init_strict": not getattr(args, "init_partial", False)}
+
+
+def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
+    """``--device``, and ``--num-workers`` for commands that read datasets through a loader."""
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="'auto' (CUDA when available), 'cpu' or 'cuda' (default auto)",
+    )
+    if workers:
+        p.add_argument(
+            "--num-workers", type=non_negative_int, default=2, help="data loader worker processes (default 2)"
+        )
+
+
+def add_strict(p: argparse.ArgumentParser) -> None:
+    """``--strict``: stop at the first unreadable image; without it, unreadable images are skipped (or a readable
+    one stands in where a fixed number is needed) and one line at the end counts and names them."""
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with an error at the first unreadable image instead of skipping it",
+    )
+
+
+def with_bad_inputs(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` collecting the unreadable inputs its work reports (:func:`vitssl.data.bad_inputs.collecting`, strict
+    with ``--strict``), then printing their summary line to stderr: what every command that reads images does."""
+
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        from vitssl.data.bad_inputs import collecting
+
+        with collecting(strict=getattr(args, "strict", False)) as bad:
+            code = run(args)
+        bad.report()
+        return code
+
+    return wrapped
+
+
+def bad_image_policy(args: argparse.Namespace) -> str:
+    """The unreadable-image policy of ``--strict``: "error" with it, else "skip" (whatever the run's config says:
+    an evaluation reads its own data)."""
+    return "error" if getattr(args, "strict", False) else "skip"
+
+
+def add_labelled_sets(p: argparse.ArgumentParser) -> None:
+    """``--train`` / ``--val`` and their caps, defaulting to the run's labelled sets (see ``labelled_sets``)."""
+    p.add_argument(
+        "--train",
+        help="labelled training set: folder root/<class>/<images> or a named dataset (default: the run's "
+        "data.knn_train, else its data.train when labelled)",
+    )
+    p.add_argument("--val", help="labelled validation set (default: the run's data.val)")
+    p.add_argument("--max-train", type=positive_int, help="cap the training set (fixed stratified subset) to save time")
+    p.add_argument("--max-val", type=positive_int, help="cap the validation set (fixed stratified subset)")
+
+
+def load_frozen(args: argparse.Namespace, at_init: bool = False) -> tuple[str, PretrainConfig, Backbone]:
+    """The device named by ``--device`` and the run's frozen evaluation backbone on it (at initialisation with
+    ``at_init``), with the run's config."""
+    from vitssl.device import resolve_device
+    from vitssl.eval.loading import load_backbone
+
+    device = str(resolve_device(args.device, "--device"))
+    cfg, backbone = load_backbone(args.checkpoint, at_init=at_init, device=device, **init_options(args))
+    return device, cfg, backbone
+
+
+# A protocol trains something on (config, backbone, device) and returns the files it wrote in the run folder.
+EvalProtocol = Callable[["PretrainConfig", "Backbone", str, Path], Sequence[Path]]
+
+
+def run_protocol(args: argparse.Namespace, protocol: EvalProtocol) -> int:
+    """The frame shared by ``linear`` and ``finetune``: load the backbone (at initialisation with ``--at-init``),
+    run the protocol with the run folder as output folder, and name the files it wrote."""
+    from vitssl.checkpoints import run_dir_of
+
+    device, cfg, backbone = load_frozen(args, at_init=args.at_init)
+    written = protocol(cfg, backbone, device, run_dir_of(args.checkpoint))
+    print("wrote " + " and ".join(str(path) for path in written))
+    return 0
+
+
+def provenance(args: argparse.Namespace) -> dict:
+    """What every results file records about its source: the checkpoint, and whether it was at initialisation."""
+    return {"checkpoint": str(args.checkpoint), "at_init": bool(getattr(args, "at_init", False))}

@@ -1,0 +1,126 @@
+"""``vitssl attention``: last-block attention maps with thresholded masks, and their foreground Jaccard."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_strict,
+    load_frozen,
+    positive_int,
+    unit_float,
+    with_bad_inputs,
+)
+from vitssl.errors import VitsslError
+
+EPILOG = """\
+examples:
+  vitssl attention runs/demo photo.jpg other.png
+  vitssl attention runs/demo photo.jpg --resize 224 --threshold 0.5 --out pictures/
+  vitssl attention runs/esvit_swin/last.pt photo.jpg --query 3,4
+  vitssl attention runs/demo --score                 # Jaccard with the synthetic foregrounds, trained vs init
+
+Per image: IMAGE_attention.png (image, mean map, every head; below, the thresholded masks over the image) and
+IMAGE_attention.npy, the raw (heads, rows, cols) maps at patch resolution, each head summing to 1.
+--score writes RUN/attention_score.json."""
+
+
+def _query(text: str) -> tuple[int, int]:
+    try:
+        row, col = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--query takes ROW,COL on the last-stage patch grid, e.g. 3,4; got {text}"
+        ) from None
+    return row, col
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "attention",
+        help="attention maps of the last block (per head, mean, thresholded masks) and their foreground Jaccard",
+        description="Self-attention of the last block, recomputed explicitly (training keeps fused attention). "
+        "ViT: the [CLS] query's attention over the patches, per head and averaged (DINO, Caron et al. 2021, "
+        "figure 1). Swin: the attention of one patch query inside its window (EsViT, Li et al. 2021). Masks keep "
+        "the smallest set of patches holding --threshold of the attention mass (DINO's figure 3 protocol).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_checkpoint(p)
+    p.add_argument(
+        "images",
+        nargs="*",
+        help="image files of any size (cropped to a multiple of the patch size); 'synthetic': one test image per "
+        "class of the built-in synthetic set",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default: RUN/attention)")
+    p.add_argument(
+        "--threshold",
+        type=unit_float,
+        default=0.6,
+        help="fraction of the attention mass each mask keeps (default 0.6, DINO's value; lower: tighter masks)",
+    )
+    p.add_argument(
+        "--resize",
+        type=positive_int,
+        help="resize the short side to this many pixels first (default: keep the size; a ViT trained on 32 px "
+        "images with patch 4 sees a 512 px photo as 16384 tokens, so resize large photos)",
+    )
+    p.add_argument("--query", type=_query, help="Swin only: ROW,COL of the query patch (default: the centre)")
+    p.add_argument(
+        "--score",
+        action="store_true",
+        help="measure attention as segmentation: Jaccard between the thresholded [CLS] attention (head mean, "
+        "and the best head) and the true foreground, for the checkpoint and the same network at initialisation",
+    )
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="image/mask pairs for --score: 'synthetic' (default; its test split) or a folder with images/ "
+        "and masks/ (non-zero mask pixels are foreground)",
+    )
+    p.add_argument("--max-images", type=positive_int, default=500, help="pairs scored by --score (default 500)")
+    add_device(p, workers=False)
+    add_strict(p)
+    p.set_defaults(func=with_bad_inputs(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitssl.checkpoints import run_dir_of
+    from vitssl.eval.attention_io import render_attention, save_scores, score_networks
+    from vitssl.eval.images import expand_images
+    from vitssl.eval.loading import load_backbone
+
+    if not args.images and not args.score:
+        raise VitsslError("nothing to do: pass image files to draw, and/or --score to measure the Jaccard index")
+    device, cfg, backbone = load_frozen(args)
+    run_dir = run_dir_of(args.checkpoint)
+    if args.images:
+        out_dir = args.out or run_dir / "attention"
+        paths = expand_images(args.images, cfg.data.cache_dir)
+        written = render_attention(cfg, backbone, paths, out_dir, args.threshold, args.resize, args.query, device)
+        for png, npy in written:
+            print(f"wrote {png} and {npy.name}")
+    if args.score:
+        _, init = load_backbone(args.checkpoint, at_init=True, device=device)
+        scores = score_networks(
+            cfg, {"pretrained": backbone, "init": init}, args.data, args.threshold, args.max_images, device=device
+        )
+        print(
+            f"attention as segmentation: Jaccard with the true foreground "
+            f"({args.data}, {scores['init'].images} images, "
+            f"masks keep {args.threshold:.0%} of the [CLS] attention mass)"
+        )
+        for name, label in (("init", "at initialisation"), ("pretrained", "pretrained")):
+            s = scores[name]
+            print(f"  {label:<18} mean-of-heads map {s.mean_map:6.2f}%   best head {s.best_head:6.2f}%")
+        path = save_scores(
+            scores,
+            run_dir / "attention_score.json",
+            {"checkpoint": str(args.checkpoint), "data": args.data, "threshold": args.threshold},
+        )
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,122 @@
+"""Metrics to ``metrics.jsonl`` (one JSON object per line, append-only) and TensorBoard.
+
+``metrics.jsonl`` is the run's record: when it cannot be written (a full disk, a file-size limit), the run stops
+with one line (:class:`~vitssl.writing.WriteFailed`) and its last checkpoint stays intact. TensorBoard is a
+convenience: when its writer fails, one line says so and TensorBoard logging stops, while training goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from vitssl.writing import guard_write, write_failure
+
+_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+
+
+def to_float(value: Any) -> float:
+    return float(value.detach().float().item()) if isinstance(value, Tensor) else float(value)
+
+
+class MetricsLogger:
+    """Writes scalar metrics of the main process. Nothing is written when ``enabled`` is false (other ranks)."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.run_dir = run_dir
+        self.path = run_dir / "metrics.jsonl"
+        self._tensorboard = enabled and tensorboard
+        self._tb: Any = None
+        self._purge_step: int | None = None
+
+    def _writer(self) -> Any:
+        """The TensorBoard writer, opened on first use (after a resume has set the step to purge from)."""
+        if self._tb is None and self._tensorboard:
+            self._tensorboard = False  # one attempt: a broken install or folder must not stop training
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                _silence_tensorboard_thread()
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
+            except Exception as exc:
+                self._tensorboard_failed(exc)
+        return self._tb
+
+    def _tensorboard_failed(self, exc: Exception) -> None:
+        """One line, then no more TensorBoard: its events are a view of metrics.jsonl, which is still written."""
+        self._tb, self._tensorboard = None, False
+        failure = write_failure(
+            "TensorBoard events in", self.run_dir / "tensorboard", exc, "TensorBoard logging is off"
+        )
+        print(f"vitssl: warning: {failure}; metrics.jsonl is still written", file=sys.stderr, flush=True)
+
+    def truncate_after(self, step: int) -> None:
+        """Keep the history of the first ``step`` optimiser steps only: what a run resumed at ``step`` will not
+        write again. Step records (a loss) carry the index of the step they describe (0 .. step - 1 are kept);
+        other records (k-NN) carry the number of steps done (up to ``step`` is kept). TensorBoard events after
+        ``step`` are purged when the writer opens."""
+        self._purge_step = step
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill
+            at = record.get("step", -1)
+            if at < step or (at == step and "loss" not in record):
+                kept.append(line)
+        with guard_write("the metrics", self.path, _RESUME):
+            self.path.write_text("".join(k + "\n" for k in kept))
+
+    def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
+        record = {"step": step, **{k: to_float(v) for k, v in metrics.items()}}
+        if self.enabled:
+            line = json.dumps(
+                {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
+            )
+            with guard_write("the metrics", self.path, _RESUME), self.path.open("a") as handle:
+                handle.write(line + "\n")
+            self._add_scalars(step, record)
+        return record
+
+    def _add_scalars(self, step: int, record: dict[str, float]) -> None:
+        if self._writer() is None:
+            return
+        try:
+            for key, value in record.items():
+                if key != "step" and math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+        except Exception as exc:  # the writer's thread failed (e.g. a full disk): raised on the next call
+            self._tensorboard_failed(exc)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            try:
+                self._tb.close()
+            except Exception as exc:
+                self._tensorboard_failed(exc)
+
+
+def _silence_tensorboard_thread() -> None:
+    """TensorBoard writes events in a thread; when a write fails there, the thread keeps the error for the next
+    call from the main thread (reported as one line above) and also lets it escape, which would print a thread
+    traceback. This hook drops that second report, for TensorBoard's writer thread only."""
+    previous = threading.excepthook
+    if getattr(previous, "vitssl_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            previous(args)
+
+    hook.vitssl_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook

@@ -1,0 +1,139 @@
+"""The run folder: resolved config, checkpoints, metrics, pictures and result files of one pretraining run.
+
+Only the main process writes; every other process gets the same object with writing switched off, so the
+trainer never asks "am I rank 0?" itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitssl.checkpoints import LAST, NEW, load_checkpoint, older_checkpoints, save_checkpoint
+from vitssl.config import PretrainConfig, save_config
+from vitssl.engine.logger import MetricsLogger
+from vitssl.errors import VitsslError
+from vitssl.run_lock import RunLock
+from vitssl.writing import guard_write, write_failure
+
+_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+
+
+class RunFolder:
+    """Everything a run writes, in one folder.
+
+    Args:
+        path: The run folder.
+        main: Whether this process writes (the main process of a distributed run).
+    """
+
+    def __init__(self, path: Path, main: bool = True, keep: int = 2) -> None:
+        self.path = Path(path)
+        self.main = main
+        self.keep = keep
+        self._logger: MetricsLogger | None = None
+        self._picture_failed = False  # said once: a folder that refuses one picture refuses the next ones too
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / LAST
+
+    def prepare(self) -> None:
+        """Create the folder (main process) and check that it can be written and that no live run holds it,
+        before any work is done."""
+        if not self.main:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path, prefix=".vitssl_write_test."):
+                pass  # a name of its own: two runs started together must not delete each other's probe
+        except OSError as exc:
+            raise VitsslError(
+                f"cannot write the run folder {self.path} ({exc.strerror or type(exc).__name__}); "
+                "choose another train.out_dir or fix its permissions"
+            ) from None
+        RunLock(self.path).acquire().release()  # refused now, in one line, when a live run trains here
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's :class:`~vitssl.run_lock.RunLock` (main process only) while a run trains in it."""
+        if not self.main:
+            yield
+            return
+        with RunLock(self.path):
+            yield
+
+    @property
+    def logger(self) -> MetricsLogger:
+        if self._logger is None:
+            self._logger = MetricsLogger(self.path, enabled=self.main)
+        return self._logger
+
+    def save_config(self, cfg: PretrainConfig) -> None:
+        if self.main:
+            with guard_write("the config", self.path / "config.yaml", _RESUME):
+                save_config(cfg, self.path / "config.yaml")
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.exists() or (self.path / NEW).exists() or bool(older_checkpoints(self.path))
+
+    def read_checkpoint(self) -> dict[str, Any] | None:
+        """The newest good checkpoint (a torn or corrupt newest one is reported and skipped), or None."""
+        if not (self.path.is_dir() and self.has_checkpoint()):
+            return None
+        return load_checkpoint(self.path, live_ok=True)  # this run holds the folder's lock itself
+
+    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        """``last.pt`` (atomic, with a checksum), keeping the previous ``keep - 1`` checkpoints."""
+        if self.main:
+            save_checkpoint(state, self.path, self.keep)
+        return self.checkpoint_path
+
+    def write_picture(self, name: str, step: int, image: np.ndarray) -> Path | None:
+        """``pictures/<name>_step<step>.png`` from an (H, W, 3) uint8 array. A failure never costs the run: the
+        partial file is removed and the first failure is one warning line."""
+        if not self.main:
+            return None
+        path = self.path / "pictures" / f"{name}_step{step:06d}.png"
+        try:
+            from PIL import Image
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+        except Exception as exc:  # PIL's encoders raise more than OSError
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            if not self._picture_failed:
+                self._picture_failed = True
+                _warn(write_failure("the picture", path, exc, "training goes on; later failures are not reported"))
+            return None
+        return path
+
+    def write_json(self, name: str, payload: dict[str, Any]) -> None:
+        if self.main:
+            with guard_write("the results", self.path / name, "the trained weights are in the last checkpoint"):
+                (self.path / name).write_text(json.dumps(payload, indent=2))
+
+    def finish(self) -> None:
+        """Close the logs and draw the training curves (a missing plot never costs the trained weights)."""
+        if self._logger is not None:
+            self._logger.close()
+        if not self.main:
+            return
+        from vitssl.plots import plot_training_curves
+
+        try:
+            plot_training_curves(self.path / "metrics.jsonl", self.path / "curves.png")
+        except Exception as exc:  # matplotlib raises many types; the curves are a view of metrics.jsonl
+            _warn(write_failure("the training curves", self.path / "curves.png", exc, "metrics.jsonl holds them"))
+
+
+def _warn(failure: Exception) -> None:
+    print(f"vitssl: warning: {failure}", file=sys.stderr, flush=True)

@@ -1,0 +1,137 @@
+"""Running the attention tools on files: picture grids with raw maps, and the foreground-Jaccard score."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from vitssl.config import PretrainConfig
+from vitssl.data.build import eval_transform
+from vitssl.data.normalise import denormalise
+from vitssl.errors import VitsslError
+from vitssl.eval.attention import JaccardScore, attention_maps, keep_mass, score_foreground, upsample
+from vitssl.eval.blocks import is_swin
+from vitssl.eval.figures import attention_grid
+from vitssl.eval.images import image_to_tensor, load_readable
+from vitssl.eval.pairs import load_pairs
+from vitssl.models.backbones import Backbone
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """File stems, prefixed with their folder's name (then numbered) where two images share a stem."""
+    stems = [p.stem for p in paths]
+    names = [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def patch_multiple(backbone: Backbone) -> int:
+    """Input sides must be multiples of this: the patch for ViT; patch x 2^(stages-1) x window for Swin."""
+    return int(getattr(backbone, "stride", backbone.patch_size))
+
+
+@torch.no_grad()
+def render_attention(
+    cfg: PretrainConfig,
+    backbone: Backbone,
+    paths: Sequence[str | Path],
+    out_dir: Path,
+    threshold: float = 0.6,
+    resize: int | None = None,
+    query: tuple[int, int] | None = None,
+    device: str = "cpu",
+) -> list[tuple[Path, Path]]:
+    """For every image: ``<stem>_attention.png`` (grid) and ``<stem>_attention.npy`` ((heads, rows, cols) maps).
+
+    Images of any size work: the short side is optionally resized to `resize`, then both sides are cropped to
+    a multiple of the patch size (ViT position embeddings are interpolated to the grid).
+    """
+    written = []
+    kind = "Swin patch-query" if is_swin(backbone) else "[CLS]"
+    # Load every image first so that a missing file fails before any work is done; unreadable ones are skipped.
+    images = load_readable(paths)
+    names = unique_names([path for path, _ in images])
+    for (path, pil), name in tqdm(
+        zip(images, names, strict=True), desc="attention maps", unit="image", disable=len(images) < 4
+    ):
+        x = image_to_tensor(pil, cfg.data.mean, cfg.data.std, patch_multiple(backbone), resize).to(device)
+        _check_token_count(x, backbone, path)
+        maps = attention_maps(backbone, x, query)[0]  # (heads, rows, cols)
+        all_maps = torch.cat([maps, maps.mean(dim=0, keepdim=True)])
+        size = (x.shape[-2], x.shape[-1])
+        masks = upsample(keep_mass(all_maps, threshold)[None], size)[0].bool()
+        big = upsample(all_maps[None], size, mode="nearest")[0]
+        stem = out_dir / f"{name}_attention"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), maps.cpu().numpy().astype(np.float32))
+        heads, rows, cols = maps.shape
+        title = f"{name}{path.suffix}: last-block {kind} attention, {heads} heads, {rows}x{cols} patches"
+        png = attention_grid(
+            denormalise(x, cfg.data.mean, cfg.data.std)[0],
+            big.cpu().numpy(),
+            masks.cpu().numpy(),
+            stem.with_suffix(".png"),
+            title,
+            threshold,
+        )
+        written.append((png, stem.with_suffix(".npy")))
+    return written
+
+
+MAX_TOKENS = 4096
+"""Above this many patches the explicit (tokens x tokens) attention of a ViT takes gigabytes: ask for --resize."""
+
+
+def _check_token_count(x: Tensor, backbone: Backbone, path: Path) -> None:
+    stride = patch_multiple(backbone)
+    tokens = (x.shape[-2] // stride) * (x.shape[-1] // stride)
+    if tokens > MAX_TOKENS and not is_swin(backbone):
+        short = min(x.shape[-2:])
+        fit = int(short * (MAX_TOKENS / tokens) ** 0.5) // stride * stride
+        raise VitsslError(
+            f"{path.name} gives {tokens} patches of {stride} px, too many for an explicit attention map; "
+            f"pass --resize {fit} (or smaller)"
+        )
+
+
+def _batches(images: Tensor, masks: Tensor, batch_size: int, device: str) -> Iterator[tuple[Tensor, Tensor]]:
+    for i in tqdm(range(0, len(images), batch_size), desc="attention Jaccard", unit="batch"):
+        yield images[i : i + batch_size].to(device), (masks[i : i + batch_size] == 1).to(device)
+
+
+def score_networks(
+    cfg: PretrainConfig,
+    networks: dict[str, Backbone],
+    data: str = "synthetic",
+    threshold: float = 0.6,
+    max_images: int | None = 500,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> dict[str, JaccardScore]:
+    """Foreground Jaccard of each network's thresholded attention on the same image/mask pairs (test split)."""
+    size = eval_transform(cfg).size
+    pairs = load_pairs(data, "val", size, cfg.data.mean, cfg.data.std, cfg.data.cache_dir, max_images, binary=True)
+    return {
+        name: score_foreground(
+            net.to(device).eval(), _batches(pairs.images, pairs.masks, batch_size, device), threshold
+        )
+        for name, net in networks.items()
+    }
+
+
+def save_scores(scores: dict[str, JaccardScore], path: Path, extra: dict) -> Path:
+    """Write the Jaccard scores of every network (with ``extra`` provenance) as JSON; returns the path."""
+    payload = {
+        **extra,
+        **{
+            name: {"mean_map": s.mean_map, "best_head": s.best_head, "per_head": s.per_head, "images": s.images}
+            for name, s in scores.items()
+        },
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    return path

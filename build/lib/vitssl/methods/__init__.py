@@ -1,0 +1,23 @@
+"""Self-supervised methods and their registry (the config's ``method:`` name maps to a factory and its config
+sections). Importing this package registers the built-in methods."""
+
+from vitssl.methods.base import Method, StepOutput
+from vitssl.methods.dino import DINO, DINOConfig
+from vitssl.methods.esvit import EsViT, EsViTConfig
+from vitssl.methods.registry import available_methods, build_method, register_method
+from vitssl.methods.sit import SiT
+from vitssl.methods.sit_config import SiTConfig
+
+__all__ = [
+    "Method",
+    "StepOutput",
+    "available_methods",
+    "build_method",
+    "register_method",
+    "DINO",
+    "DINOConfig",
+    "EsViT",
+    "EsViTConfig",
+    "SiT",
+    "SiTConfig",
+]
