@@ -149,6 +149,17 @@ def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
         )
 
 
+def add_max_side(p: argparse.ArgumentParser) -> None:
+    """``--max-side`` of the commands that look at a user's photos at their own resolution."""
+    p.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=800,
+        help="scale a photo down, keeping its aspect ratio, when its longer side exceeds this many pixels (default "
+        "800); smaller photos keep their resolution. Ignored with --resize",
+    )
+
+
 def add_strict(p: argparse.ArgumentParser) -> None:
     """``--strict``: stop at the first unreadable image; without it, unreadable images are skipped (or a readable
     one stands in where a fixed number is needed) and one line at the end counts and names them."""
