@@ -8,6 +8,7 @@ from pathlib import Path
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     add_max_side,
     add_strict,
     load_frozen,
@@ -84,8 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--score",
         action="store_true",
         help="measure attention as segmentation: Jaccard between the thresholded [CLS] attention (head mean, "
-        "and the best head) and the true foreground, for the checkpoint and the same network at initialisation",
+        "and the best head) and the true foreground",
     )
+    add_init_comparison(p, "score (--score)")
     p.add_argument(
         "--data",
         default="synthetic",
@@ -118,18 +120,19 @@ def run(args: argparse.Namespace) -> int:
             rows, cols = files.grid
             print(f"wrote {files.figure}, {files.maps.name} and {files.folder.name}/ ({rows}x{cols} patches)")
     if args.score:
-        _, init = load_backbone(args.checkpoint, at_init=True, device=device)
-        scores = score_networks(
-            cfg, {"pretrained": backbone, "init": init}, args.data, args.threshold, args.max_images, device=device
-        )
+        nets = {"pretrained": backbone}
+        if args.compare_init:
+            nets["init"] = load_backbone(args.checkpoint, at_init=True, device=device)[1]
+        scores = score_networks(cfg, nets, args.data, args.threshold, args.max_images, device=device)
         print(
             f"attention as segmentation: Jaccard with the true foreground "
-            f"({args.data}, {scores['init'].images} images, "
+            f"({args.data}, {scores['pretrained'].images} images, "
             f"masks keep {args.threshold:.0%} of the [CLS] attention mass)"
         )
         for name, label in (("init", "at initialisation"), ("pretrained", "pretrained")):
-            s = scores[name]
-            print(f"  {label:<18} mean-of-heads map {s.mean_map:6.2f}%   best head {s.best_head:6.2f}%")
+            if name in scores:
+                s = scores[name]
+                print(f"  {label:<18} mean-of-heads map {s.mean_map:6.2f}%   best head {s.best_head:6.2f}%")
         path = save_scores(
             scores,
             run_dir / "attention_score.json",
