@@ -98,3 +98,9 @@ def test_bare_pretrain_lists_the_presets_and_trains_nothing(tmp_path, monkeypatc
     assert "vitssl's own DINO demo on synthetic shapes" in captured.out  # a preset's first comment line
     assert captured.err.strip().startswith("vitssl: error: no config given")
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, nothing written
+
+
+def test_attention_compare_init_needs_score(capsys):
+    assert main(["attention", "no/such/run", "photo.png", "--compare-init"]) == 2
+    err = capsys.readouterr().err
+    assert "add --score" in err and err.count("\n") == 1

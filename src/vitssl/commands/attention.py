@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure attention as segmentation: Jaccard between the thresholded [CLS] attention (head mean, "
         "and the best head) and the true foreground",
     )
-    add_init_comparison(p, "score (--score)")
+    add_init_comparison(p, "score, with --score,")
     p.add_argument(
         "--data",
         default="synthetic",
@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.images and not args.score:
         raise VitsslError("nothing to do: pass image files to draw, and/or --score to measure the Jaccard index")
+    if args.compare_init and not args.score:
+        raise VitsslError("--compare-init compares the Jaccard of --score; add --score (the maps are drawn once)")
     device, cfg, backbone = load_frozen(args)
     run_dir = run_dir_of(args.checkpoint)
     if args.images:

@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of view 2's jitter and of the image subset (default 0)"
     )
-    add_init_comparison(p, "score (--score)")
+    add_init_comparison(p, "score, with --score,")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/correspondence.png)")
     p.add_argument(
         "--batch-size", type=positive_int, default=128, help="image pairs per forward pass when scoring (default 128)"
