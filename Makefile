@@ -50,7 +50,7 @@ docs: $(DOCS_STAMP)
 demo: $(STAMP)
 	$(BIN)/vitssl pretrain configs/demo.yaml
 	$(BIN)/vitssl knn runs/demo --k 10 20 --compare-init
-	$(BIN)/vitssl attention runs/demo synthetic --score
+	$(BIN)/vitssl attention runs/demo synthetic --score --compare-init
 	$(BIN)/vitssl pca runs/demo synthetic
 	$(BIN)/vitssl report runs/demo
 	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png runs/demo/attention/ runs/demo/pca.png; report: runs/demo/report/index.html"

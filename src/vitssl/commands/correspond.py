@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_int, seed_int, unit_float
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_init_comparison,
+    load_frozen,
+    positive_int,
+    seed_int,
+    unit_float,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of view 2's jitter and of the image subset (default 0)"
     )
-    p.add_argument("--compare-init", action="store_true", help="also score the same network at initialisation")
+    add_init_comparison(p, "score, with --score,")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/correspondence.png)")
     p.add_argument(
         "--batch-size", type=positive_int, default=128, help="image pairs per forward pass when scoring (default 128)"

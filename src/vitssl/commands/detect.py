@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     add_strict,
     init_options,
-    non_negative_int,
     open_unit_float,
     positive_float,
     positive_int,
@@ -69,11 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="width of the pyramid; a multiple of 32 for FCOS (default 256; 128 for backbones narrower than 384)",
     )
-    p.add_argument(
-        "--compare-init", action="store_true", help="also train and score the same network at initialisation"
-    )
-    add_device(p, workers=False)
-    p.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader worker processes (default 0)")
+    add_init_comparison(p, "train and score")
+    add_device(p)
     add_strict(p)
     p.set_defaults(func=with_bad_inputs(run))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     add_strict,
     init_options,
     positive_float,
@@ -59,11 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-val", type=positive_int, help="cap the query set (fixed stratified subset)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default 256)")
     add_device(p)
-    p.add_argument(
-        "--compare-init",
-        action="store_true",
-        help="also evaluate the same network at initialisation (same config and seed) and plot both",
-    )
+    add_init_comparison(p, "evaluate (and plot)")
     p.add_argument(
         "--pixels",
         action="store_true",

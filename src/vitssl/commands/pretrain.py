@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,7 +20,8 @@ examples:
   torchrun --nproc_per_node=8 -m vitssl pretrain configs/dino/vit_small_imagenet.yaml ...
 
 Re-running the same command on the same run folder resumes from its last checkpoint.
-Run `vitssl pretrain --help-config` for every key with its default and tuning advice."""
+Run `vitssl pretrain` alone for the list of presets, `vitssl pretrain --help-config` for every key with its
+default and tuning advice."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,13 +52,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stop with an error instead of resuming when the run folder already holds a checkpoint",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, print_usage=p.print_usage)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.help_config:
         _print_config_help()
         return 0
+    if args.config is None and not args.overrides:
+        # training the built-in defaults by accident would start a run nobody asked for: show what to pass
+        args.print_usage(sys.stdout)
+        _print_presets()
+        print("vitssl: error: no config given; pass one of the presets above (or key=value overrides)", file=sys.stderr)
+        return 2
     from vitssl.config import load_config
 
     if args.config is not None and "=" in args.config:  # only overrides were given
@@ -101,6 +110,39 @@ def _train(cfg: PretrainConfig) -> FitResult:
     from vitssl.commands.training import pretrain
 
     return pretrain(cfg)
+
+
+def preset_folder() -> Path | None:
+    """The presets' folder: ``configs/`` in the working directory (a checkout or a copy of it), else the one of the
+    checkout this package was installed from; None when neither exists (an installed wheel ships no presets)."""
+    here = Path("configs")
+    if here.is_dir():
+        return here
+    checkout = Path(__file__).resolve().parents[3] / "configs"
+    return checkout if checkout.is_dir() else None
+
+
+def presets(folder: Path) -> list[tuple[str, str]]:
+    """(name relative to ``folder``, description) of every YAML preset below it, sorted by name; the description
+    is the preset's first comment line, without its "Run:" label (empty when the file starts with no comment)."""
+    found = []
+    for path in sorted(folder.rglob("*.yaml")):
+        first = path.read_text(encoding="utf-8", errors="replace").lstrip().partition("\n")[0]
+        text = first.lstrip("#").strip() if first.startswith("#") else ""
+        found.append((path.relative_to(folder).as_posix(), text.removeprefix("Run:").strip()))
+    return found
+
+
+def _print_presets() -> None:
+    folder = preset_folder()
+    if folder is None:
+        print("\nno presets found (they live in configs/ of a vitssl checkout); pass the path of a YAML config")
+        return
+    print(f"\npresets in {folder}/ (vitssl pretrain {folder}/NAME [key=value ...]):")
+    listed = presets(folder)
+    width = max((len(name) for name, _ in listed), default=0)
+    for name, description in listed:
+        print(f"  {name:<{width}}  {description}".rstrip())
 
 
 def _print_config_help() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import device_name, init_options, positive_int, seed_int
+from vitssl.commands._shared import add_device, init_options, positive_int, seed_int
 
 EPILOG = """\
 examples:
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use the training crops (random resized crop, flip, jitter) instead of the centred image",
     )
-    p.add_argument("--device", type=device_name, default="cpu", help="'cpu', 'cuda' or 'auto' (default cpu)")
+    add_device(p, workers=False)
     p.set_defaults(func=run)
 
 

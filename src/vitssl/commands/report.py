@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run_dir", type=Path, help="a run folder written by vitssl pretrain")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder written by vitssl pretrain")
     p.add_argument("--out", type=Path, help="folder for index.html and its PNGs (default: RUN/report)")
     p.set_defaults(func=run)
 
