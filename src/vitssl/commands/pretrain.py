@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,10 +13,11 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 examples:
-  vitssl pretrain configs/demo.yaml
-  vitssl pretrain configs/dino/vit_tiny_cifar10.yaml data.train=/data/cifar10/train optim.epochs=50
-  vitssl pretrain configs/dino/vit_small_imagenet.yaml data.train=/data/imagenet/train data.batch_size=64
-  torchrun --nproc_per_node=8 -m vitssl pretrain configs/dino/vit_small_imagenet.yaml ...
+  vitssl pretrain demo
+  vitssl pretrain dino/vit_tiny_cifar10 data.train=/data/cifar10/train optim.epochs=50
+  vitssl pretrain dino/vit_small_imagenet data.train=/data/imagenet/train data.batch_size=64
+  vitssl pretrain my_recipe.yaml
+  torchrun --nproc_per_node=8 -m vitssl pretrain dino/vit_small_imagenet ...
 
 Re-running the same command on the same run folder resumes from its last checkpoint.
 Run `vitssl pretrain` alone for the list of presets, `vitssl pretrain --help-config` for every key with its
@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/dino/vit_tiny_cifar10.yaml")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="a preset's name (`vitssl presets` lists them, e.g. dino/vit_small_imagenet) or a YAML file",
+    )
     p.add_argument(
         "overrides",
         nargs="*",
@@ -112,37 +116,11 @@ def _train(cfg: PretrainConfig) -> FitResult:
     return pretrain(cfg)
 
 
-def preset_folder() -> Path | None:
-    """The presets' folder: ``configs/`` in the working directory (a checkout or a copy of it), else the one of the
-    checkout this package was installed from; None when neither exists (an installed wheel ships no presets)."""
-    here = Path("configs")
-    if here.is_dir():
-        return here
-    checkout = Path(__file__).resolve().parents[3] / "configs"
-    return checkout if checkout.is_dir() else None
-
-
-def presets(folder: Path) -> list[tuple[str, str]]:
-    """(name relative to ``folder``, description) of every YAML preset below it, sorted by name; the description
-    is the preset's first comment line, without its "Run:" label (empty when the file starts with no comment)."""
-    found = []
-    for path in sorted(folder.rglob("*.yaml")):
-        first = path.read_text(encoding="utf-8", errors="replace").lstrip().partition("\n")[0]
-        text = first.lstrip("#").strip() if first.startswith("#") else ""
-        found.append((path.relative_to(folder).as_posix(), text.removeprefix("Run:").strip()))
-    return found
-
-
 def _print_presets() -> None:
-    folder = preset_folder()
-    if folder is None:
-        print("\nno presets found (they live in configs/ of a vitssl checkout); pass the path of a YAML config")
-        return
-    print(f"\npresets in {folder}/ (vitssl pretrain {folder}/NAME [key=value ...]):")
-    listed = presets(folder)
-    width = max((len(name) for name, _ in listed), default=0)
-    for name, description in listed:
-        print(f"  {name:<{width}}  {description}".rstrip())
+    from vitssl.commands.presets import format_presets
+
+    print("\npresets (vitssl pretrain NAME [key=value ...]; a YAML file path works too):")
+    print("\n".join(f"  {line}" for line in format_presets().splitlines()))
 
 
 def _print_config_help() -> None:
