@@ -19,7 +19,7 @@ from vitssl.commands._shared import (
 )
 
 if TYPE_CHECKING:
-    from vitssl.data.detection import DetectionSet
+    from vitssl.detection.dataset import DetectionSet
 
 EPILOG = """\
 examples:
@@ -100,12 +100,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitssl.checkpoints import run_dir_of
-    from vitssl.data.detection import load_detection
+    from vitssl.detection.dataset import load_detection
+    from vitssl.detection.figures import plot_detections
+    from vitssl.detection.model import build_detector, build_pyramid
+    from vitssl.detection.train import DetectSettings, evaluate_detector, train_detector
     from vitssl.device import resolve_device
-    from vitssl.eval.detect import DetectSettings, evaluate_detector, train_detector
-    from vitssl.eval.detect_figures import plot_detections
     from vitssl.eval.loading import load_backbone
-    from vitssl.models.detection import build_detector, build_pyramid
 
     device = str(resolve_device(args.device, "--device"))
     cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))

@@ -14,9 +14,8 @@ from vitssl.config.loading import (
     to_dict,
     validate,
 )
+from vitssl.config.normalisation import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from vitssl.config.schema import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CropsConfig,
     DataConfig,
     ModelConfig,
@@ -41,6 +40,8 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "TrainConfig",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "load_config",

@@ -25,7 +25,7 @@ def expand_images(args: Sequence[str | Path], cache_dir: str | Path) -> list[Pat
     paths: list[Path] = []
     for arg in args:
         if str(arg) == SAMPLE_IMAGES and not Path(arg).exists():
-            from vitssl.data.synthetic import ensure_synthetic
+            from vitssl.data.sources.synthetic import ensure_synthetic
 
             test = ensure_synthetic(cache_dir) / "test"
             paths += [min(folder.glob("*.png")) for folder in sorted(test.iterdir()) if folder.is_dir()]

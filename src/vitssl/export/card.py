@@ -17,7 +17,7 @@ from vitssl.config import to_dict
 from vitssl.export.source import ExportSource
 from vitssl.export.timm_spec import timm_spec
 
-# Result files that the evaluation commands write into a run folder (see vitssl.report).
+# Result files that the evaluation commands write into a run folder (see vitssl.report.page).
 RESULT_FILES = (
     "knn.json",
     "knn_online.json",

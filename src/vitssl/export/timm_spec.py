@@ -39,7 +39,7 @@ def timm_spec(cfg: PretrainConfig) -> TimmSpec:
     """The timm recipe of the backbone that ``cfg`` trains (drop path omitted: it does nothing at inference).
 
     Mirrors ``build_backbone`` (presets, patch/img size, depth, window) and SiT's extra token (a timm register
-    token next to the class token, ``reg_tokens=1``; ``vitssl.models.sit_heads``).
+    token next to the class token, ``reg_tokens=1``; ``vitssl.methods.sit.heads``).
     """
     m = cfg.model
     architecture = PRESETS.get(m.backbone, m.backbone)

@@ -8,8 +8,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
-from vitssl.data.detection import DetectionImages, DetectionSet
-from vitssl.eval.detect import predict
+from vitssl.detection.dataset import DetectionImages, DetectionSet
+from vitssl.detection.train import predict
 
 _COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#9a6324")
 

@@ -15,12 +15,12 @@ from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import ViewBatch
-from vitssl.data.multicrop import CropSpec
+from vitssl.data.views.multicrop import CropSpec
 from vitssl.losses.esvit import EsViTLoss
 from vitssl.methods.base import Method, StepOutput
 from vitssl.methods.diagnostics import collapse_diagnostics, entropy
 from vitssl.methods.dino_family import NUM_GLOBAL_CROPS, dino_schedule, dino_views, student_and_teacher, with_koleo
-from vitssl.methods.esvit_config import EsViTConfig
+from vitssl.methods.esvit.config import EsViTConfig
 from vitssl.methods.registry import register_method
 from vitssl.methods.teacher import drop_last_layer_grads
 from vitssl.models.backbones import Backbone

@@ -68,7 +68,7 @@ class DetectionBackbone(nn.Module, metaclass=abc.ABCMeta):
         return self
 
     def unfreeze(self) -> DetectionBackbone:
-        """Fine-tune the body too (see ``vitssl.eval.detect`` for its layer-wise learning-rate decay)."""
+        """Fine-tune the body too (see ``vitssl.detection.train`` for its layer-wise learning-rate decay)."""
         self.frozen = False
         for p in self.body.parameters():
             p.requires_grad_(True)

@@ -8,7 +8,7 @@
 * a single COCO or VOC folder, split deterministically: every fifth image (in file-name order) is held out.
 
 A COCO folder holds ``images/`` and ``annotations.json``; a VOC folder ``JPEGImages/`` and ``Annotations/``
-(see :mod:`vitssl.data.detection_formats`). Boxes are checked once, up front, so that training never meets a bad
+(see :mod:`vitssl.detection.formats`). Boxes are checked once, up front, so that training never meets a bad
 one: boxes reaching outside their image are clipped, degenerate boxes (under one pixel wide or tall, or not
 finite) and boxes of unknown classes are dropped, images without objects are kept as negatives; each kind is
 reported as one warning with its count. Unreadable images are left out and reported instead through
@@ -29,10 +29,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitssl.data.bad_inputs import entry, file_reason, note
-from vitssl.data.detection_formats import read_coco, read_voc
-from vitssl.data.detection_synthetic import DEFAULT_SIZE, ensure_synthetic_det
-from vitssl.data.detection_types import DetectionSample, DetectionSet
 from vitssl.data.images import UnreadableImageError, load_rgb
+from vitssl.detection.formats import read_coco, read_voc
+from vitssl.detection.synthetic import DEFAULT_SIZE, ensure_synthetic_det
+from vitssl.detection.types import DetectionSample, DetectionSet
 from vitssl.errors import VitsslError
 
 __all__ = [

@@ -1,9 +1,9 @@
 """``synthetic_det``: a built-in, offline detection dataset, generated on first use into the cache folder.
 
 Layout of the folder :func:`ensure_synthetic_det` returns (each split is a COCO-style folder, read by
-:func:`vitssl.data.detection_formats.read_coco`)::
+:func:`vitssl.detection.formats.read_coco`)::
 
-    <root>/train/images/<i>.png     RGB images with 1-4 shapes each (see vitssl.data.synthetic_det_render)
+    <root>/train/images/<i>.png     RGB images with 1-4 shapes each (see vitssl.detection.render)
     <root>/train/annotations.json   COCO boxes and categories (the ten shape classes of `synthetic`)
     <root>/test/...
     <root>/manifest.json            written last: its presence marks the folder complete
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vitssl.data.synthetic_det_render import render_scene
-from vitssl.data.synthetic_render import CLASS_NAMES
+from vitssl.data.sources.synthetic_render import CLASS_NAMES
+from vitssl.detection.render import render_scene
 from vitssl.errors import VitsslError
 
 __all__ = ["DEFAULT_SIZE", "ensure_synthetic_det"]

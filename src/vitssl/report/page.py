@@ -18,7 +18,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from vitssl.errors import VitsslError
-from vitssl.plots import metric_series, read_metrics
+from vitssl.report.plots import metric_series, read_metrics
 
 # (title, file stem, predicate on metric names)
 _CURVES: tuple[tuple[str, str, tuple[str, ...]], ...] = (

@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vitssl.data.batches import EvalBatch, ViewBatch, bad_paths_of, stack_by_resolution
-from vitssl.data.sampler import EpochSampler
-from vitssl.data.workers import init_worker
+from vitssl.data.loading.sampler import EpochSampler
+from vitssl.data.loading.workers import init_worker
 
 __all__ = ["build_loader", "collate_views", "set_loader_epoch"]
 
@@ -25,7 +25,7 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> ViewBatch | EvalBatch:
 
     Args:
         samples: Dicts with ``"views"`` (a list of V tensors, or one tensor), ``"label"``, ``"index"``,
-            ``"skipped"`` and ``"bad_paths"``, as :class:`~vitssl.data.folders.ImageFolderDataset` returns them.
+            ``"skipped"`` and ``"bad_paths"``, as :class:`~vitssl.data.sources.folders.ImageFolderDataset` returns them.
 
     Returns:
         A :class:`ViewBatch` (``views``: V tensors (B, 3, h, w)) or, when each sample's views is a single tensor

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from vitssl.data import crop_ops
 from vitssl.data.batches import SiTBatch, bad_paths_of
-from vitssl.data.corruptions import CorruptionPipeline, replace_in_batch, replace_within_pairs
-from vitssl.data.multicrop import CropSpec, augment_view
+from vitssl.data.views import crop_ops
+from vitssl.data.views.multicrop import CropSpec, augment_view
 from vitssl.errors import VitsslError
+from vitssl.methods.sit.corruptions import CorruptionPipeline, replace_in_batch, replace_within_pairs
 
 __all__ = ["SiTCollate", "SiTViewTransform", "rotate"]
 

@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 
 from vitssl.data.bad_inputs import ERROR, SKIP, check_policy, entry, file_reason
-from vitssl.data.cache import ImageCache, choose_cache_mode
-from vitssl.data.discovery import list_labelled, list_unlabelled, no_images_error
 from vitssl.data.images import UnreadableImageError, load_rgb
-from vitssl.data.sampler import decode_repeat
+from vitssl.data.loading.sampler import decode_repeat
 from vitssl.data.seeding import sample_generator
-from vitssl.data.subset import stratified_subset
+from vitssl.data.sources.cache import ImageCache, choose_cache_mode
+from vitssl.data.sources.discovery import list_labelled, list_unlabelled, no_images_error
+from vitssl.data.sources.subset import stratified_subset
 from vitssl.errors import VitsslError
 
 __all__ = ["ImageFolderDataset", "ViewTransform"]
@@ -43,8 +43,8 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         transform: Called as ``transform(image, generator)`` on the RGB PIL image with this sample's
             generator; None returns the PIL image itself as ``"views"``.
         cache: "memory" keeps each image in shared memory once decoded (nothing is decoded up front; see
-            :class:`vitssl.data.cache.ImageCache`), "none" decodes on every access, "auto" picks memory for
-            small datasets (see :func:`vitssl.data.cache.choose_cache_mode`). Memory falls back to none,
+            :class:`vitssl.data.sources.cache.ImageCache`), "none" decodes on every access, "auto" picks memory for
+            small datasets (see :func:`vitssl.data.sources.cache.choose_cache_mode`). Memory falls back to none,
             with a warning, when "auto" chose it but the shared memory cannot be reserved.
         max_images: Keep a fixed subset of this many images, stratified over classes when labelled. The
             subset is chosen among the files found; an unreadable one in it stays (the next image stands in).
@@ -60,7 +60,7 @@ class ImageFolderDataset(torch.utils.data.Dataset[dict[str, Any]]):
         targets: The label of every image.
         paths: The file of every image.
         cache_mode: "memory" or "none", after resolving "auto".
-        image_cache: The :class:`~vitssl.data.cache.ImageCache` in memory mode, else None.
+        image_cache: The :class:`~vitssl.data.sources.cache.ImageCache` in memory mode, else None.
         num_skipped: Unreadable files found so far by this process.
         on_bad_image: As given.
 

@@ -48,12 +48,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vitssl.data.bad_inputs import ERROR, SKIP, check_policy, entry
-from vitssl.data.folders import ViewTransform
 from vitssl.data.images import IMAGE_EXTENSIONS, UnreadableImageError, to_rgb
-from vitssl.data.loader import collate_views
+from vitssl.data.loading.loader import collate_views
+from vitssl.data.loading.workers import init_worker
 from vitssl.data.seeding import derive_seed, sample_generator
-from vitssl.data.shard_index import ShardIndex, is_shard_spec, load_shard_index, sample_members
-from vitssl.data.workers import init_worker
+from vitssl.data.shards.index import ShardIndex, is_shard_spec, load_shard_index, sample_members
+from vitssl.data.sources.folders import ViewTransform
 from vitssl.errors import VitsslError
 
 __all__ = [

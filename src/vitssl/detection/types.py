@@ -33,7 +33,7 @@ class DetectionSet:
 
     Attributes:
         native_size: The side of the images when they all share one (the built-in synthetic set), else None.
-        fixes: Counts of what :func:`vitssl.data.detection.sanitize` clipped or dropped, by kind.
+        fixes: Counts of what :func:`vitssl.detection.dataset.sanitize` clipped or dropped, by kind.
     """
 
     samples: list[DetectionSample]

@@ -2,7 +2,7 @@
 
 A dataset is given as a folder holding shards and one ``<prefix>-index.json`` written by ``vitssl shards``, that
 index file itself, or a brace pattern such as ``/data/train-{000000..000123}.tar`` (an index next to the shards
-gives their sizes; without one the tar headers are read once). :mod:`vitssl.data.shards` reads the samples.
+gives their sizes; without one the tar headers are read once). :mod:`vitssl.data.shards.dataset` reads the samples.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vitssl.data.shard_writer import INDEX_FORMAT, INDEX_SUFFIX
+from vitssl.data.shards.writer import INDEX_FORMAT, INDEX_SUFFIX
 from vitssl.errors import VitsslError
 
 __all__ = ["ShardIndex", "is_shard_spec", "load_shard_index", "sample_members"]

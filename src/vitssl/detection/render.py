@@ -1,7 +1,7 @@
 """Drawing one image of the ``synthetic_det`` detection dataset: several shapes, possibly overlapping.
 
 The shapes and their class colours are those of the ``synthetic`` classification set (see
-:mod:`vitssl.data.synthetic_render`), so a backbone pretrained on ``synthetic`` has seen every object class. An
+:mod:`vitssl.data.sources.synthetic_render`), so a backbone pretrained on ``synthetic`` has seen every object class. An
 image holds 1 to 4 objects on one smooth background; a later object may cover part of an earlier one, but each
 keeps at least half of its area visible, and its box is the tight box of its visible pixels (the COCO
 convention). Everything is drawn at 4x the output size and box-filtered down.
@@ -14,7 +14,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vitssl.data.synthetic_render import (
+from vitssl.data.sources.synthetic_render import (
     _LUMA,
     _MIN_LUMA_GAP,
     _PAINTERS,

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitssl.data.crop_ops import Draws
+from vitssl.data.views.crop_ops import Draws
 from vitssl.errors import VitsslError
 
 __all__ = [
@@ -318,7 +318,7 @@ def replace_within_pairs(views: Tensor, donors: Tensor, masks: Tensor) -> Tensor
     """SiT's random replace with a donor that does not depend on the batch size: rows 2k and 2k + 1 donate to each
     other (with an odd batch, the last row takes the next row cyclically, i.e. the first one).
 
-    Since every process holds whole pairs of the global batch (see :class:`~vitssl.data.sampler.EpochSampler`),
+    Since every process holds whole pairs of the global batch (see :class:`~vitssl.data.loading.sampler.EpochSampler`),
     the replaced pixels are the same with one process or several.
     """
     b = views.shape[0]

@@ -20,10 +20,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vitssl.data.detection import DetectionImages, DetectionSet, collate, take_bad_paths
-from vitssl.data.workers import init_worker
+from vitssl.data.loading.workers import init_worker
+from vitssl.detection.dataset import DetectionImages, DetectionSet, collate, take_bad_paths
+from vitssl.detection.model import DetectionBackbone
 from vitssl.errors import VitsslError
-from vitssl.models.detection import DetectionBackbone
 
 # torchmetrics' result keys -> ours (percent)
 _METRICS = {

@@ -26,9 +26,9 @@ from typing import Any
 from tqdm import tqdm
 
 from vitssl.data.bad_inputs import ERROR, SKIP, check_policy, entry, file_reason
-from vitssl.data.discovery import has_class_layout, list_labelled, list_unlabelled
 from vitssl.data.images import UnreadableImageError, load_rgb
 from vitssl.data.seeding import derive_seed
+from vitssl.data.sources.discovery import has_class_layout, list_labelled, list_unlabelled
 from vitssl.errors import VitsslError
 
 __all__ = [

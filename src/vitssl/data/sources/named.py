@@ -1,9 +1,9 @@
 """Resolving a config's dataset string (a folder, or a named dataset) to an image folder.
 
 Named datasets are materialised as image folders in the cache directory once, so that from here on every
-dataset is just a folder for :class:`~vitssl.data.folders.ImageFolderDataset`:
+dataset is just a folder for :class:`~vitssl.data.sources.folders.ImageFolderDataset`:
 
-* ``synthetic``: the built-in shapes dataset (:mod:`vitssl.data.synthetic`), generated offline;
+* ``synthetic``: the built-in shapes dataset (:mod:`vitssl.data.sources.synthetic`), generated offline;
 * ``cifar10``: downloaded with torchvision, then exported as PNG folders.
 
 ``name`` picks the split by role (``train`` for role "train", ``test`` for role "val"); ``name:train`` and
@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from vitssl.data.discovery import has_class_layout
-from vitssl.data.synthetic import ensure_synthetic
+from vitssl.data.sources.discovery import has_class_layout
+from vitssl.data.sources.synthetic import ensure_synthetic
 from vitssl.errors import VitsslError
 
 __all__ = ["NAMED_DATASETS", "ROLES", "ensure_cifar10_folders", "resolve_dataset"]

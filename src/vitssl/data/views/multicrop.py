@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vitssl.config import IMAGENET_MEAN, IMAGENET_STD, CropsConfig
-from vitssl.data import crop_ops
+from vitssl.config import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, CropsConfig
+from vitssl.data.views import crop_ops
 from vitssl.errors import VitsslError
 
 __all__ = [
@@ -36,8 +36,6 @@ __all__ = [
     "dino_crops_from_config",
 ]
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 _BICUBIC = Image.Resampling.BICUBIC
 # CropSpec fields that dino_crops may override for every crop; size, scale, blur_p and solarize_p are what

@@ -8,7 +8,7 @@ Layout of the folder :func:`ensure_synthetic` returns::
     <root>/masks/test/<class>/<i>.png
     <root>/manifest.json             written last: its presence marks the folder complete
 
-The class is decided by shape alone (see :mod:`vitssl.data.synthetic_render`); the masks allow checking that
+The class is decided by shape alone (see :mod:`vitssl.data.sources.synthetic_render`); the masks allow checking that
 attention maps (DINO, Caron et al. 2021, arXiv 2104.14294, figure 1) land on the object.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from vitssl.data.synthetic_render import CLASS_NAMES, render_sample
+from vitssl.data.sources.synthetic_render import CLASS_NAMES, render_sample
 from vitssl.errors import VitsslError
 
 __all__ = ["SPLITS", "class_names", "ensure_synthetic", "mask_path", "synthetic_folder_name"]

@@ -21,7 +21,15 @@ from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import SiTBatch
-from vitssl.data.corruptions import (
+from vitssl.data.views.multicrop import CropSpec, crop_spec
+from vitssl.errors import VitsslError
+from vitssl.losses.koleo import koleo_loss
+from vitssl.losses.terms import sum_terms
+from vitssl.methods.base import Method, StepOutput
+from vitssl.methods.diagnostics import feature_spread
+from vitssl.methods.registry import register_method
+from vitssl.methods.sit.config import SiTConfig
+from vitssl.methods.sit.corruptions import (
     BlurPatch,
     ColourDistortion,
     Corruption,
@@ -30,11 +38,14 @@ from vitssl.data.corruptions import (
     RandomDrop,
     RandomReplace,
 )
-from vitssl.data.multicrop import CropSpec, crop_spec
-from vitssl.data.sit_views import SiTCollate, SiTViewTransform
-from vitssl.errors import VitsslError
-from vitssl.losses.koleo import koleo_loss
-from vitssl.losses.sit import (
+from vitssl.methods.sit.heads import (
+    ContrastiveHead,
+    ReconstructionHead,
+    RotationHead,
+    SiTBackbone,
+    build_sit_backbone,
+)
+from vitssl.methods.sit.losses import (
     FixedWeighting,
     UncertaintyWeighting,
     nt_xent,
@@ -42,19 +53,8 @@ from vitssl.losses.sit import (
     rotation_loss,
     symmetric_info_nce,
 )
-from vitssl.losses.terms import sum_terms
-from vitssl.methods.base import Method, StepOutput
-from vitssl.methods.diagnostics import feature_spread
-from vitssl.methods.registry import register_method
-from vitssl.methods.sit_config import SiTConfig
+from vitssl.methods.sit.views import SiTCollate, SiTViewTransform
 from vitssl.methods.teacher import EMATeacher
-from vitssl.models.sit_heads import (
-    ContrastiveHead,
-    ReconstructionHead,
-    RotationHead,
-    SiTBackbone,
-    build_sit_backbone,
-)
 from vitssl.optim import param_groups
 from vitssl.schedules import StepState, cosine_schedule
 
@@ -313,7 +313,7 @@ class SiT(Method):
     @torch.no_grad()
     def pictures(self, batch: SiTBatch) -> dict[str, np.ndarray]:  # type: ignore[override]
         """The reconstruction grid of the batch's first view: clean / corrupted / reconstructed / mask rows."""
-        from vitssl.methods.sit_pictures import reconstruction_grid
+        from vitssl.methods.sit.pictures import reconstruction_grid
 
         n = min(self.cfg.sit.picture_images, batch.views[0].shape[0])
         was_training = self.training

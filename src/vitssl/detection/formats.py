@@ -6,8 +6,8 @@
 * Pascal VOC (Everingham et al. 2010): ``ROOT/JPEGImages/<file>`` and ``ROOT/Annotations/<name>.xml`` with
   ``<filename>``, ``<size>`` and one ``<object>`` (``<name>``, ``<bndbox>`` xmin/ymin/xmax/ymax) per object.
 
-Both return raw :class:`~vitssl.data.detection.DetectionSample` lists; checking boxes and labels against the
-images is left to :func:`vitssl.data.detection.sanitize`, which reports problems with counts.
+Both return raw :class:`~vitssl.detection.dataset.DetectionSample` lists; checking boxes and labels against the
+images is left to :func:`vitssl.detection.dataset.sanitize`, which reports problems with counts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitssl.data.detection_types import DetectionSample, DetectionSet
+from vitssl.detection.types import DetectionSample, DetectionSet
 from vitssl.errors import VitsslError
 
 __all__ = ["read_coco", "read_voc"]

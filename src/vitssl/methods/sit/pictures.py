@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from vitssl.data.normalise import to_uint8
+from vitssl.data.views.normalise import to_uint8
 
 __all__ = ["reconstruction_grid", "save_reconstruction_grid"]
 

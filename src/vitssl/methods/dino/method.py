@@ -13,11 +13,11 @@ from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import ViewBatch
-from vitssl.data.multicrop import CropSpec
+from vitssl.data.views.multicrop import CropSpec
 from vitssl.losses.dino import DINOLoss
 from vitssl.methods.base import Method, StepOutput
 from vitssl.methods.diagnostics import collapse_diagnostics
-from vitssl.methods.dino_config import DINOConfig
+from vitssl.methods.dino.config import DINOConfig
 from vitssl.methods.dino_family import (
     NUM_GLOBAL_CROPS,
     dino_schedule,

@@ -1,0 +1,1 @@
+"""DINO (Caron et al. 2021, arXiv 2104.14294): its config section and method."""

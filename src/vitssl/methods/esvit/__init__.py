@@ -1,0 +1,1 @@
+"""EsViT (Li et al. 2021, arXiv 2106.09785): its config section and method."""
