@@ -1,6 +1,7 @@
-"""Building a pretraining run from its config: process group, seed, method, data, online k-NN and trainer.
+"""The Python API of training: ``vitssl.pretrain("configs/demo.yaml", **{"optim.epochs": 1})``.
 
-This is the one place that knows which concrete pieces make a run; the trainer receives them ready-made.
+Building a pretraining run from its config (process group, seed, method, data, online k-NN and trainer) happens
+here and only here: the trainer receives the pieces ready-made, and ``vitssl pretrain`` calls the same functions.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from vitssl import distributed as dist
 from vitssl.checkpoints import holds_checkpoint
-from vitssl.config import PretrainConfig
+from vitssl.config import PretrainConfig, load_config, with_values
 from vitssl.data.build import build_pretrain_data
 from vitssl.device import resolve_device
 from vitssl.engine.run_folder import RunFolder
@@ -85,6 +87,20 @@ def _in_use(run_dir: Path) -> bool:
     return False
 
 
-def pretrain(cfg: PretrainConfig, stop_at_step: int | None = None) -> FitResult:
+def train(cfg: PretrainConfig, stop_at_step: int | None = None) -> FitResult:
     """Pretrain to the end of ``cfg``'s schedule (or to ``stop_at_step``), resuming from the run folder."""
     return build_trainer(cfg).fit(stop_at_step=stop_at_step)
+
+
+def pretrain(config: str | Path | PretrainConfig | None = None, **overrides: Any) -> Path:
+    """Pretrain from a YAML preset (or a loaded config, or the defaults when None) and return the run folder.
+
+    ``overrides`` are config keys, dotted or nested, with Python values: ``pretrain("configs/demo.yaml",
+    **{"optim.epochs": 1, "train.out_dir": "runs/try"})`` or ``pretrain(path, optim={"epochs": 1})``. As with
+    ``vitssl pretrain``, a run folder that holds a run is resumed.
+    """
+    if isinstance(config, PretrainConfig):
+        cfg = with_values(config, overrides) if overrides else config
+    else:
+        cfg = load_config(config, values=overrides)
+    return train(cfg).run_dir

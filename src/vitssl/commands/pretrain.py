@@ -98,9 +98,9 @@ def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> Pretrai
 
 def _train(cfg: PretrainConfig) -> FitResult:
     """Build the trainer for ``cfg`` and run it to the end (resuming from the run folder's last checkpoint)."""
-    from vitssl.api import pretrain
+    from vitssl.api import train
 
-    return pretrain(cfg)
+    return train(cfg)
 
 
 def _print_config_help() -> None:

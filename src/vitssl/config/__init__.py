@@ -13,6 +13,7 @@ from vitssl.config.loading import (
     save_config,
     to_dict,
     validate,
+    with_values,
 )
 from vitssl.config.normalisation import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from vitssl.config.schema import (
@@ -45,6 +46,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "load_config",
+    "with_values",
     "from_dict",
     "to_dict",
     "save_config",

@@ -82,7 +82,8 @@ class SiTBackbone(Backbone):
 
     def final_tokens(self, images: Tensor) -> Tensor:
         """(B, 2 + N, D) tokens after the final norm: rotation, contrastive, then the patches."""
-        return self.model.forward_features(images)
+        tokens: Tensor = self.model.forward_features(images)
+        return tokens
 
     def tokens_by_role(self, images: Tensor) -> SiTTokens:
         """One forward pass, returning the rotation token, the contrastive token and the patch tokens."""
@@ -186,7 +187,8 @@ class ContrastiveHead(nn.Module):
         init_linear_layers(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        out: Tensor = self.net(x)
+        return out
 
 
 class ReconstructionHead(nn.Module):
@@ -248,8 +250,9 @@ class ReconstructionHead(nn.Module):
         if self.kind == "mlp_deconv":
             # (B, N, D) -> (B, D, rows, cols): the token grid as a feature map for the transposed convolution
             features = self.mlp(tokens).transpose(1, 2).reshape(b, d, rows, cols)
-            return self.deconv(features)
+            image: Tensor = self.deconv(features)
+            return image
         p, c = self.patch_size, self.channels
-        pixels = self.net(tokens).view(b, rows, cols, c, p, p)
+        pixels: Tensor = self.net(tokens).view(b, rows, cols, c, p, p)
         # (B, rows, cols, C, p, p) -> (B, C, rows, p, cols, p): each token's patch goes back to its place
         return pixels.permute(0, 3, 1, 4, 2, 5).reshape(b, c, rows * p, cols * p)
