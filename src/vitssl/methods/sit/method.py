@@ -27,7 +27,7 @@ from vitssl.losses.koleo import koleo_loss
 from vitssl.losses.terms import sum_terms
 from vitssl.methods.base import Method, StepOutput
 from vitssl.methods.diagnostics import feature_spread
-from vitssl.methods.registry import register_method
+from vitssl.methods.registry import MethodInfo, register_method
 from vitssl.methods.sit.config import SiTConfig
 from vitssl.methods.sit.corruptions import (
     BlurPatch,
@@ -350,6 +350,11 @@ def rotation_accuracy(method: SiT, images: Tensor, batch_size: int = 256) -> flo
     return 100.0 * correct / total
 
 
-@register_method("sit", sections={"sit": SiTConfig})
+@register_method(
+    "sit",
+    sections={"sit": SiTConfig},
+    # the contrastive token sits after the [CLS] (rotation) token, where timm keeps its register tokens
+    info=MethodInfo("SiT (Atito et al. 2021, arXiv 2104.03602)", timm_args={"reg_tokens": 1}),
+)
 def _build_sit(cfg: PretrainConfig) -> SiT:
     return SiT(cfg)
