@@ -111,7 +111,7 @@ def _draw(args: argparse.Namespace) -> int:
 
     from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
-    from vitssl.data.normalise import to_image
+    from vitssl.data.views.normalise import to_image
     from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
     from vitssl.eval.images import expand_images
 
@@ -141,9 +141,9 @@ def _score(args: argparse.Namespace) -> int:
     import json
 
     from vitssl.checkpoints import run_dir_of
-    from vitssl.data.folders import ImageFolderDataset
-    from vitssl.data.loader import build_loader
-    from vitssl.data.named import NAMED_DATASETS, resolve_dataset
+    from vitssl.data.loading.loader import build_loader
+    from vitssl.data.sources.folders import ImageFolderDataset
+    from vitssl.data.sources.named import NAMED_DATASETS, resolve_dataset
     from vitssl.eval.correspondence import FlipPairTransform, flip_correspondence_accuracy
 
     cfg, backbone, device, size = _setup(args)

@@ -152,7 +152,7 @@ def _neighbour_counts(ks: list[int] | None, memory_size: int) -> tuple[int, ...]
 
 def _plot_comparison(results: dict[str, dict], out: Path) -> None:
     """``knn_comparison.png`` next to the JSON: raw pixels and initialisation (when scored) against pretrained."""
-    from vitssl.plots import plot_knn_comparison
+    from vitssl.report.plots import plot_knn_comparison
 
     order = ("pixels", "init", "pretrained")
     plot_knn_comparison({name: results[name] for name in order if name in results}, out.with_name("knn_comparison.png"))

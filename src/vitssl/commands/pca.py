@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitssl.checkpoints import run_dir_of
-    from vitssl.data.normalise import denormalise
+    from vitssl.data.views.normalise import denormalise
     from vitssl.eval.attention_io import patch_multiple
-    from vitssl.eval.figures import image_pairs_grid
     from vitssl.eval.images import expand_images, image_to_tensor, load_readable
     from vitssl.eval.pca import pca_rgb
+    from vitssl.report.figures import image_pairs_grid
 
     device, cfg, backbone = load_frozen(args)
     # all checked first: a missing file stops here, an unreadable one is skipped

@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> PretrainConfig:
+    from vitssl.api import fresh_run_dir
     from vitssl.checkpoints import holds_checkpoint
-    from vitssl.commands.training import fresh_run_dir
     from vitssl.errors import VitsslError
 
     if fresh:
@@ -111,9 +111,9 @@ def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> Pretrai
 
 def _train(cfg: PretrainConfig) -> FitResult:
     """Build the trainer for ``cfg`` and run it to the end (resuming from the run folder's last checkpoint)."""
-    from vitssl.commands.training import pretrain
+    from vitssl.api import train
 
-    return pretrain(cfg)
+    return train(cfg)
 
 
 def _print_presets() -> None:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.report import build_report
+    from vitssl.report.page import build_report
 
     page = build_report(args.run_dir, args.out)
     print(f"wrote {page}")

@@ -14,14 +14,14 @@ from tqdm.auto import tqdm
 
 from vitssl.config import PretrainConfig
 from vitssl.data.build import eval_transform
-from vitssl.data.normalise import denormalise
+from vitssl.data.views.normalise import denormalise
 from vitssl.errors import VitsslError
 from vitssl.eval.attention import JaccardScore, attention_maps, keep_mass, score_foreground, upsample
 from vitssl.eval.blocks import is_swin
-from vitssl.eval.figures import attention_grid
 from vitssl.eval.images import DEFAULT_MAX_SIDE, image_to_tensor, load_readable
 from vitssl.eval.pairs import load_pairs
 from vitssl.models.backbones import Backbone
+from vitssl.report.figures import attention_grid
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:

@@ -29,13 +29,13 @@ def expand_images(args: Sequence[str | Path], cache_dir: str | Path) -> list[Pat
     first test image of each class (ten images); a folder becomes every image file below it (any depth, sorted;
     see :data:`vitssl.data.images.IMAGE_EXTENSIONS`); anything else is kept as given (a missing file is reported
     when it is loaded)."""
-    from vitssl.data.discovery import find_images
+    from vitssl.data.sources.discovery import find_images
 
     paths: list[Path] = []
     for arg in args:
         path = Path(arg)
         if str(arg) == SAMPLE_IMAGES and not path.exists():
-            from vitssl.data.synthetic import ensure_synthetic
+            from vitssl.data.sources.synthetic import ensure_synthetic
 
             test = ensure_synthetic(cache_dir) / "test"
             paths += [min(folder.glob("*.png")) for folder in sorted(test.iterdir()) if folder.is_dir()]

@@ -16,8 +16,9 @@ import yaml
 from vitssl.config import to_dict
 from vitssl.export.source import ExportSource
 from vitssl.export.timm_spec import timm_spec
+from vitssl.methods.registry import method_info
 
-# Result files that the evaluation commands write into a run folder (see vitssl.report).
+# Result files that the evaluation commands write into a run folder (see vitssl.report.page).
 RESULT_FILES = (
     "knn.json",
     "knn_online.json",
@@ -29,11 +30,6 @@ RESULT_FILES = (
     "correspondence.json",
 )
 _MAX_ROWS = 30
-METHOD_PAPERS = {
-    "dino": "DINO (Caron et al. 2021, arXiv 2104.14294)",
-    "esvit": "EsViT (Li et al. 2021, arXiv 2106.09785)",
-    "sit": "SiT (Atito et al. 2021, arXiv 2104.03602)",
-}
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -125,7 +121,7 @@ Exported by `vitssl export --format {fmt}` from `{source.checkpoint}` (run `{cfg
 
 ## Method
 
-{METHOD_PAPERS.get(cfg.method, cfg.method)}; the exported network is the {source.which}.
+{method_info(cfg.method).paper}; the exported network is the {source.which}.
 
 ## Data and preprocessing
 

@@ -1,5 +1,0 @@
-import sys
-
-from vitssl.cli import main
-
-sys.exit(main())
