@@ -176,7 +176,8 @@ def load_config(
     path: str | Path | None, overrides: list[str] | None = None, values: Mapping[str, Any] | None = None
 ) -> PretrainConfig:
     """Load a :class:`PretrainConfig` from a YAML file or a shipped preset's name (or defaults when ``path`` is
-    None) plus dotted overrides: the command line's ``key.sub=value`` strings, then ``values`` (Python values under dotted or nested keys)."""
+    None) plus overrides: the command line's ``key.sub=value`` strings, then ``values`` (Python values under
+    dotted or nested keys)."""
     merged = read_yaml(resolve_config(path)) if path is not None else {}
     merged = _merge(merged, parse_overrides(overrides or []))
     merged = _merge(merged, nest_values(values or {}))
