@@ -19,7 +19,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "vitssl"
-LEAVES = {"errors", "distributed", "device", "checkpoints", "schedules", "optim", "writing", "run_lock"}
+LEAVES = {
+    "errors",
+    "distributed",
+    "device",
+    "checkpoints",
+    "schedules",
+    "optim",
+    "writing",
+    "run_lock",
+    "extras",
+    "log",
+}
 _ABOVE_METHODS = {"engine", "eval", "detection", "export", "report", "commands", "cli", "api"}
 
 # package (first path component under vitssl) -> vitssl packages it must never import

@@ -24,6 +24,7 @@ from vitssl.data.loading.workers import init_worker
 from vitssl.detection.dataset import DetectionImages, DetectionSet, collate, take_bad_paths
 from vitssl.detection.model import DetectionBackbone
 from vitssl.errors import VitsslError
+from vitssl.extras import require
 
 # torchmetrics' result keys -> ours (percent)
 _METRICS = {
@@ -176,7 +177,10 @@ def predict(model: nn.Module, images: list[Tensor], device: str) -> list[dict]:
 
 def evaluate_detector(model: nn.Module, val: DetectionSet, s: DetectSettings) -> dict:
     """COCO box AP (percent) of ``model`` on ``val`` with torchmetrics' MeanAveragePrecision."""
-    from torchmetrics.detection import MeanAveragePrecision
+    MeanAveragePrecision = require(
+        "torchmetrics.detection", "detect", "COCO box AP (vitssl detect)"
+    ).MeanAveragePrecision
+    require("pycocotools", "detect", "COCO box AP (vitssl detect)")
 
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
     loader = DataLoader(

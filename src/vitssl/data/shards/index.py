@@ -17,6 +17,7 @@ from typing import Any
 
 from vitssl.data.shards.writer import INDEX_FORMAT, INDEX_SUFFIX
 from vitssl.errors import VitsslError
+from vitssl.extras import require
 
 __all__ = ["ShardIndex", "is_shard_spec", "load_shard_index", "sample_members"]
 
@@ -135,7 +136,7 @@ def _read_index(path: Path, config_key: str) -> ShardIndex:
 
 
 def _index_of_pattern(pattern: str, config_key: str) -> ShardIndex:
-    import braceexpand
+    braceexpand = require("braceexpand", "shards", f"a brace pattern in {config_key}")
 
     try:
         names = [name for part in pattern.split("::") for name in braceexpand.braceexpand(part)]

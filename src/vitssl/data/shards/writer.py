@@ -30,6 +30,7 @@ from vitssl.data.images import UnreadableImageError, load_rgb
 from vitssl.data.seeding import derive_seed
 from vitssl.data.sources.discovery import has_class_layout, list_labelled, list_unlabelled
 from vitssl.errors import VitsslError
+from vitssl.extras import require
 
 __all__ = [
     "INDEX_FORMAT",
@@ -213,7 +214,8 @@ def _write_shards(
     on_bad_image: str,
 ) -> tuple[list[int], list[str]]:
     """Write the readable images; returns samples per shard and the entries of the unreadable ones."""
-    import webdataset  # heavy to import (several seconds), so only when packing
+    # heavy to import (several seconds), so only when packing
+    webdataset = require("webdataset", "shards", "packing shards")
 
     # ShardWriter formats the pattern with %, so a % in the folder name must be escaped.
     pattern = str(out).replace("%", "%%") + os.sep + f"{prefix}-%06d.tar"
