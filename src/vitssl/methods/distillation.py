@@ -98,5 +98,5 @@ class DistillationMethod(Method):
         return param_groups(self.student.named_parameters())
 
     def eval_backbone(self) -> Backbone:
-        """The teacher's backbone: the better network of the two throughout training (docs/methods.md 1.5)."""
+        """The teacher's backbone, the network DINO and EsViT evaluate (docs/methods.md 1.5)."""
         return cast(Backbone, self.teacher["backbone"])
