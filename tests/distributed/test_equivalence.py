@@ -54,7 +54,9 @@ def overrides(folder: Path, case: str, batch: int) -> list[str]:
 
 def run_torchrun(out: Path, tasks: dict, *extra: str) -> subprocess.CompletedProcess:
     (out / "tasks.json").write_text(json.dumps(tasks))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # the caller's PYTHONPATH stays after tests/, so the workers import the same vitssl as this process
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *extra, str(WORKER)]
     return subprocess.run([*cmd, str(out), str(out / "tasks.json")], env=env, capture_output=True, text=True)
 

@@ -55,6 +55,12 @@ class Toy(Method):
     def pictures(self, batch: ViewBatch) -> dict[str, np.ndarray]:
         return {"toy": np.zeros((4, 4, 3), dtype=np.uint8)}
 
+    def trained_modules(self) -> dict[str, nn.Module]:
+        return {"student": self.student}
+
+    def backbones(self) -> list[nn.Module]:
+        return [self.student["backbone"]]
+
     def param_groups(self) -> list[dict]:
         return param_groups(self.student.named_parameters())
 

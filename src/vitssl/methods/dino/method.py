@@ -6,52 +6,31 @@ The student matches the teacher's centred, sharpened distribution over K prototy
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import ViewBatch
-from vitssl.data.views.multicrop import CropSpec
 from vitssl.losses.dino import DINOLoss
-from vitssl.methods.base import Method, StepOutput
+from vitssl.methods.base import StepOutput
 from vitssl.methods.diagnostics import collapse_diagnostics
 from vitssl.methods.dino.config import DINOConfig
-from vitssl.methods.dino_family import (
-    NUM_GLOBAL_CROPS,
-    dino_schedule,
-    dino_views,
-    student_and_teacher,
-    with_koleo,
-)
+from vitssl.methods.dino_family import NUM_GLOBAL_CROPS, global_crop_koleo, student_and_teacher
+from vitssl.methods.distillation import DistillationMethod
 from vitssl.methods.registry import register_method
-from vitssl.methods.teacher import drop_last_layer_grads
-from vitssl.models.backbones import Backbone
-from vitssl.optim import param_groups
 from vitssl.schedules import StepState
 
 __all__ = ["DINO", "DINOConfig"]
 
 
-class DINO(Method):
+class DINO(DistillationMethod):
     """Student, EMA teacher, DINO head and loss, with the schedules of docs/methods.md section 1.4."""
 
     name = "dino"
 
     def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.student, self.teacher, self.ema = student_and_teacher(cfg, heads=("head",))
+        super().__init__(cfg, *student_and_teacher(cfg, heads=("head",)))
         self.loss_fn = DINOLoss(cfg.dino.out_dim, cfg.dino.student_temp, cfg.dino.center_momentum)
-        self._pending_teacher: list[Tensor] = []
-
-    @property
-    def views(self) -> list[CropSpec]:
-        return dino_views(self.cfg)
-
-    def schedule(self, step: int, steps_per_epoch: int, total_steps: int) -> dict[str, float]:
-        return dino_schedule(self.cfg, step, steps_per_epoch, total_steps)
 
     def training_step(self, batch: ViewBatch, state: StepState) -> StepOutput:
         views = batch.views
@@ -60,33 +39,12 @@ class DINO(Method):
             teacher = self.teacher(views[:NUM_GLOBAL_CROPS]).view
         student = self.run("student", views)
         loss = self.loss_fn(student.view, teacher, temp)
+        self.pend_centre(self.loss_fn.centering, teacher)
         metrics: dict[str, Tensor | float] = {}
-        loss = with_koleo(loss, self.cfg, student.feats, metrics, state.log)
-        self._pending_teacher.extend(teacher)
         if state.log:
             metrics.update(collapse_diagnostics(self.loss_fn.teacher_probs(teacher, temp), student.feats[0].pooled))
             metrics["center_norm"] = self.loss_fn.center.norm()
-        return StepOutput(loss=loss, metrics=metrics)
-
-    def before_optimizer_step(self, state: StepState) -> None:
-        if state.epoch_float < self.cfg.dino.freeze_last_layer:
-            drop_last_layer_grads([self.student["head"]])
-
-    def after_optimizer_step(self, state: StepState) -> None:
-        self.ema.update(state.values["teacher_momentum"], state.applied)
-        if self._pending_teacher:
-            self.loss_fn.update_center(self._pending_teacher, state.applied)
-        self._pending_teacher = []
-
-    def discard_pending(self) -> None:
-        self._pending_teacher = []
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        return param_groups(self.student.named_parameters())
-
-    def eval_backbone(self) -> Backbone:
-        backbone: nn.Module = self.teacher["backbone"]
-        return backbone  # type: ignore[return-value]
+        return StepOutput.assemble(loss, [global_crop_koleo(self.cfg, student.feats)], metrics, state.log)
 
 
 @register_method("dino", sections={"dino": DINOConfig})

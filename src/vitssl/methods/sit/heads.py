@@ -80,8 +80,12 @@ class SiTBackbone(Backbone):
         self.feature = feature
         self.contrastive_slot = _TOKEN_SLOTS[contrastive_token]
 
-    def final_tokens(self, images: Tensor) -> Tensor:
-        """(B, 2 + N, D) tokens after the final norm: rotation, contrastive, then the patches."""
+    def final_tokens(self, images: Tensor, masks: Tensor | None = None) -> Tensor:
+        """(B, 2 + N, D) tokens after the final norm: rotation, contrastive, then the patches (``masks``: token
+        masks as in :meth:`Backbone.forward`)."""
+        if masks is not None:
+            masked: Tensor = self._masked_features(images, masks)
+            return masked
         tokens: Tensor = self.model.forward_features(images)
         return tokens
 
@@ -91,8 +95,8 @@ class SiTBackbone(Backbone):
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         return SiTTokens(out[:, ROTATION_TOKEN], out[:, self.contrastive_slot], out[:, 2:], grid)
 
-    def forward(self, images: Tensor) -> Features:
-        out = self.final_tokens(images)
+    def forward(self, images: Tensor, masks: Tensor | None = None) -> Features:
+        out = self.final_tokens(images, masks)
         grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
         pooled = {
             "rotation": lambda: out[:, ROTATION_TOKEN],

@@ -23,8 +23,7 @@ from vitssl.config import PretrainConfig
 from vitssl.data.batches import SiTBatch
 from vitssl.data.views.multicrop import CropSpec, crop_spec
 from vitssl.errors import VitsslError
-from vitssl.losses.koleo import koleo_loss
-from vitssl.losses.terms import sum_terms
+from vitssl.losses.koleo import koleo_term
 from vitssl.methods.base import Method, StepOutput
 from vitssl.methods.diagnostics import feature_spread
 from vitssl.methods.registry import MethodInfo, register_method
@@ -255,30 +254,24 @@ class SiT(Method):
             losses["con"] = nt_xent(z1, z2, self.cfg.sit.temperature, self.cfg.sit.negatives)
             losses["rec"] = reconstruction_l1(out.reconstruction, targets)
         loss = self.run("weighting", losses) if "weighting" in self.trained_modules() else self.weighting(losses)
-        loss = self._with_koleo(loss, out.token, metrics, state.log)
+        if state.log:  # the spread of the k-NN token (methods/diagnostics.feature_spread)
+            metrics["feature_std"] = feature_spread(out.token)
         for name, value in losses.items():
             metrics[f"loss_{name}"] = value.detach()
         for name, value in self.weighting.weights().items():
             metrics[f"weight_{name}"] = value
-        return StepOutput(loss=loss, metrics=metrics)
-
-    def _with_koleo(self, loss: Tensor, token: Tensor, metrics: dict[str, Tensor | float], log: bool) -> Tensor:
-        """``loss`` plus ``sit.koleo_weight`` x the mean KoLeo loss of the student's contrastive token over the two
-        views (DINOv2's regulariser, losses/koleo.py; a vitssl addition to SiT, 0 by default), and on logged steps
-        the spread of that token (``feature_std``, methods/diagnostics.feature_spread)."""
-        if log:
-            metrics["feature_std"] = feature_spread(token)
-        weight: float = self.cfg.sit.koleo_weight
-        if weight == 0:
-            return loss
-        koleo = sum_terms(koleo_loss(t) for t in token.chunk(NUM_VIEWS)) / NUM_VIEWS
-        if log:
-            metrics["koleo"] = koleo.detach()
-        return loss + weight * koleo
+        # KoLeo on the student's contrastive token of each view (DINOv2's regulariser, losses/koleo.py; a vitssl
+        # addition to SiT, sit.koleo_weight 0 by default)
+        koleo = koleo_term(out.token.chunk(NUM_VIEWS), self.cfg.sit.koleo_weight)
+        return StepOutput.assemble(loss, [koleo], metrics, state.log)
 
     def after_optimizer_step(self, state: StepState) -> None:
         if self.ema is not None:
             self.ema.update(state.values["teacher_momentum"], state.applied)
+
+    def backbones(self) -> list[nn.Module]:
+        nets = [self.student] if self.teacher is None else [self.student, self.teacher]
+        return [net["backbone"] for net in nets]
 
     def trained_modules(self) -> dict[str, nn.Module]:
         modules: dict[str, nn.Module] = {"student": self.student}
