@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from vitssl.commands.training import build_trainer
-from vitssl.data.multicrop import CropSpec
 
 from conftest import TINY_OVERRIDES
+from vitssl.api import build_trainer
 from vitssl.config import PretrainConfig, field_with_help, load_config, require
 from vitssl.data.batches import ViewBatch
+from vitssl.data.views.multicrop import CropSpec
 from vitssl.losses.centering import Center
 from vitssl.losses.dino import dino_cross_entropy
 from vitssl.methods import StepOutput, register_method
