@@ -82,7 +82,7 @@ class SiTBackbone(Backbone):
 
     def final_tokens(self, images: Tensor) -> Tensor:
         """(B, 2 + N, D) tokens after the final norm: rotation, contrastive, then the patches."""
-        return self.model.forward_features(images)
+        return self.forward_features(images)
 
     def tokens_by_role(self, images: Tensor) -> SiTTokens:
         """One forward pass, returning the rotation token, the contrastive token and the patch tokens."""
