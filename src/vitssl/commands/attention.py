@@ -11,6 +11,7 @@ from vitssl.commands._shared import (
     add_strict,
     load_frozen,
     positive_int,
+    results_dir,
     unit_float,
     with_bad_inputs,
 )
@@ -89,15 +90,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.checkpoints import run_dir_of
     from vitssl.eval.attention_io import render_attention, save_scores, score_networks
     from vitssl.eval.images import expand_images
-    from vitssl.eval.loading import load_backbone
 
     if not args.images and not args.score:
         raise VitsslError("nothing to do: pass image files to draw, and/or --score to measure the Jaccard index")
     device, cfg, backbone = load_frozen(args)
-    run_dir = run_dir_of(args.checkpoint)
+    run_dir = results_dir(args)
     if args.images:
         out_dir = args.out or run_dir / "attention"
         paths = expand_images(args.images, cfg.data.cache_dir)
@@ -105,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         for png, npy in written:
             print(f"wrote {png} and {npy.name}")
     if args.score:
-        _, init = load_backbone(args.checkpoint, at_init=True, device=device)
+        _, _, init = load_frozen(args, at_init=True)
         scores = score_networks(
             cfg, {"pretrained": backbone, "init": init}, args.data, args.threshold, args.max_images, device=device
         )
@@ -120,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         path = save_scores(
             scores,
             run_dir / "attention_score.json",
-            {"checkpoint": str(args.checkpoint), "data": args.data, "threshold": args.threshold},
+            {"checkpoint": str(args.source), "data": args.data, "threshold": args.threshold},
         )
         print(f"wrote {path}")
     return 0

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_int, seed_int, unit_float
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    load_frozen,
+    positive_int,
+    results_dir,
+    seed_int,
+    unit_float,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -101,7 +109,6 @@ def _setup(args: argparse.Namespace, at_init: bool = False) -> tuple[PretrainCon
 def _draw(args: argparse.Namespace) -> int:
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
     from vitssl.data.normalise import to_image
     from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
@@ -120,7 +127,7 @@ def _draw(args: argparse.Namespace) -> int:
     picture = draw_matches(
         to_image(view1, cfg.data.mean, cfg.data.std), to_image(view2, cfg.data.mean, cfg.data.std), matches
     )
-    out = args.out or run_dir_of(args.checkpoint) / "correspondence.png"
+    out = args.out or results_dir(args) / "correspondence.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
     sims = ", ".join(f"{s:.2f}" for s in matches.similarity.tolist())
@@ -132,7 +139,6 @@ def _draw(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import json
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.folders import ImageFolderDataset
     from vitssl.data.loader import build_loader
     from vitssl.data.named import NAMED_DATASETS, resolve_dataset
@@ -161,7 +167,7 @@ def _score(args: argparse.Namespace) -> int:
     print(f"flip-correspondence accuracy (top-{args.top} matches per image, {len(dataset)} images, {size} px):")
     for name, value in results.items():
         print(f"  {name:<11} {value:6.2f}%")
-    out = run_dir_of(args.checkpoint) / "correspondence.json"
+    out = results_dir(args) / "correspondence.json"
     out.write_text(json.dumps({"top": args.top, "images": len(dataset), "size": size, **results}, indent=2))
     print(f"wrote {out}")
     return 0

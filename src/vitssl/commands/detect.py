@@ -10,11 +10,12 @@ from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
     add_strict,
-    init_options,
+    load_source,
     non_negative_int,
     open_unit_float,
     positive_float,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_checkpoint(p)
+    add_checkpoint(p, image_size=False)
     p.add_argument("--data", default="synthetic_det", help="detection data (default synthetic_det; see below)")
     p.add_argument(
         "--detector", default="faster_rcnn", choices=("faster_rcnn", "retinanet", "fcos"), help="default faster_rcnn"
@@ -99,16 +100,14 @@ def _default_size(train: DetectionSet) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.detection import load_detection
     from vitssl.device import resolve_device
     from vitssl.eval.detect import DetectSettings, evaluate_detector, train_detector
     from vitssl.eval.detect_figures import plot_detections
-    from vitssl.eval.loading import load_backbone
     from vitssl.models.detection import build_detector, build_pyramid
 
     device = str(resolve_device(args.device, "--device"))
-    cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))
+    cfg, backbone = load_source(args, device=device)
     train, val = load_detection(args.data, cfg.data.cache_dir, args.max_train, args.max_val)
     size = args.image_size or train.native_size or _default_size(train)
     channels = args.fpn_channels or (256 if backbone.embed_dim >= 384 else 128)
@@ -116,11 +115,11 @@ def run(args: argparse.Namespace) -> int:
         args.detector, args.freeze, args.epochs, args.lr, args.layer_decay, batch_size=args.batch_size,
         image_size=size, fpn_channels=channels, num_workers=args.num_workers, device=device,
     )  # fmt: skip
-    run_dir = run_dir_of(args.checkpoint)
+    run_dir = results_dir(args)
     results: dict[str, dict] = {}
     for name in ("pretrained", "init") if args.compare_init else ("pretrained",):
         if name == "init":
-            backbone = load_backbone(args.checkpoint, at_init=True, device=device)[1]
+            backbone = load_source(args, at_init=True, device=device)[1]
         torch.manual_seed(s.seed)  # the same pyramid and heads at the start for both networks
         pyramid = build_pyramid(backbone, channels)
         pyramid = pyramid.freeze() if s.freeze else pyramid.unfreeze()
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(train.samples)} train / {len(val.samples)} val images, COCO box AP %",
     )
     payload = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": str(args.source),
         "data": args.data,
         "detector": s.detector,
         "freeze": s.freeze,

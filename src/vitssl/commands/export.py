@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     result = export_run(
-        args.checkpoint,
+        args.source,
         args.format,
         args.out,
         which=args.which,

@@ -37,14 +37,8 @@ from vitssl.config import PretrainConfig
 from vitssl.errors import VitsslError
 from vitssl.models.backbones import Backbone
 
-__all__ = ["SOURCE_HELP", "DataOverrides", "Source", "load_backbone", "parse_source", "resolve_source", "results_dir"]
+__all__ = ["DataOverrides", "Source", "load_backbone", "parse_source", "resolve_source", "results_dir"]
 
-SOURCE_HELP = (
-    "what to evaluate: a run folder or checkpoint (vitssl pretrain); a folder from vitssl export; "
-    "timm:NAME.TAG or timm:NAME.TAG@FILE (e.g. timm:vit_small_patch16_224.dino); hf:REPO_OR_FOLDER (a "
-    "transformers ViTModel such as facebook/dino-vits16, or a TimmWrapper folder); or the authors' release "
-    "file: DINO (dino_deitsmall16_pretrain.pth, or a full training checkpoint), SiT, EsViT"
-)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224
@@ -224,11 +218,12 @@ def _timm_folder(source: Source, folder: Path, config: dict[str, Any], at_init: 
     weights = next((folder / n for n in _WEIGHT_FILES if (folder / n).is_file()), None)
     if weights is None and not at_init:
         raise VitsslError(f"{folder} has a config.json but no model.safetensors or pytorch_model.bin")
-    args = {**_timm_kwargs(arch), **dict(config.get("model_args") or {}), "num_classes": 0}
-    overlay = {"pretrained_cfg_overlay": {"file": str(weights)}} if not at_init else {}
+    args: dict[str, Any] = {**_timm_kwargs(arch), **dict(config.get("model_args") or {}), "num_classes": 0}
+    if not at_init:
+        args["pretrained_cfg_overlay"] = {"file": str(weights)}
     torch.manual_seed(seed)
     try:
-        model = timm.create_model(arch, pretrained=not at_init, **overlay, **args)
+        model: Any = timm.create_model(arch, pretrained=not at_init, **args)
     except Exception as exc:  # a file of another shape: timm's load_state_dict raises RuntimeError
         first = str(exc).splitlines()[0][:200]
         raise VitsslError(f"timm cannot load {folder} as {arch} ({first}); is config.json from this folder?") from None

@@ -48,7 +48,11 @@ _HEAD_PREFIXES = (
 _HEAD_NAMES = ("convTrans.weight", "convTrans.bias", "rot_w", "contrastive_w", "recons_w")
 # Presets whose widths match a release (the ViT widths of DeiT/ViT; EsViT's Swin-T/S/B).
 _VIT_PRESETS = {192: "vit_tiny", 384: "vit_small", 768: "vit_base", 1024: "vit_large"}
-_SWIN_PRESETS = {(96, (2, 2, 6, 2)): "swin_tiny", (96, (2, 2, 18, 2)): "swin_small", (128, (2, 2, 18, 2)): "swin_base"}
+_SWIN_PRESETS: dict[tuple[int, tuple[int, ...]], str] = {
+    (96, (2, 2, 6, 2)): "swin_tiny",
+    (96, (2, 2, 18, 2)): "swin_small",
+    (128, (2, 2, 18, 2)): "swin_base",
+}
 EVAL_SIZE = 224  # the resolution every DINO, SiT-ImageNet and EsViT release was trained and evaluated at
 
 
@@ -90,11 +94,12 @@ def unwrap_checkpoint(obj: object, where: str) -> tuple[dict[str, Tensor], str]:
     ``backbone.`` prefixes removed and head tensors dropped."""
     if not isinstance(obj, Mapping):
         raise VitsslError(f"{where} holds no state dict ({type(obj).__name__}); pass a weights file")
+    entries: Mapping[str, Any] = obj
     for key in ("teacher", "model", "state_dict", "student"):
-        if isinstance(obj.get(key), Mapping):
-            obj, where = obj[key], f"{where} ({key})"
+        if isinstance(entries.get(key), Mapping):
+            entries, where = entries[key], f"{where} ({key})"
             break
-    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    tensors = {k: v for k, v in entries.items() if isinstance(v, Tensor)}
     if not tensors:
         raise VitsslError(f"{where} holds no tensors; pass a DINO, SiT or EsViT weights file, an export or a run")
     names = {re.sub(r"^(module\.)+", "", k): v for k, v in tensors.items()}
