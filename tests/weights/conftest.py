@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))  # the reference ViT next to these tests
-
-from dino_reference import RefViT, random_state  # noqa: E402
+from dino_reference import RefViT, random_state
 
 # ViT-S/16's width and heads (DINO's dino_deitsmall16), two blocks to keep the tests fast.
 SMALL = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 2, "num_heads": 6}
