@@ -17,6 +17,7 @@ from vitssl.export import export_run
 
 def test_dino_export_loads_strictly_into_the_authors_vit(runs, reference, tmp_path):
     result = export_run(runs["vit"], "dino", tmp_path / "dino")
+    print(result.checks)
     assert max(result.checks.values()) < 1e-4
     weights = next(p for p in result.files if p.suffix == ".pth")
     kwargs = json.loads(weights.with_suffix(".json").read_text())["kwargs"]
@@ -42,6 +43,7 @@ def test_dino_export_loads_strictly_into_the_authors_vit(runs, reference, tmp_pa
 
 def test_sit_export_round_trip(runs, reference, tmp_path):
     result = export_run(runs["sit"], "sit", tmp_path / "sit")
+    print(result.checks)
     assert max(result.checks.values()) < 1e-4
     weights = next(p for p in result.files if p.suffix == ".pth")
     state = torch.load(weights, weights_only=True)

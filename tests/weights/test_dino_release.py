@@ -52,7 +52,7 @@ def test_native_grid_keeps_the_embedding_itself():
 
 def test_full_width_vit_small_16(tmp_path):
     ref = RefViT(depth=12).eval()  # ViT-S/16 as released: 384 wide, 12 blocks, 6 heads
-    state = random_state(ref, seed=3)
+    state = random_state(ref, seed=3, scale=0.05)
     ref.load_state_dict(state, strict=True)
     torch.save(state, tmp_path / "dino_deitsmall16_pretrain.pth")
     backbone = vitssl.load_backbone(tmp_path / "dino_deitsmall16_pretrain.pth")
