@@ -99,3 +99,10 @@ def test_a_bad_source_is_one_line(tmp_path, capsys):
     assert main(["knn", str(tmp_path / "junk.pth"), "--device", "cpu"]) != 0
     err = capsys.readouterr().err.strip()
     assert "could not read" in err and len(err.splitlines()) == 1
+
+
+def test_attention_on_a_folder_of_photos(tiny_release, tiny_image_folder, tmp_path):
+    path, _ = tiny_release
+    out = tmp_path / "maps"
+    assert main(["attention", str(path), str(tiny_image_folder), "--out", str(out), "--device", "cpu"]) == 0
+    assert len(list(out.glob("*_attention.png"))) == 24

@@ -21,7 +21,8 @@ synthetic set (generated offline on first use), so that the demo can draw pictur
 
 def expand_images(args: Sequence[str | Path], cache_dir: str | Path) -> list[Path]:
     """Image arguments as files: :data:`SAMPLE_IMAGES` (when no such file exists) becomes the synthetic set's
-    first test image of each class (ten images); anything else is kept as given."""
+    first test image of each class (ten images); a folder becomes every image below it (sorted,
+    :func:`vitssl.data.discovery.find_images`); anything else is kept as given."""
     paths: list[Path] = []
     for arg in args:
         if str(arg) == SAMPLE_IMAGES and not Path(arg).exists():
@@ -29,6 +30,13 @@ def expand_images(args: Sequence[str | Path], cache_dir: str | Path) -> list[Pat
 
             test = ensure_synthetic(cache_dir) / "test"
             paths += [min(folder.glob("*.png")) for folder in sorted(test.iterdir()) if folder.is_dir()]
+        elif Path(arg).is_dir():
+            from vitssl.data.discovery import find_images
+
+            found = find_images(Path(arg))
+            if not found:
+                raise VitsslError(f"no images found under {arg}; pass a folder of images or image files")
+            paths += found
         else:
             paths.append(Path(arg))
     return paths
