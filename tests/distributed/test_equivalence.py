@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -138,7 +138,7 @@ def test_two_processes_equal_one_process_with_the_whole_batch(case, two_processe
 def test_contrastive_gradients_of_two_processes_equal_one_process(two_processes):
     """nt_xent and the masked InfoNCE gather keys with gradient: every process's queries send gradients to every
     process's keys, as in one process over the whole batch."""
-    from vitssl.losses import nt_xent, symmetric_info_nce
+    from vitssl.methods.sit.losses import nt_xent, symmetric_info_nce
 
     g = torch.Generator().manual_seed(0)
     z1, z2, t1, t2 = (torch.randn(8, 5, generator=g) for _ in range(4))

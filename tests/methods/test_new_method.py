@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import PretrainConfig, field_with_help, load_config, require
 from vitssl.data.batches import ViewBatch
-from vitssl.data.multicrop import CropSpec
+from vitssl.data.views.multicrop import CropSpec
 from vitssl.errors import VitsslError
 from vitssl.methods import Method, StepOutput, register_method
 from vitssl.methods.dino_family import build_model_backbone

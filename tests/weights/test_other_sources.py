@@ -11,8 +11,8 @@ import torch
 
 import vitssl
 from vitssl.errors import VitsslError
+from vitssl.methods.sit.heads import build_sit_backbone
 from vitssl.models.backbones import build_backbone
-from vitssl.models.sit_heads import build_sit_backbone
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -187,6 +188,79 @@ def add_device(p: argparse.ArgumentParser, workers: bool = True) -> None:
         )
 
 
+def add_init_comparison(p: argparse.ArgumentParser, verb: str, init_only: bool = False) -> None:
+    """``--compare-init`` (also ``verb`` the same network at initialisation) and, for the protocols that are run
+    once per network, ``--init-only``: the one spelling of each idea across the commands (see :func:`networks`)."""
+    p.add_argument(
+        "--compare-init",
+        action="store_true",
+        help=f"also {verb} the same network at initialisation (same config and seed): the baseline pretraining "
+        "must beat",
+    )
+    if init_only:
+        p.add_argument(
+            "--init-only",
+            action="store_true",
+            help=f"{verb} only the same network at initialisation (files get an _init suffix)",
+        )
+
+
+class DeprecatedFlag(argparse.Action):
+    """A former spelling kept working, hidden from ``--help``: it prints one warning line naming the current
+    spelling (``use``) and then sets the current option's ``sets`` dest: to its value for an option that takes
+    one (``value``), else to True; nothing when ``sets`` is None (what the old flag asked for is now the default)."""
+
+    def __init__(
+        self, option_strings: list[str], dest: str, use: str, sets: str | None = None, value: bool = False
+    ) -> None:
+        self.use, self.sets, self.value = use, sets, value
+        nargs = None if value else 0
+        super().__init__(option_strings, dest, nargs=nargs, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"vitssl: warning: {option_string} is deprecated; {self.use}", file=sys.stderr)
+        if self.sets:
+            setattr(namespace, self.sets, values if self.value else True)
+
+
+def add_deprecated(
+    p: argparse.ArgumentParser, old: str, use: str, sets: str | None = None, value: bool = False
+) -> None:
+    """Keep the option ``old`` working, hidden, with one warning line that says ``use`` (see
+    :class:`DeprecatedFlag`)."""
+    p.add_argument(old, action=DeprecatedFlag, use=use, sets=sets, value=value)
+
+
+def networks(args: argparse.Namespace) -> tuple[str, ...]:
+    """The networks a command scores, in order: "pretrained", then "init" with ``--compare-init``; only "init" with
+    ``--init-only``."""
+    from vitssl.errors import VitsslError
+
+    compare, only = getattr(args, "compare_init", False), getattr(args, "init_only", False)
+    if compare and only:
+        raise VitsslError("--compare-init and --init-only exclude each other; pass one of them")
+    if only:
+        return ("init",)
+    return ("pretrained", "init") if compare else ("pretrained",)
+
+
+def add_max_side(p: argparse.ArgumentParser) -> None:
+    """``--max-side`` of the commands that look at a user's photos at their own resolution."""
+    p.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=800,
+        help="scale a photo down, keeping its aspect ratio, when its longer side exceeds this many pixels (default "
+        "800); smaller photos keep their resolution. Ignored with --resize",
+    )
+
+
 def add_strict(p: argparse.ArgumentParser) -> None:
     """``--strict``: stop at the first unreadable image; without it, unreadable images are skipped (or a readable
     one stands in where a fixed number is needed) and one line at the end counts and names them."""
@@ -271,11 +345,14 @@ EvalProtocol = Callable[["PretrainConfig", "Backbone", str, Path], Sequence[Path
 
 
 def run_protocol(args: argparse.Namespace, protocol: EvalProtocol) -> int:
-    """The frame shared by ``linear`` and ``finetune``: load the backbone (at initialisation with ``--at-init``),
-    run the protocol with the run folder as output folder, and name the files it wrote."""
-    device, cfg, backbone = load_frozen(args, at_init=args.at_init)
-    written = protocol(cfg, backbone, device, results_dir(args))
-    print("wrote " + " and ".join(str(path) for path in written))
+    """The frame shared by ``linear`` and ``finetune``: for each of :func:`networks` (the pretrained backbone, the
+    one at initialisation, or both), load it, run the protocol with the run folder as output folder, and name the
+    files it wrote (the protocol reads ``args.at_init`` through :func:`provenance` to name them)."""
+    for name in networks(args):
+        args.at_init = name == "init"
+        device, cfg, backbone = load_frozen(args, at_init=args.at_init)
+        written = protocol(cfg, backbone, device, results_dir(args))
+        print("wrote " + " and ".join(str(path) for path in written))
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     load_frozen,
     positive_int,
     results_dir,
@@ -71,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of view 2's jitter and of the image subset (default 0)"
     )
-    p.add_argument("--compare-init", action="store_true", help="also score the same network at initialisation")
+    add_init_comparison(p, "score, with --score,")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/correspondence.png)")
     p.add_argument(
         "--batch-size", type=positive_int, default=128, help="image pairs per forward pass when scoring (default 128)"
@@ -110,7 +111,7 @@ def _draw(args: argparse.Namespace) -> int:
     import torch
 
     from vitssl.data.images import load_rgb
-    from vitssl.data.normalise import to_image
+    from vitssl.data.views.normalise import to_image
     from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
     from vitssl.eval.images import expand_images
 
@@ -139,9 +140,9 @@ def _draw(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import json
 
-    from vitssl.data.folders import ImageFolderDataset
-    from vitssl.data.loader import build_loader
-    from vitssl.data.named import NAMED_DATASETS, resolve_dataset
+    from vitssl.data.loading.loader import build_loader
+    from vitssl.data.sources.folders import ImageFolderDataset
+    from vitssl.data.sources.named import NAMED_DATASETS, resolve_dataset
     from vitssl.eval.correspondence import FlipPairTransform, flip_correspondence_accuracy
 
     cfg, backbone, device, size = _setup(args)

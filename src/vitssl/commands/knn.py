@@ -9,6 +9,7 @@ from pathlib import Path
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     add_strict,
     load_source,
     positive_float,
@@ -60,11 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-val", type=positive_int, help="cap the query set (fixed stratified subset)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default 256)")
     add_device(p)
-    p.add_argument(
-        "--compare-init",
-        action="store_true",
-        help="also evaluate the same network at initialisation (same config and seed) and plot both",
-    )
+    add_init_comparison(p, "evaluate (and plot)")
     p.add_argument(
         "--pixels",
         action="store_true",
@@ -155,7 +152,7 @@ def _neighbour_counts(ks: list[int] | None, memory_size: int) -> tuple[int, ...]
 
 def _plot_comparison(results: dict[str, dict], out: Path) -> None:
     """``knn_comparison.png`` next to the JSON: raw pixels and initialisation (when scored) against pretrained."""
-    from vitssl.plots import plot_knn_comparison
+    from vitssl.report.plots import plot_knn_comparison
 
     order = ("pixels", "init", "pretrained")
     plot_knn_comparison({name: results[name] for name in order if name in results}, out.with_name("knn_comparison.png"))

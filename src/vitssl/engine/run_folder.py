@@ -127,7 +127,7 @@ class RunFolder:
             self._logger.close()
         if not self.main:
             return
-        from vitssl.plots import plot_training_curves
+        from vitssl.report.plots import plot_training_curves
 
         try:
             plot_training_curves(self.path / "metrics.jsonl", self.path / "curves.png")

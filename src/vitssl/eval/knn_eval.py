@@ -18,8 +18,8 @@ from torch.utils.data import Dataset, Subset
 from vitssl import distributed as dist
 from vitssl.config import PretrainConfig
 from vitssl.data.build import build_labelled_dataset, knn_memory_spec
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader
+from vitssl.data.loading.loader import build_loader
+from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 from vitssl.eval.features import extract_features
 from vitssl.eval.knn import weighted_knn

@@ -18,7 +18,7 @@ SOURCE kinds (see ``docs/export.md``, "Weights in and out"):
 * ``hf:REPO_OR_FOLDER``: a transformers ``ViTModel`` (e.g. ``facebook/dino-vits16``) or TimmWrapper folder; a
   repository name is downloaded with ``huggingface_hub``, a local folder is read offline;
 * a release file (``.pth``/``.pt``/``.bin``/``.safetensors``): DINO's plain state dicts or training
-  checkpoints, SiT's, EsViT's (:mod:`vitssl.models.releases`).
+  checkpoints, SiT's, EsViT's (:mod:`vitssl.eval.releases`).
 """
 
 from __future__ import annotations
@@ -33,17 +33,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vitssl.config import PretrainConfig
+from vitssl.config import IMAGENET_MEAN, IMAGENET_STD, PretrainConfig
 from vitssl.errors import VitsslError
 from vitssl.models.backbones import Backbone
 
 __all__ = ["DataOverrides", "Source", "load_backbone", "parse_source", "resolve_source", "results_dir"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224
 RESIZE_RATIO = 256 / 224  # DINO's evaluation: resize the short side to 256, centre crop 224
-_TORCH_FILES = (".pth", ".pt", ".bin", ".ckpt")
+DINO_TAGS = ("dino",)  # timm's pretrained tags of the DINO authors' weights
 
 
 @dataclass(frozen=True)
@@ -204,7 +202,7 @@ def _from_timm(source: Source, at_init: bool, seed: int) -> tuple[PretrainConfig
             f"timm:{name}@/path/to/file"
         ) from None
     # DINO's releases in timm are the authors' weights: evaluate them with the authors' interpolation
-    backbone = Backbone(model, pos_interpolation="dino" if tag == "dino" and "swin" not in arch else "timm")
+    backbone = Backbone(model, pos_interpolation="dino" if tag in DINO_TAGS and "swin" not in arch else "timm")
     return _timm_data(model, source, arch, {"patch_size": backbone.patch_size}), backbone
 
 
@@ -231,7 +229,7 @@ def _timm_folder(source: Source, folder: Path, config: dict[str, Any], at_init: 
     pooled = str((config.get("vitssl") or {}).get("pooled", ""))
     backbone: Backbone
     if int(args.get("reg_tokens", 0)) == 1:  # vitssl's SiT export: the pooled token the run chose
-        from vitssl.models.sit_heads import SiTBackbone
+        from vitssl.methods.sit.heads import SiTBackbone
 
         feature = next(
             (
@@ -340,7 +338,7 @@ class _IsRun(Exception):
 
 
 def _from_file(source: Source, arch: str | None, at_init: bool, seed: int) -> tuple[PretrainConfig, Backbone]:
-    from vitssl.models.releases import load_release, recognise_release, unwrap_checkpoint
+    from vitssl.eval.releases import METHOD_OF, load_release, recognise_release, unwrap_checkpoint
 
     assert source.path is not None
     state, where = unwrap_checkpoint(_read_file(source.path), str(source.path))
@@ -348,7 +346,7 @@ def _from_file(source: Source, arch: str | None, at_init: bool, seed: int) -> tu
     backbone, report = load_release(release, at_init=at_init, seed=seed)
     if report is not None:
         print(f"vitssl: {release.layout} release: {report.summary()}", file=sys.stderr)
-    method = {"dino": "dino", "sit": "sit", "esvit": "esvit"}[release.layout]
+    method = METHOD_OF[release.layout]
     return _config(source, release.backbone, release.kwargs, method, image_size=release.image_size), backbone
 
 

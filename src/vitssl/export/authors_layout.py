@@ -14,6 +14,7 @@ its own way; ``vitssl.load_backbone`` on the file does the same (``pos_interpola
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +24,56 @@ from torch import Tensor, nn
 from vitssl.errors import VitsslError
 from vitssl.export.source import ExportSource, max_abs_diff, random_images
 from vitssl.export.vit_reference import EPS, reference_tokens
-from vitssl.models.sit_heads import SiTBackbone
+from vitssl.methods.sit.heads import SiTBackbone
 
 AUTHORS_TOLERANCE = 1e-4
-AUTHOR_FORMATS = ("dino", "sit", "esvit")
-_SIT_NAMES = {"cls_token": "rot_token", "reg_token": "contrastive_token"}
+
+
+@dataclass(frozen=True)
+class AuthorLayout:
+    """One of the authors' layouts.
+
+    Attributes:
+        cls: The authors' class that loads the file.
+        tokens: timm's prefix-token names -> the authors' names, in token order.
+        refusal: Why this layout is not written (None: it is).
+    """
+
+    cls: str
+    tokens: dict[str, str]
+    refusal: str | None = None
+
+    @property
+    def two_tokens(self) -> bool:
+        """Whether the layout has SiT's rotation and contrastive tokens rather than one [CLS]."""
+        return len(self.tokens) == 2
+
+
+LAYOUTS: dict[str, AuthorLayout] = {
+    "dino": AuthorLayout("VisionTransformer", {"cls_token": "cls_token"}),
+    "sit": AuthorLayout("VisionTransformer_SiT", {"cls_token": "rot_token", "reg_token": "contrastive_token"}),
+    "esvit": AuthorLayout(
+        "SwinTransformer",
+        {},
+        refusal="--format esvit is not written: EsViT's Swin layout (patch merging at the end of a stage) is what "
+        "timm's Swin converter reads; export --format timm or safetensors (vitssl.load_backbone reads EsViT files)",
+    ),
+}
+AUTHOR_FORMATS = tuple(LAYOUTS)
 
 
 def _refuse(source: ExportSource, fmt: str) -> None:
     """One line saying why this backbone has no exact form in ``fmt``, before anything is written."""
-    backbone = source.backbone
-    if fmt == "esvit":
-        raise VitsslError(
-            "--format esvit is not written: EsViT's Swin layout (patch merging at the end of a stage) is what "
-            "timm's Swin converter reads; export --format timm or safetensors (vitssl.load_backbone reads EsViT files)"
-        )
+    backbone, layout = source.backbone, LAYOUTS[fmt]
+    if layout.refusal is not None:
+        raise VitsslError(layout.refusal)
     if backbone.is_swin:
         raise VitsslError(f"--format {fmt} needs a ViT backbone; this run has a Swin: use --format timm")
     is_sit = isinstance(backbone, SiTBackbone)
-    if fmt == "dino" and is_sit:
-        raise VitsslError("a SiT backbone has two prefix tokens, DINO's ViT one; use --format sit or timm")
-    if fmt == "sit" and not is_sit:
-        raise VitsslError("--format sit needs a SiT run (rotation and contrastive tokens); use --format dino")
+    if is_sit and not layout.two_tokens:
+        raise VitsslError(f"a SiT backbone has two prefix tokens, {layout.cls} one; use --format sit or timm")
+    if layout.two_tokens and not is_sit:
+        raise VitsslError(f"--format {fmt} needs a SiT run (rotation and contrastive tokens); use --format dino")
     model: Any = backbone.model
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     if any(abs(m.eps - EPS) > 1e-12 for m in norms) or not norms:
@@ -56,8 +85,8 @@ def _refuse(source: ExportSource, fmt: str) -> None:
 def authors_state(source: ExportSource, fmt: str) -> dict[str, Tensor]:
     """The backbone's tensors under the authors' names; anything their class lacks is a one-line refusal."""
     state = {k: v.detach().contiguous().clone() for k, v in source.backbone.model.state_dict().items()}
-    if fmt == "sit":
-        state = {_SIT_NAMES.get(k, k): v for k, v in state.items()}
+    names = LAYOUTS[fmt].tokens
+    state = {names.get(k, k): v for k, v in state.items()}
     allowed = ("cls_token", "rot_token", "contrastive_token", "pos_embed", "patch_embed.proj.", "blocks.", "norm.")
     block_parts = (".norm1.", ".attn.qkv.", ".attn.proj.", ".norm2.", ".mlp.fc1.", ".mlp.fc2.")
     extra = [
@@ -101,13 +130,13 @@ def write_authors(source: ExportSource, fmt: str, out: Path) -> tuple[list[Path]
     name = f"{source.cfg.name}_{fmt}_{source.which}"
     weights, config = out / f"{name}.pth", out / f"{name}.json"
     torch.save(state, weights)
-    cls = "VisionTransformer_SiT" if fmt == "sit" else "VisionTransformer"
+    cls = LAYOUTS[fmt].cls
     config.write_text(json.dumps({"class": cls, "kwargs": args, "pooled": _pooled(source, fmt)}, indent=2) + "\n")
     return [weights, config], check_authors(source, fmt, weights, args)
 
 
 def _pooled(source: ExportSource, fmt: str) -> str:
-    if fmt == "dino":
+    if not LAYOUTS[fmt].two_tokens:
         return "model(x): the [CLS] after the final norm"
     feature = source.backbone.feature if isinstance(source.backbone, SiTBackbone) else "contrastive"
     return {
@@ -134,13 +163,14 @@ def check_authors(source: ExportSource, fmt: str, path: Path, args: dict[str, An
     """Read the file back (``weights_only=True``), run the functional reference ViT on it and compare the tokens
     and the pooled feature with the training backbone at the run's size."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    prefix = ("rot_token", "contrastive_token") if fmt == "sit" else ("cls_token",)
+    layout = LAYOUTS[fmt]
+    prefix = tuple(layout.tokens.values())
     x = random_images(int(args["img_size"][0]))
     with torch.no_grad():
         tokens = reference_tokens(state, x, prefix, int(args["num_heads"]))
         ref = source.backbone(x)
         full = source.backbone.forward_features(x)
-        pooled = tokens[:, 0] if fmt == "dino" else _sit_pooled(source, tokens)
+        pooled = _sit_pooled(source, tokens) if layout.two_tokens else tokens[:, 0]
     diffs = {
         f"{fmt} reference ViT tokens": max_abs_diff(full, tokens),
         f"{fmt} pooled": max_abs_diff(ref.pooled, pooled),

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitssl.errors import VitsslError
+from vitssl.export.authors_layout import AUTHOR_FORMATS
 from vitssl.export.source import ExportSource, Which, load_export_source
 
-FORMATS = ("safetensors", "timm", "hf", "onnx", "dino", "sit", "esvit")
+FORMATS = ("safetensors", "timm", "hf", "onnx", *AUTHOR_FORMATS)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def _write(
     source: ExportSource, fmt: str, out: Path, with_heads: bool, tokens: bool, dynamic_size: bool | None
 ) -> ExportResult:
     result = ExportResult(out=out, which=source.which)
-    if fmt in ("dino", "sit", "esvit"):
+    if fmt in AUTHOR_FORMATS:
         from vitssl.export.authors_layout import write_authors
 
         files, checks = write_authors(source, fmt, out)

@@ -19,7 +19,7 @@ import torch
 from vitssl.errors import VitsslError
 from vitssl.export.source import ExportSource, max_abs_diff, random_images
 from vitssl.export.timm_folder import wrap_like
-from vitssl.models.sit_heads import SiTBackbone
+from vitssl.methods.sit.heads import SiTBackbone
 
 HF_TOLERANCE = 1e-4
 

@@ -18,8 +18,8 @@ from vitssl.data.batches import ViewBatch
 from vitssl.schedules import StepState
 
 if TYPE_CHECKING:
-    from vitssl.data.folders import ViewTransform
-    from vitssl.data.multicrop import CropSpec
+    from vitssl.data.sources.folders import ViewTransform
+    from vitssl.data.views.multicrop import CropSpec
     from vitssl.models.backbones import Backbone
 
 __all__ = ["Method", "StepOutput", "StepState"]
@@ -52,7 +52,7 @@ class Method(nn.Module, metaclass=ABCMeta):
 
     def train_collate(self) -> Callable[[Sequence[dict[str, Any]]], ViewBatch]:
         """The loader's collate function (picklable: workers receive it); default: crop-major view stacks."""
-        from vitssl.data.loader import collate_views
+        from vitssl.data.loading.loader import collate_views
 
         return collate_views  # type: ignore[return-value]
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import joined
-from vitssl.data.multicrop import CropSpec, dino_crops_from_config
+from vitssl.data.views.multicrop import CropSpec, dino_crops_from_config
 from vitssl.losses.koleo import koleo_loss
 from vitssl.losses.terms import sum_terms
 from vitssl.methods.teacher import EMATeacher

@@ -98,7 +98,7 @@ class Backbone(nn.Module):
             self.stride = self.patch_size
         if pos_interpolation not in POS_INTERPOLATIONS:
             raise VitsslError(f"unknown pos_interpolation {pos_interpolation!r}; use 'timm' or 'dino'")
-        if pos_interpolation == "dino" and (self.is_swin or getattr(self.model, "no_embed_class", False)):
+        if pos_interpolation != "timm" and (self.is_swin or getattr(self.model, "no_embed_class", False)):
             raise VitsslError("pos_interpolation='dino' needs a ViT whose position embeddings cover its [CLS] token")
         self.pos_interpolation: PosInterpolation = pos_interpolation
 
