@@ -55,7 +55,7 @@ def test_a_foreign_checkpoint(tmp_path, capsys):
     foreign = tmp_path / "timm.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     assert main(["linear", str(foreign), "--fast"]) == 2
-    assert "not a vitssl checkpoint" in _one_line_error(capsys)
+    assert "no known layout" in _one_line_error(capsys)  # a foreign file is read as a SOURCE, named as unknown
 
 
 @pytest.mark.parametrize("command", ["attention", "pca"])

@@ -114,9 +114,47 @@ def device_name(text: str) -> str:
     return text
 
 
-def add_checkpoint(p: argparse.ArgumentParser) -> None:
-    """The positional run folder or checkpoint file, and ``--init`` / ``--init-partial`` (foreign weights)."""
-    p.add_argument("checkpoint", help="run folder (uses its last.pt) or a checkpoint file written by vitssl pretrain")
+SOURCE_HELP = (
+    "what to evaluate: a run folder or checkpoint (vitssl pretrain); a folder written by vitssl export; "
+    "timm:NAME.TAG, or timm:NAME.TAG@FILE with a local weights file (e.g. timm:vit_small_patch16_224.dino); "
+    "hf:REPO_OR_FOLDER (a transformers ViTModel such as facebook/dino-vits16, or a TimmWrapper folder); or an "
+    "authors' release file: DINO (dino_deitsmall16_pretrain.pth or a full training checkpoint), SiT, EsViT"
+)
+
+
+def add_checkpoint(p: argparse.ArgumentParser, image_size: bool = True) -> None:
+    """The positional SOURCE (any weights :mod:`vitssl.eval.sources` reads), ``--arch`` and the evaluation
+    transform of sources that carry none (``--mean``, ``--std``, ``--image-size``), and ``--init`` /
+    ``--init-partial`` (foreign weights into a run's architecture). ``image_size=False`` leaves ``--image-size``
+    to a command that gives it another meaning (``detect``'s input size)."""
+    p.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    p.add_argument(
+        "--arch",
+        help="release files: the architecture (a preset such as vit_small, or a timm name) instead of the one "
+        "read off the tensor shapes (width from pos_embed, depth from the blocks, 64-wide heads)",
+    )
+    p.add_argument(
+        "--mean",
+        type=finite_float,
+        nargs=3,
+        metavar=("R", "G", "B"),
+        help="normalisation mean (default: the run's or the source's own, else ImageNet's 0.485 0.456 0.406)",
+    )
+    p.add_argument(
+        "--std",
+        type=positive_float,
+        nargs=3,
+        metavar=("R", "G", "B"),
+        help="normalisation std (default: the run's or the source's own, else ImageNet's 0.229 0.224 0.225)",
+    )
+    p.set_defaults(eval_image_size=image_size)  # whether --image-size is the evaluation crop (load_source)
+    if image_size:
+        p.add_argument(
+            "--image-size",
+            type=positive_int,
+            help="evaluation crop side; the short side is first resized to 256/224 of it (default: the run's or "
+            "the source's own, else 224)",
+        )
     p.add_argument(
         "--init",
         metavar="PATH",
@@ -267,15 +305,39 @@ def add_labelled_sets(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-val", type=positive_int, help="cap the validation set (fixed stratified subset)")
 
 
+def load_source(
+    args: argparse.Namespace, at_init: bool = False, device: str = "cpu"
+) -> tuple[PretrainConfig, Backbone]:
+    """The config and frozen evaluation backbone of SOURCE on ``device`` (with ``at_init``: the same network at
+    initialisation, seeded), with ``--arch``, ``--mean``/``--std``/``--image-size`` and ``--init`` applied."""
+    from vitssl.eval.sources import DataOverrides, resolve_source
+
+    data = DataOverrides(
+        mean=tuple(args.mean) if getattr(args, "mean", None) else None,
+        std=tuple(args.std) if getattr(args, "std", None) else None,
+        image_size=getattr(args, "image_size", None) if getattr(args, "eval_image_size", True) else None,
+    )
+    return resolve_source(
+        args.source, arch=getattr(args, "arch", None), at_init=at_init, device=device, data=data, **init_options(args)
+    )
+
+
 def load_frozen(args: argparse.Namespace, at_init: bool = False) -> tuple[str, PretrainConfig, Backbone]:
-    """The device named by ``--device`` and the run's frozen evaluation backbone on it (at initialisation with
-    ``at_init``), with the run's config."""
+    """The device named by ``--device`` and SOURCE's frozen evaluation backbone on it (at initialisation with
+    ``at_init``), with its config."""
     from vitssl.device import resolve_device
-    from vitssl.eval.loading import load_backbone
 
     device = str(resolve_device(args.device, "--device"))
-    cfg, backbone = load_backbone(args.checkpoint, at_init=at_init, device=device, **init_options(args))
+    cfg, backbone = load_source(args, at_init=at_init, device=device)
     return device, cfg, backbone
+
+
+def results_dir(args: argparse.Namespace) -> Path:
+    """Where a command writes by default: the run folder of a run, else a folder named after SOURCE
+    (:func:`vitssl.eval.sources.results_dir`)."""
+    from vitssl.eval.sources import results_dir as of_source
+
+    return of_source(args.source)
 
 
 # A protocol trains something on (config, backbone, device) and returns the files it wrote in the run folder.
@@ -286,16 +348,14 @@ def run_protocol(args: argparse.Namespace, protocol: EvalProtocol) -> int:
     """The frame shared by ``linear`` and ``finetune``: for each of :func:`networks` (the pretrained backbone, the
     one at initialisation, or both), load it, run the protocol with the run folder as output folder, and name the
     files it wrote (the protocol reads ``args.at_init`` through :func:`provenance` to name them)."""
-    from vitssl.checkpoints import run_dir_of
-
     for name in networks(args):
         args.at_init = name == "init"
         device, cfg, backbone = load_frozen(args, at_init=args.at_init)
-        written = protocol(cfg, backbone, device, run_dir_of(args.checkpoint))
+        written = protocol(cfg, backbone, device, results_dir(args))
         print("wrote " + " and ".join(str(path) for path in written))
     return 0
 
 
 def provenance(args: argparse.Namespace) -> dict:
     """What every results file records about its source: the checkpoint, and whether it was at initialisation."""
-    return {"checkpoint": str(args.checkpoint), "at_init": bool(getattr(args, "at_init", False))}
+    return {"checkpoint": str(args.source), "at_init": bool(getattr(args, "at_init", False))}

@@ -13,6 +13,7 @@ from vitssl.commands._shared import (
     add_strict,
     load_frozen,
     positive_int,
+    results_dir,
     unit_float,
     with_bad_inputs,
 )
@@ -101,17 +102,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.checkpoints import run_dir_of
     from vitssl.eval.attention_io import render_attention, save_scores, score_networks
     from vitssl.eval.images import expand_images
-    from vitssl.eval.loading import load_backbone
 
     if not args.images and not args.score:
         raise VitsslError("nothing to do: pass image files to draw, and/or --score to measure the Jaccard index")
     if args.compare_init and not args.score:
         raise VitsslError("--compare-init compares the Jaccard of --score; add --score (the maps are drawn once)")
     device, cfg, backbone = load_frozen(args)
-    run_dir = run_dir_of(args.checkpoint)
+    run_dir = results_dir(args)
     if args.images:
         out_dir = args.out or run_dir / "attention"
         paths = expand_images(args.images, cfg.data.cache_dir)
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.score:
         nets = {"pretrained": backbone}
         if args.compare_init:
-            nets["init"] = load_backbone(args.checkpoint, at_init=True, device=device)[1]
+            nets["init"] = load_frozen(args, at_init=True)[2]
         scores = score_networks(cfg, nets, args.data, args.threshold, args.max_images, device=device)
         print(
             f"attention as segmentation: Jaccard with the true foreground "
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         path = save_scores(
             scores,
             run_dir / "attention_score.json",
-            {"checkpoint": str(args.checkpoint), "data": args.data, "threshold": args.threshold},
+            {"checkpoint": str(args.source), "data": args.data, "threshold": args.threshold},
         )
         print(f"wrote {path}")
     return 0

@@ -12,6 +12,7 @@ from vitssl.commands._shared import (
     add_init_comparison,
     load_frozen,
     positive_int,
+    results_dir,
     seed_int,
     unit_float,
 )
@@ -109,7 +110,6 @@ def _setup(args: argparse.Namespace, at_init: bool = False) -> tuple[PretrainCon
 def _draw(args: argparse.Namespace) -> int:
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
     from vitssl.data.views.normalise import to_image
     from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
@@ -128,7 +128,7 @@ def _draw(args: argparse.Namespace) -> int:
     picture = draw_matches(
         to_image(view1, cfg.data.mean, cfg.data.std), to_image(view2, cfg.data.mean, cfg.data.std), matches
     )
-    out = args.out or run_dir_of(args.checkpoint) / "correspondence.png"
+    out = args.out or results_dir(args) / "correspondence.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
     sims = ", ".join(f"{s:.2f}" for s in matches.similarity.tolist())
@@ -140,7 +140,6 @@ def _draw(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import json
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.loading.loader import build_loader
     from vitssl.data.sources.folders import ImageFolderDataset
     from vitssl.data.sources.named import NAMED_DATASETS, resolve_dataset
@@ -169,7 +168,7 @@ def _score(args: argparse.Namespace) -> int:
     print(f"flip-correspondence accuracy (top-{args.top} matches per image, {len(dataset)} images, {size} px):")
     for name, value in results.items():
         print(f"  {name:<11} {value:6.2f}%")
-    out = run_dir_of(args.checkpoint) / "correspondence.json"
+    out = results_dir(args) / "correspondence.json"
     out.write_text(json.dumps({"top": args.top, "images": len(dataset), "size": size, **results}, indent=2))
     print(f"wrote {out}")
     return 0

@@ -13,6 +13,7 @@ from vitssl.commands._shared import (
     open_unit_float,
     positive_float,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_checkpoint(p)
+    add_checkpoint(p, image_size=False)
     p.add_argument("--data", default="synthetic_det", help="detection data (default synthetic_det; see below)")
     p.add_argument(
         "--detector", default="faster_rcnn", choices=("faster_rcnn", "retinanet", "fcos"), help="default faster_rcnn"
@@ -81,15 +82,15 @@ def _print(results: dict, header: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.checkpoints import run_dir_of
     from vitssl.detection.run import DetectRequest, run_detection
     from vitssl.device import resolve_device
 
     request = DetectRequest(
-        args.checkpoint, args.data, args.detector, args.freeze, args.epochs, args.lr, args.layer_decay,
+        args.source, args.data, args.detector, args.freeze, args.epochs, args.lr, args.layer_decay,
         batch_size=args.batch_size, image_size=args.image_size, fpn_channels=args.fpn_channels,
         max_train=args.max_train, max_val=args.max_val, num_workers=args.num_workers,
         device=str(resolve_device(args.device, "--device")), compare_init=args.compare_init, **init_options(args),
+        arch=args.arch, mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
     )  # fmt: skip
     out = run_detection(request)
     mode = "frozen backbone" if out["freeze"] else f"fine-tuned, layer decay {out['layer_decay']}"
@@ -98,6 +99,6 @@ def run(args: argparse.Namespace) -> int:
         f"detection ({out['detector']}, {mode}): {out['data']}, {out['image_size']} px, {len(out['classes'])} "
         f"classes, {out['train_images']} train / {out['val_images']} val images, COCO box AP %",
     )
-    run_dir = run_dir_of(args.checkpoint)
+    run_dir = results_dir(args)
     print(f"wrote {run_dir / 'detect.json'}, {run_dir / 'detector.pt'} and {run_dir / 'detect_predictions.png'}")
     return 0

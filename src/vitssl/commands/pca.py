@@ -13,6 +13,7 @@ from vitssl.commands._shared import (
     finite_float,
     load_frozen,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
@@ -75,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.views.normalise import denormalise
     from vitssl.eval.attention_io import patch_multiple
     from vitssl.eval.images import expand_images, image_to_tensor, load_readable
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             tensors.append(x)
             tokens.append(feats.tokens[0].float().cpu().reshape(*feats.grid, -1))
     result = pca_rgb(tokens, remove_background=not args.no_background_removal, threshold=args.threshold)
-    out = args.out or run_dir_of(args.checkpoint) / "pca.png"
+    out = args.out or results_dir(args) / "pca.png"
     pictures = [denormalise(x, cfg.data.mean, cfg.data.std)[0] for x in tensors]
     title = f"PCA of patch features, components explain {', '.join(f'{r:.0%}' for r in result.explained)}"
     image_pairs_grid(pictures, result.colours, out, title)

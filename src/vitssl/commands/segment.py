@@ -15,6 +15,7 @@ from vitssl.commands._shared import (
     load_frozen,
     positive_float,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
@@ -83,9 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.build import eval_transform
-    from vitssl.eval.loading import load_backbone
     from vitssl.eval.segment import SegmentSettings, segmentation_probe
 
     device, cfg, backbone = load_frozen(args)
@@ -96,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict] = {}
     networks = [("pretrained", backbone)]
     if args.compare_init:
-        networks.append(("init", load_backbone(args.checkpoint, at_init=True, device=device)[1]))
-    run_dir = run_dir_of(args.checkpoint)
+        networks.append(("init", load_frozen(args, at_init=True)[2]))
+    run_dir = results_dir(args)
     for name, net in networks:
         results[name], probe = segmentation_probe(net, train, val, settings)
         if name == "pretrained":
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             )
     _print_results(args, size, results)
     payload = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": str(args.source),
         "train": args.train,
         "val": args.val,
         "size": size,

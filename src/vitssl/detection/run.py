@@ -12,13 +12,12 @@ from typing import Any
 
 import torch
 
-from vitssl.checkpoints import run_dir_of
 from vitssl.detection.dataset import load_detection
 from vitssl.detection.figures import plot_detections
 from vitssl.detection.model import build_detector, build_pyramid
 from vitssl.detection.train import DetectSettings, evaluate_detector, train_detector
 from vitssl.detection.types import DetectionSet
-from vitssl.eval.loading import load_backbone
+from vitssl.eval.sources import DataOverrides, resolve_source, results_dir
 
 
 @dataclass(frozen=True)
@@ -26,11 +25,12 @@ class DetectRequest:
     """What to evaluate and how (``vitssl detect``'s help texts explain each option).
 
     Attributes:
-        checkpoint: The run folder or checkpoint file.
+        checkpoint: Any SOURCE of :mod:`vitssl.eval.sources` (a run, an export, ``timm:``, ``hf:``, a release file).
         data: ``synthetic_det`` or a detection folder (COCO or Pascal VOC layout).
         image_size: Short side of the images; None: the data's native size, else the median short side.
         fpn_channels: Width of the pyramid; None: 256, or 128 for backbones narrower than 384.
         init: ``--init`` weights for the pretrained network, with ``init_strict`` their name and shape checks.
+        arch, mean, std: ``--arch``, ``--mean``, ``--std`` for sources that carry no config.
     """
 
     checkpoint: str
@@ -50,6 +50,9 @@ class DetectRequest:
     compare_init: bool = False
     init: str | None = None
     init_strict: bool = True
+    arch: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def default_size(train: DetectionSet) -> int:
@@ -62,7 +65,10 @@ def run_detection(req: DetectRequest) -> dict[str, Any]:
     """Train and score the detector(s) of ``req``; writes into the run folder and returns what ``detect.json``
     holds (the settings, the data and, per network, ``ap``, ``ap50`` and ``ap75``)."""
     device = req.device
-    cfg, backbone = load_backbone(req.checkpoint, device=device, init=req.init, init_strict=req.init_strict)
+    data = DataOverrides(mean=req.mean, std=req.std)
+    cfg, backbone = resolve_source(
+        req.checkpoint, arch=req.arch, device=device, init=req.init, init_strict=req.init_strict, data=data
+    )
     train, val = load_detection(req.data, cfg.data.cache_dir, req.max_train, req.max_val)
     size = req.image_size or train.native_size or default_size(train)
     channels = req.fpn_channels or (256 if backbone.embed_dim >= 384 else 128)
@@ -70,11 +76,12 @@ def run_detection(req: DetectRequest) -> dict[str, Any]:
         req.detector, req.freeze, req.epochs, req.lr, req.layer_decay, batch_size=req.batch_size,
         image_size=size, fpn_channels=channels, num_workers=req.num_workers, device=device,
     )  # fmt: skip
-    run_dir = run_dir_of(req.checkpoint)
+    run_dir = results_dir(req.checkpoint)
+    run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
     for name in ("pretrained", "init") if req.compare_init else ("pretrained",):
         if name == "init":
-            backbone = load_backbone(req.checkpoint, at_init=True, device=device)[1]
+            backbone = resolve_source(req.checkpoint, arch=req.arch, at_init=True, device=device, data=data)[1]
         torch.manual_seed(s.seed)  # the same pyramid and heads at the start for both networks
         pyramid = build_pyramid(backbone, channels)
         pyramid = pyramid.freeze() if s.freeze else pyramid.unfreeze()

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from vitssl.config import to_dict
+from vitssl.export.authors_layout import AUTHOR_FORMATS, LAYOUTS
 from vitssl.export.source import ExportSource
 from vitssl.export.timm_spec import timm_spec
 from vitssl.methods.registry import method_info
@@ -86,6 +87,15 @@ def usage_section(fmt: str, source: ExportSource, out: Path, tokens: bool) -> st
             f'model = AutoModel.from_pretrained("{out}")            # TimmWrapperModel\n'
             f'processor = AutoImageProcessor.from_pretrained("{out}")  # the run\'s resize, crop, mean, std\n'
             "x = model(**processor(images, return_tensors='pt')).last_hidden_state\n```\n"
+        )
+    if fmt in AUTHOR_FORMATS:
+        name = f"{source.cfg.name}_{fmt}_{source.which}"
+        cls = LAYOUTS[fmt].cls
+        return (
+            f"```python\nimport json, torch\nkwargs = json.load(open('{out}/{name}.json'))['kwargs']\n"
+            f"# {cls} from the authors' repository, built with kwargs (norm_layer: LayerNorm eps 1e-6)\n"
+            f"state = torch.load('{out}/{name}.pth', weights_only=True)  # model.load_state_dict(state, strict=True)\n"
+            f"# or, in vitssl: vitssl.load_backbone('{out}/{name}.pth')\n```\n"
         )
     outputs = "pooled (B, D), tokens (B, N, D)" if tokens else "pooled (B, D)"
     return (

@@ -18,13 +18,19 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import timm
 import torch
 from torch import Tensor, nn
 
 from vitssl.errors import VitsslError
+from vitssl.models.pos_embed import dino_pos_embed
+
+# How a ViT's position embeddings are resampled to another patch grid: timm's (resample_abs_pos_embed, what vitssl
+# trains with) or DINO's own (vitssl.models.pos_embed, what the authors' released weights were evaluated with).
+PosInterpolation = Literal["timm", "dino"]
+POS_INTERPOLATIONS = ("timm", "dino")
 
 # Short names for the common sizes (Dosovitskiy et al. 2021; DeiT sizes for tiny/small, Touvron et al. 2021;
 # Swin: Liu et al. 2021, arXiv 2103.14030, as used by EsViT, Li et al. 2021, arXiv 2106.09785).
@@ -81,9 +87,14 @@ class Backbone(nn.Module):
         mask_token: Whether :meth:`forward` accepts token masks: adds the learned ``mask_token`` parameter
             (zeros at first, as in iBOT). Only such backbones have it, so backbones without masks keep the state
             dict keys of runs and exports made before masks existed, and load them strictly.
+        pos_interpolation: ViT only: ``"timm"`` (timm's own resampling, the training default) or ``"dino"``
+            (DINO's ``interpolate_pos_encoding``, for the authors' released weights; see
+            :mod:`vitssl.models.pos_embed`). Both leave the native grid's embedding unchanged.
     """
 
-    def __init__(self, model: nn.Module, mask_token: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, mask_token: bool = False, pos_interpolation: PosInterpolation = "timm"
+    ) -> None:
         super().__init__()
         # A timm VisionTransformer or SwinTransformer: the attributes read here and below differ by family, so the
         # model is read dynamically.
@@ -100,8 +111,28 @@ class Backbone(nn.Module):
             self.embed_dim = int(self.model.embed_dim)
             self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
             self.stride = self.patch_size
+        if pos_interpolation not in POS_INTERPOLATIONS:
+            raise VitsslError(f"unknown pos_interpolation {pos_interpolation!r}; use 'timm' or 'dino'")
+        if pos_interpolation != "timm" and (self.is_swin or getattr(self.model, "no_embed_class", False)):
+            raise VitsslError("pos_interpolation='dino' needs a ViT whose position embeddings cover its [CLS] token")
+        self.pos_interpolation: PosInterpolation = pos_interpolation
         width = int(self.model.patch_embed.proj.out_channels)  # the patch embedding's width (Swin: stage 1's)
         self.mask_token: nn.Parameter | None = nn.Parameter(torch.zeros(width)) if mask_token else None
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The timm model's ``forward_features`` output; with ``pos_interpolation="dino"`` the same network run
+        from timm's public submodules, with DINO's position-embedding interpolation in place of timm's."""
+        if self.pos_interpolation == "timm":
+            return self.model.forward_features(images)
+        m = self.model
+        x = m.patch_embed(images)
+        if x.ndim == 4:  # timm's dynamic-size patch embedding keeps the (B, rows, cols, D) grid
+            x = x.flatten(1, 2)
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
+        x = torch.cat([*prefix, x], dim=1) + dino_pos_embed(m.pos_embed, grid, self.num_prefix_tokens)
+        x = m.norm_pre(m.patch_drop(m.pos_drop(x)))
+        return m.norm(m.blocks(x))
 
     def forward(self, images: Tensor, masks: Tensor | None = None) -> Features:
         """Features of ``images`` (B, 3, H, W).
@@ -112,7 +143,7 @@ class Backbone(nn.Module):
                 row-major: True replaces that patch's embedding by :attr:`mask_token` before the transformer
                 sees it (for a ViT, before the position embedding is added). None: no masking.
         """
-        out = self.model.forward_features(images) if masks is None else self._masked_features(images, masks)
+        out = self.forward_features(images) if masks is None else self._masked_features(images, masks)
         if self.is_swin:  # (B, H, W, D), after the final norm
             b, h, w, d = out.shape
             tokens = out.reshape(b, h * w, d)
@@ -144,7 +175,7 @@ class Backbone(nn.Module):
 
         handle = self.model.patch_embed.register_forward_hook(swap)
         try:
-            return self.model.forward_features(images)
+            return self.forward_features(images)
         finally:
             handle.remove()
 
@@ -173,7 +204,7 @@ class Backbone(nn.Module):
         captured: list[Tensor] = []
         handles = [b.register_forward_hook(lambda _m, _a, out: captured.append(out)) for b in blocks[-n:]]
         try:
-            self.model.forward_features(images)
+            self.forward_features(images)
         finally:
             for h in handles:
                 h.remove()
@@ -211,7 +242,7 @@ class Backbone(nn.Module):
         # A forward hook on the last attention module sees its input (the normalised tokens) through public APIs.
         handle = attn.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
         try:
-            self.model.forward_features(images)
+            self.forward_features(images)
         finally:
             handle.remove()
         y = captured[0]
@@ -240,6 +271,7 @@ def build_backbone(
     drop_path_rate: float = 0.0,
     window_size: int | None = None,
     mask_token: bool = False,
+    pos_interpolation: PosInterpolation = "timm",
     **overrides: Any,
 ) -> Backbone:
     """Create a randomly initialised backbone.
@@ -255,6 +287,8 @@ def build_backbone(
         window_size: Swin attention window override (7 or 14 at 224 px; 4 for the 32 px presets).
         mask_token: Give the backbone a learned mask token so that its forward accepts token masks
             (:class:`Backbone`); off by default, which keeps the state dict keys of mask-free runs.
+        pos_interpolation: ViT position-embedding resampling at other sizes: ``"timm"`` or ``"dino"`` (the
+            authors' formula, for their released weights; :class:`Backbone`).
         **overrides: any other keyword of the timm model constructor.
 
     Example:
@@ -288,4 +322,4 @@ def build_backbone(
         raise VitsslError(f"backbone '{name}' does not accept these options ({exc}); remove the override") from None
     if not hasattr(model, "patch_embed") or not (hasattr(model, "blocks") or hasattr(model, "layers")):
         raise VitsslError(f"backbone '{name}' is not a vision transformer; use a ViT or Swin preset or timm name")
-    return Backbone(model, mask_token=mask_token)
+    return Backbone(model, mask_token=mask_token, pos_interpolation=pos_interpolation)

@@ -86,7 +86,7 @@ class SiTBackbone(Backbone):
         if masks is not None:
             masked: Tensor = self._masked_features(images, masks)
             return masked
-        tokens: Tensor = self.model.forward_features(images)
+        tokens: Tensor = self.forward_features(images)
         return tokens
 
     def tokens_by_role(self, images: Tensor) -> SiTTokens:
