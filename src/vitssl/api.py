@@ -21,6 +21,7 @@ from vitssl.device import resolve_device
 from vitssl.engine.run_folder import RunFolder
 from vitssl.engine.trainer import FitResult, Trainer
 from vitssl.eval.knn_eval import KNNMonitor
+from vitssl.log import logger
 from vitssl.methods import Method, build_method
 from vitssl.models.runtime import configure_backbones
 from vitssl.models.weights import load_backbone_weights
@@ -66,7 +67,7 @@ def init_backbones(method: Method, path: str, strict: bool = True) -> None:
     name and shape checks; one line reports what was loaded (and, when not strict, what was skipped)."""
     reports = [load_backbone_weights(backbone, path, strict=strict) for backbone in method.backbones()]
     if reports and dist.is_main():
-        print(f"vitssl: model.init_from: {reports[0].summary()}")
+        logger.info(f"model.init_from: {reports[0].summary()}")
 
 
 def fresh_run_dir(cfg: PretrainConfig) -> PretrainConfig:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 from vitssl.run_lock import check_not_in_use
 from vitssl.writing import guard_write
 
@@ -174,7 +174,7 @@ def load_checkpoint(path: str | Path, fallback: bool = True, live_ok: bool = Fal
             problems.append(str(exc))
             continue
         if problems:
-            print(f"vitssl: warning: {problems[0]}; using {candidate.name} (step {ckpt.get('step')})", file=sys.stderr)
+            logger.warning(f"{problems[0]}; using {candidate.name} (step {ckpt.get('step')})")
         return ckpt
     raise VitsslError(f"no readable checkpoint in {path}: {problems[0]}; delete the run folder to start again")
 

@@ -14,6 +14,7 @@ import warnings
 
 from vitssl import __version__
 from vitssl.errors import Interrupted, VitsslError
+from vitssl.log import configure as configure_logging
 
 # One module per subcommand, in the order of ``vitssl --help``. The modules import their heavy dependencies
 # (torch, timm) inside ``run``, which keeps ``vitssl --help`` fast.
@@ -43,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-supervised pretraining of vision transformers (DINO, EsViT, SiT), with evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"vitssl {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_const", const=-1, dest="verbosity", help="only warnings and errors"
+    )
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_const", const=1, dest="verbosity", help="also debug messages"
+    )
+    parser.set_defaults(verbosity=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
@@ -76,10 +85,12 @@ def one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the exit status (2 for a user error, with one line)."""
     parser = build_parser()
+    configure_logging(0)  # parsing may already warn (a deprecated flag)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_logging(args.verbosity)
     warnings.filterwarnings("default", module="vitssl")
     warnings.formatwarning = _one_line_warning
     try:

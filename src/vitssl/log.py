@@ -29,23 +29,36 @@ class _OneLine(logging.Formatter):
         return f"vitssl: {message}"
 
 
+class _Stderr(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a record arrives, so that a replaced
+    stderr (a notebook's, a test's capture) receives the line instead of a stale, possibly closed, stream."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def get_logger(name: str | None = None) -> logging.Logger:
     """The ``vitssl`` logger, or its child ``vitssl.<name>``."""
     return logger.getChild(name) if name else logger
 
 
 def configure(verbosity: int = 0, stream: TextIO | None = None) -> None:
-    """Route vitssl's records to ``stream`` (stderr) as one line each, once per process.
+    """Route vitssl's records to ``stream`` (stderr) as one line each; a second call replaces the first.
 
     Args:
         verbosity: -1 for warnings and errors only (``-q``), 0 for progress messages (the default), 1 for debug
             detail as well (``-v``).
-        stream: Where to write; stderr by default (read at call time, so pytest's capture sees it).
+        stream: Where to write; by default whatever ``sys.stderr`` is when each record arrives.
     """
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    for handler in [h for h in logger.handlers if getattr(h, "_vitssl_cli", False)]:
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for old in [h for h in logger.handlers if getattr(h, "_vitssl_cli", False)]:
+        logger.removeHandler(old)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.setFormatter(_OneLine())
     handler._vitssl_cli = True  # type: ignore[attr-defined]  # marks the handler this function owns
     logger.addHandler(handler)

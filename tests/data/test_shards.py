@@ -275,7 +275,7 @@ def test_bad_packing_inputs_are_one_line_errors(tmp_path: Path, capsys, make_cor
 
 def test_existing_shards_need_overwrite(image_folder: Path, tmp_path: Path, capsys):
     assert main(["shards", str(image_folder), str(tmp_path), "--shard-size", "10", "--prefix", "p"]) == 0
-    assert "wrote 24 images (2 classes) in 3 shard(s)" in capsys.readouterr().out
+    assert "wrote 24 images (2 classes) in 3 shard(s)" in capsys.readouterr().err
     assert main(["shards", str(image_folder), str(tmp_path), "--prefix", "p"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["shards", str(image_folder), str(tmp_path), "--prefix", "p", "--overwrite"]) == 0

@@ -122,4 +122,4 @@ def test_detect_default_skips_the_empty_jpg_with_one_summary_line(tiny_det_run, 
     args = ["detect", str(tiny_det_run), "--data", str(root), "--epochs", "1", "--batch-size", "2"]
     assert main([*args, "--image-size", "32", "--fpn-channels", "32", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert err.count("vitssl: skipped 1 unreadable image (first: ") == 1 and "Traceback" not in err
+    assert err.count("vitssl: warning: skipped 1 unreadable image (first: ") == 1 and "Traceback" not in err

@@ -65,10 +65,10 @@ def test_default_skips_with_one_summary_line_and_strict_stops(
     args = _commands(tiny_run, bad_folder, bad_pairs, tmp_path)[command]
     assert main(args) == 0
     err = capsys.readouterr().err
-    summary = [line for line in err.splitlines() if line.startswith("vitssl: skipped")]
+    summary = [line for line in err.splitlines() if line.startswith("vitssl: warning: skipped")]
     assert len(summary) == 1 and "Traceback" not in err, err
     assert "x.jpg (empty file)" in summary[0] or "3.jpg (empty file)" in summary[0]
-    assert summary[0].startswith("vitssl: skipped 1 unreadable image (first: ")
+    assert summary[0].startswith("vitssl: warning: skipped 1 unreadable image (first: ")
     assert summary[0].endswith("; pass --strict to stop at the first one")
     if command == "shards":
         args[-1] += "-strict"
@@ -98,4 +98,4 @@ def test_finetune_skips_the_unreadable_image(tiny_run: Path, bad_folder: Path, c
     args = ["finetune", str(tiny_run), "--train", str(bad_folder), "--val", str(bad_folder), "--epochs", "1"]
     assert main([*args, "--num-workers", "0", "--batch-size", "4"]) == 0
     err = capsys.readouterr().err
-    assert err.count("vitssl: skipped 1 unreadable image") == 1 and "Traceback" not in err
+    assert err.count("vitssl: warning: skipped 1 unreadable image") == 1 and "Traceback" not in err

@@ -100,6 +100,6 @@ def test_compare_init_probes_both_networks_into_their_own_files(tiny_run, capsys
         (tiny_run / name).unlink(missing_ok=True)
     args = ["linear", str(tiny_run), "--fast", "--epochs", "1", "--compare-init", "--num-workers", "0"]
     assert main(args) == 0
-    assert capsys.readouterr().out.count("wrote ") == 2
+    assert capsys.readouterr().err.count("wrote ") == 2
     assert json.loads((tiny_run / "linear_fast.json").read_text())["at_init"] is False
     assert json.loads((tiny_run / "linear_fast_init.json").read_text())["at_init"] is True

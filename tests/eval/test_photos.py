@@ -59,7 +59,7 @@ def test_attention_on_photos_at_their_own_resolution(patch16_run, tmp_path, caps
     _photo(tmp_path / "photos" / "holiday" / "beach.jpg", 1200, 900)
     out = tmp_path / "out"
     assert main(["attention", str(patch16_run), str(tmp_path / "photos"), "--out", str(out), "--device", "cpu"]) == 0
-    assert "30x40 patches" in capsys.readouterr().out
+    assert "30x40 patches" in capsys.readouterr().err
     # 480x640 at patch 16: 30 rows x 40 columns, the photo's own resolution
     assert np.load(out / "street_attention.npy").shape == (HEADS, 30, 40)
     # 900x1200 with the default --max-side 800: scaled to 600x800, cropped to 592x800: 37 rows x 50 columns

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from vitssl.log import logger
 
 if TYPE_CHECKING:  # the real imports stay inside the functions, so that ``vitssl --help`` stays fast
     from vitssl.config import PretrainConfig
@@ -224,7 +225,7 @@ class DeprecatedFlag(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        print(f"vitssl: warning: {option_string} is deprecated; {self.use}", file=sys.stderr)
+        logger.warning(f"{option_string} is deprecated; {self.use}")
         if self.sets:
             setattr(namespace, self.sets, values if self.value else True)
 
@@ -352,7 +353,7 @@ def run_protocol(args: argparse.Namespace, protocol: EvalProtocol) -> int:
         args.at_init = name == "init"
         device, cfg, backbone = load_frozen(args, at_init=args.at_init)
         written = protocol(cfg, backbone, device, results_dir(args))
-        print("wrote " + " and ".join(str(path) for path in written))
+        logger.info("wrote " + " and ".join(str(path) for path in written))
     return 0
 
 

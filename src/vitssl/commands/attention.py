@@ -18,6 +18,7 @@ from vitssl.commands._shared import (
     with_bad_inputs,
 )
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for files in written:
             rows, cols = files.grid
-            print(f"wrote {files.figure}, {files.maps.name} and {files.folder.name}/ ({rows}x{cols} patches)")
+            logger.info(f"wrote {files.figure}, {files.maps.name} and {files.folder.name}/ ({rows}x{cols} patches)")
     if args.score:
         nets = {"pretrained": backbone}
         if args.compare_init:
@@ -139,5 +140,5 @@ def run(args: argparse.Namespace) -> int:
             run_dir / "attention_score.json",
             {"checkpoint": str(args.source), "data": args.data, "threshold": args.threshold},
         )
-        print(f"wrote {path}")
+        logger.info(f"wrote {path}")
     return 0

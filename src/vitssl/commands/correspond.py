@@ -16,6 +16,7 @@ from vitssl.commands._shared import (
     seed_int,
     unit_float,
 )
+from vitssl.log import logger
 
 if TYPE_CHECKING:
     import torch
@@ -133,7 +134,7 @@ def _draw(args: argparse.Namespace) -> int:
     picture.save(out)
     sims = ", ".join(f"{s:.2f}" for s in matches.similarity.tolist())
     print(f"{len(matches.source)} best matches (cosine {sims}) on a {matches.grid1[0]}x{matches.grid1[1]} grid")
-    print(f"wrote {out}")
+    logger.info(f"wrote {out}")
     return 0
 
 
@@ -170,5 +171,5 @@ def _score(args: argparse.Namespace) -> int:
         print(f"  {name:<11} {value:6.2f}%")
     out = results_dir(args) / "correspondence.json"
     out.write_text(json.dumps({"top": args.top, "images": len(dataset), "size": size, **results}, indent=2))
-    print(f"wrote {out}")
+    logger.info(f"wrote {out}")
     return 0

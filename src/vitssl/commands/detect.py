@@ -16,6 +16,7 @@ from vitssl.commands._shared import (
     results_dir,
     with_bad_inputs,
 )
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -100,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
         f"classes, {out['train_images']} train / {out['val_images']} val images, COCO box AP %",
     )
     run_dir = results_dir(args)
-    print(f"wrote {run_dir / 'detect.json'}, {run_dir / 'detector.pt'} and {run_dir / 'detect_predictions.png'}")
+    logger.info(f"wrote {run_dir / 'detect.json'}, {run_dir / 'detector.pt'} and {run_dir / 'detect_predictions.png'}")
     return 0

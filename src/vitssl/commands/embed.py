@@ -13,6 +13,7 @@ from vitssl.commands._shared import (
     positive_int,
     with_bad_inputs,
 )
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -63,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         run=str(args.source),
     )
-    print(f"wrote {result.count} x {result.dim} features to {result.features} (index {result.index})")
+    logger.info(f"wrote {result.count} x {result.dim} features to {result.features} (index {result.index})")
     return 0

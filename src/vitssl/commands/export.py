@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from vitssl.commands._shared import add_checkpoint
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -87,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, diff in result.checks.items():
         print(f"check {name}: max abs diff {diff:.2e}")
-    print(f"wrote {args.format} export of the {result.which} to {result.out} ({len(result.files)} files)")
+    logger.info(f"wrote {args.format} export of the {result.which} to {result.out} ({len(result.files)} files)")
     return 0

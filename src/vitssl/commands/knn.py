@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# the real imports stay inside the functions, so that ``vitssl --help`` stays fast
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
@@ -17,6 +16,9 @@ from vitssl.commands._shared import (
     results_dir,
     with_bad_inputs,
 )
+
+# the real imports stay inside the functions, so that ``vitssl --help`` stays fast
+from vitssl.log import logger
 
 DEFAULT_KS = (10, 20, 100, 200)
 
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     save_knn_json(results, out, {"checkpoint": str(args.source), "temperature": args.temperature})
     if args.compare_init or args.pixels:
         _plot_comparison(results, out)
-    print(f"wrote {out}")
+    logger.info(f"wrote {out}")
     return 0
 
 

@@ -16,6 +16,7 @@ from vitssl.commands._shared import (
     results_dir,
     with_bad_inputs,
 )
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -101,5 +102,5 @@ def run(args: argparse.Namespace) -> int:
     image_pairs_grid(pictures, result.colours, out, title)
     if len({c.shape for c in result.colours}) == 1:
         np.save(out.with_suffix(".npy"), np.stack(result.colours))
-    print(f"wrote {out} ({len(images)} images; foreground {np.mean([m.mean() for m in result.foreground]):.0%})")
+    logger.info(f"wrote {out} ({len(images)} images; foreground {np.mean([m.mean() for m in result.foreground]):.0%})")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from vitssl.commands._shared import add_device, init_options, positive_int, seed_int
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -107,5 +108,5 @@ def run(args: argparse.Namespace) -> int:
         recon = method.reconstruct(views.to(device)).cpu()
     out = args.out or run_dir_of(args.checkpoint) / "reconstruction.png"
     save_reconstruction_grid(targets, views, recon, masks, cfg.data.mean, cfg.data.std, out)
-    print(f"wrote {out} ({len(files)} images: clean / corrupted / reconstructed / mask)")
+    logger.info(f"wrote {out} ({len(files)} images: clean / corrupted / reconstructed / mask)")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vitssl.log import logger
+
 EPILOG = """\
 examples:
   vitssl report runs/demo
@@ -35,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     from vitssl.report.page import build_report
 
     page = build_report(args.run_dir, args.out)
-    print(f"wrote {page}")
+    logger.info(f"wrote {page}")
     return 0

@@ -18,6 +18,7 @@ from vitssl.commands._shared import (
     results_dir,
     with_bad_inputs,
 )
+from vitssl.log import logger
 
 if TYPE_CHECKING:
     from vitssl.config import PretrainConfig
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         **results,
     }
     (run_dir / "segment.json").write_text(json.dumps(payload, indent=2))
-    print(f"wrote {run_dir / 'segment.json'}")
+    logger.info(f"wrote {run_dir / 'segment.json'}")
     return 0
 
 

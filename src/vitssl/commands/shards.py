@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from vitssl.commands._shared import add_strict, bad_image_policy, seed_int, with_bad_inputs
+from vitssl.log import logger
 
 EPILOG = """\
 examples:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         on_bad_image=bad_image_policy(args),
     )
     labels = f"{len(result.classes)} classes" if result.classes else "unlabelled"
-    print(
+    logger.info(
         f"wrote {result.num_samples} images ({labels}) in {len(result.shards)} shard(s) to {result.index.parent}; "
         f"index {result.index}"
     )

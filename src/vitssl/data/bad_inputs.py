@@ -14,13 +14,13 @@ e.g. ``"a/x.jpg (empty file)"`` or ``"shards/train-000003.tar (torn at sample 17
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO, TypeVar
 
 from vitssl.data.images import UnreadableImageError
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 
 T = TypeVar("T")
 
@@ -171,10 +171,15 @@ class BadInputs:
         return summary_line(self.bad_images, self._shards, self.first, hint)
 
     def report(self, hint: str = STRICT_HINT, training: bool = False, file: TextIO | None = None) -> None:
-        """Print :meth:`summary` to ``file`` (stderr by default) when anything was skipped."""
+        """Say :meth:`summary` when anything was skipped: a warning of the ``vitssl`` logger, or a line written to
+        ``file`` when one is given."""
         line = self.summary(hint, training)
-        if line is not None:
-            print(line, file=file or sys.stderr)
+        if line is None:
+            return
+        if file is not None:
+            print(line, file=file)
+        else:
+            logger.warning(line.removeprefix("vitssl: "))
 
 
 _ACTIVE: list[BadInputs] = []

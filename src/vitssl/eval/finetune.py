@@ -30,6 +30,7 @@ from vitssl.errors import VitsslError
 from vitssl.eval.blocks import blocks_of, is_swin
 from vitssl.eval.features import images_of, labels_of
 from vitssl.eval.linear import accuracy
+from vitssl.log import logger
 from vitssl.models.backbones import Backbone
 from vitssl.schedules import cosine_schedule
 
@@ -239,7 +240,7 @@ def finetune(
         top1, top5 = evaluate(model, val, s)
         record = {"epoch": epoch + 1, "train_loss": round(sum(losses) / len(losses), 5), "top1": round(top1, 2)}
         history.append({**record, "top5": round(top5, 2), "lr": lr})
-        print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  top-1 {top1:.2f}%  top-5 {top5:.2f}%")
+        logger.info(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  top-1 {top1:.2f}%  top-5 {top5:.2f}%")
     return history
 
 

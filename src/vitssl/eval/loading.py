@@ -3,7 +3,6 @@ the labelled train / validation sets it is scored on."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from vitssl.config import PretrainConfig, from_dict
 from vitssl.data.build import build_labelled_dataset, knn_memory_spec
 from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 from vitssl.methods import Method, build_method
 from vitssl.models.backbones import Backbone
 from vitssl.models.weights import load_backbone_weights
@@ -42,7 +42,7 @@ def load_method(
     if init is not None:
         reports = [load_backbone_weights(b, init, strict=init_strict) for b in method.backbones()]
         if reports:
-            print(f"vitssl: --init: {reports[0].summary()}", file=sys.stderr)
+            logger.info(f"--init: {reports[0].summary()}")
     return cfg, method.eval()
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from torch import Tensor
 
 from vitssl.config import IMAGENET_MEAN, IMAGENET_STD, PretrainConfig
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 from vitssl.models.backbones import Backbone
 
 __all__ = ["DataOverrides", "Source", "load_backbone", "parse_source", "resolve_source", "results_dir"]
@@ -345,7 +345,7 @@ def _from_file(source: Source, arch: str | None, at_init: bool, seed: int) -> tu
     release = recognise_release(state, where, arch)
     backbone, report = load_release(release, at_init=at_init, seed=seed)
     if report is not None:
-        print(f"vitssl: {release.layout} release: {report.summary()}", file=sys.stderr)
+        logger.info(f"{release.layout} release: {report.summary()}")
     method = METHOD_OF[release.layout]
     return _config(source, release.backbone, release.kwargs, method, image_size=release.image_size), backbone
 
@@ -396,7 +396,7 @@ def resolve_source(
     if init is not None and not at_init:
         from vitssl.models.weights import load_backbone_weights
 
-        print(f"vitssl: --init: {load_backbone_weights(backbone, init, strict=init_strict).summary()}", file=sys.stderr)
+        logger.info(f"--init: {load_backbone_weights(backbone, init, strict=init_strict).summary()}")
     if data is not None:
         _apply_data(cfg, data)
     backbone = backbone.to(device).eval()
