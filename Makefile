@@ -8,7 +8,7 @@ PEER_VENV := benchmarks/.peer-venv
 BENCH_FLAGS ?=
 
 .PHONY: help install demo test test-fast demo-esvit demo-sit lint typecheck format bench bench-quick bench-throughput bench-gpu bench-gpu-dry \
-	bench-distributed bench-options bench-learn bench-loader clean
+	bench-distributed bench-options bench-learn bench-loader clean docs
 
 help:
 	@echo "make demo       pretrain DINO on the built-in synthetic data, evaluate, write pictures and a report (runs/demo)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test       the whole test suite (learning tests included; CIFAR-10 tests need VITSSL_TEST_DATA)"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make lint       ruff check + format check"
+	@echo "make docs      the documentation site with MkDocs (--strict: a broken reference fails), into site/"
 	@echo "make typecheck  mypy src (strict for losses, methods and engine; settings in pyproject.toml)"
 	@echo "make bench      vitssl vs lightly's DINO on the fixed workload + every CIFAR-10 preset (over an hour;"
 	@echo "                writes benchmarks/results/bench.md, bench.json, summary.json; docs/benchmarks.md)"
@@ -38,10 +39,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 demo: $(STAMP)
 	$(BIN)/vitssl pretrain configs/demo.yaml
 	$(BIN)/vitssl knn runs/demo --k 10 20 --compare-init
-	$(BIN)/vitssl attention runs/demo synthetic --score
+	$(BIN)/vitssl attention runs/demo synthetic --score --compare-init
 	$(BIN)/vitssl pca runs/demo synthetic
 	$(BIN)/vitssl report runs/demo
 	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png runs/demo/attention/ runs/demo/pca.png; report: runs/demo/report/index.html"

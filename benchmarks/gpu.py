@@ -49,7 +49,7 @@ from flops import synchronize  # noqa: E402
 from measure import model_step_metrics  # noqa: E402
 from throughput import fixed_batch, repeat_batch, step_times  # noqa: E402
 
-from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.api import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.engine.trainer import Trainer  # noqa: E402
 

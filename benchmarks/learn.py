@@ -9,7 +9,7 @@ For every method and budget, in one process after another (nothing else should r
 preset's epochs scale with the budget (E = its epochs x B / its built-in budget, e.g. 8 -> 32 for 60 minutes):
     vitssl pretrain PRESET data.train=DATA/train train.budget_minutes=B [optim.epochs=E] train.out_dir=OUT/METHOD-B
     vitssl knn OUT/METHOD-B --train DATA/train --val DATA/test --k 20 --compare-init --pixels
-    vitssl linear OUT/METHOD-B --fast --train DATA/train --val DATA/test --epochs 20 --lr 0.03 [--at-init]
+    vitssl linear OUT/METHOD-B --fast --train DATA/train --val DATA/test --epochs 20 --lr 0.03 [--init-only]
 Writes OUT/learn.md (the table, with the command behind every row), OUT/learn.json and OUT/learn.png (20-NN and
 the fast linear probe against wall-clock minutes of pretraining; initialisation at minute 0, raw pixels as a line).
 The linear probe (`--fast`: frozen features extracted once, no augmentation; one learning rate, final epoch, so
@@ -122,7 +122,7 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
     if args.linear:
         for at_init, key in ((False, "linear"), (True, "linear_init")):
             probe = vitssl("linear", str(run_dir), "--train", str(train), "--val", str(val), *LINEAR)
-            probe += [*(["--at-init"] if at_init else [])]
+            probe += [*(["--init-only"] if at_init else [])]
             probe += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
             probe += [*(["--max-val", str(args.max_val)] if args.max_val else [])]
             run_logged(probe, log)

@@ -25,7 +25,7 @@ from common import RESULTS, environment, fmt, markdown_table, write_json, write_
 from throughput import loader_rate, model_step_rate  # noqa: E402
 from workloads import fixed_workload  # noqa: E402
 
-from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.api import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 
 

@@ -30,7 +30,7 @@ from flops import count_step, matmul_rate, square_matmul_gflops  # noqa: E402
 from throughput import end_to_end_times, fixed_batch, repeat_batch, step_times  # noqa: E402
 from workloads import FIXED, PRESETS, fixed_workload, preset_overrides  # noqa: E402
 
-from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.api import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.engine.trainer import Trainer  # noqa: E402
 

@@ -21,7 +21,7 @@ from common import RESULTS, environment  # noqa: E402
 from throughput import model_step_rate  # noqa: E402
 from workloads import PRESETS  # noqa: E402
 
-from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.api import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.engine.trainer import Trainer  # noqa: E402
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, environment  # noqa: E402
 from flops import synchronize  # noqa: E402
 
-from vitssl.commands.training import build_trainer  # noqa: E402
+from vitssl.api import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.data.batches import ViewBatch  # noqa: E402
 from vitssl.engine.trainer import Trainer  # noqa: E402

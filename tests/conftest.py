@@ -89,7 +89,7 @@ class PretrainComparison:
 
 
 def _pretrain_and_compare(cfg: Any, keep_init: bool = False) -> PretrainComparison:
-    from vitssl.commands.training import build_trainer
+    from vitssl.api import build_trainer
 
     trainer = build_trainer(cfg)
     assert trainer.knn is not None, "the learning tests need data.val and a labelled train set for the k-NN"

@@ -132,7 +132,7 @@ def test_learning_benchmark_scores_init_pretrained_and_pixels_and_plots(tiny_ima
     for key in ("init", "pretrained", "pixels", "pretrain_minutes", "linear", "linear_init"):
         assert positive_finite(row[key]), (key, row)
     assert "train.budget_minutes=0.05" in row["commands"][0] and "--pixels" in row["commands"][1]
-    assert "--fast" in row["commands"][2] and "--at-init" in row["commands"][3]
+    assert "--fast" in row["commands"][2] and "--init-only" in row["commands"][3]
     assert (tmp_path / "out" / "learn.png").stat().st_size > 1000
     assert "| dino | 0.05 min |" in (tmp_path / "out" / "learn.md").read_text()
 

@@ -198,8 +198,8 @@ def _numeric_keys() -> dict[str, bool]:
 
 def test_every_numeric_key_has_a_bad_value_case():
     from vitssl.config.ranges import GENERIC_RANGES
-    from vitssl.methods.dino_config import DINO_RANGES
-    from vitssl.methods.esvit_config import ESVIT_RANGES
+    from vitssl.methods.dino.config import DINO_RANGES
+    from vitssl.methods.esvit.config import ESVIT_RANGES
 
     numeric = set(_numeric_keys())
     assert len(numeric) >= 55

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from vitssl.errors import VitsslError
-from vitssl.plots import plot_knn_comparison, plot_training_curves, read_metrics
+from vitssl.report.plots import plot_knn_comparison, plot_training_curves, read_metrics
 
 
 def _write_metrics(path: Path, steps: int = 40, truncated: bool = True, extra: bool = True) -> Path:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import TINY_OVERRIDES
 from vitssl.cli import main
-from vitssl.report import build_report
+from vitssl.report.page import build_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

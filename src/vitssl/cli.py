@@ -19,6 +19,7 @@ from vitssl.errors import Interrupted, VitsslError
 # (torch, timm) inside ``run``, which keeps ``vitssl --help`` fast.
 COMMAND_MODULES: tuple[str, ...] = (
     "vitssl.commands.pretrain",
+    "vitssl.commands.presets",
     "vitssl.commands.knn",
     "vitssl.commands.linear",
     "vitssl.commands.attention",

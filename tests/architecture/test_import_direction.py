@@ -1,7 +1,14 @@
-"""Imports run one way: commands -> eval / engine -> methods -> losses / models / data -> config -> leaves.
+"""Imports run one way: commands / api -> eval / detection / engine / export -> report -> methods -> losses /
+models / data -> config -> leaves.
 
 Every ``import`` of every module (function-level imports included) is read with ``ast``; a lower layer that
 imports a higher one fails the test with the offending line.
+
+``report`` (curves, figures, the HTML page) depends on the leaves only. It sits below eval, engine and detection
+rather than beside them because all three draw with it: the run folder writes the training curves, eval's
+attention and PCA commands use its image grids, and it was a leaf (``plots``) before it became a package.
+``detection`` is an evaluation like the others in ``eval`` and may use them (loading a backbone); eval never
+imports detection. ``api`` is the public Python entry point, at the level of the commands that call it.
 """
 
 from __future__ import annotations
@@ -12,22 +19,34 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "vitssl"
-LEAVES = {"errors", "distributed", "device", "checkpoints", "schedules", "optim", "plots", "writing", "run_lock"}
+LEAVES = {
+    "errors",
+    "distributed",
+    "device",
+    "checkpoints",
+    "schedules",
+    "optim",
+    "writing",
+    "run_lock",
+    "extras",
+    "log",
+}
+_ABOVE_METHODS = {"engine", "eval", "detection", "export", "report", "commands", "cli", "api"}
 
 # package (first path component under vitssl) -> vitssl packages it must never import
 FORBIDDEN: dict[str, set[str]] = {
-    "losses": {"engine", "methods", "eval", "commands", "data", "cli", "report"},
-    "models": {"engine", "methods", "eval", "commands", "data", "cli", "report"},
-    "data": {"models", "losses", "methods", "engine", "eval", "commands", "cli", "report"},
-    "config": {"data", "models", "losses", "methods", "engine", "eval", "commands", "cli", "report"},
-    "methods": {"engine", "eval", "commands", "cli", "report"},
-    "eval": {"engine", "commands", "cli"},
-    "export": {"engine", "commands", "cli"},
-    "engine": {"commands", "cli"},
-    **{
-        leaf: {"config", "data", "models", "losses", "methods", "engine", "eval", "commands", "cli", "report"}
-        for leaf in LEAVES
-    },
+    "losses": {"methods", "data", *_ABOVE_METHODS},
+    "models": {"methods", "data", *_ABOVE_METHODS},
+    "data": {"models", "losses", "methods", *_ABOVE_METHODS},
+    "config": {"data", "models", "losses", "methods", *_ABOVE_METHODS},
+    "methods": _ABOVE_METHODS,
+    "report": {"config", "data", "models", "losses", "methods", *(_ABOVE_METHODS - {"report"})},
+    "eval": {"engine", "detection", "export", "commands", "cli", "api"},
+    "detection": {"engine", "export", "commands", "cli", "api"},
+    "export": {"engine", "detection", "commands", "cli", "api"},
+    "engine": {"detection", "export", "commands", "cli", "api"},
+    "api": {"commands", "cli"},
+    **{leaf: {"config", "data", "models", "losses", "methods", *_ABOVE_METHODS} for leaf in LEAVES},
 }
 # The engine may use the Method interface, never a concrete method.
 ENGINE_METHODS_ALLOWED = {"vitssl.methods.base"}
@@ -78,9 +97,10 @@ def test_the_checker_sees_a_violation(tmp_path):
     (fake / "losses").mkdir(parents=True)
     (fake / "losses" / "bad.py").write_text("def f():\n    from vitssl.engine.trainer import Trainer\n")
     (fake / "engine").mkdir()
-    (fake / "engine" / "uses_dino.py").write_text("from vitssl.methods.dino import DINO\n")
+    (fake / "engine" / "uses_dino.py").write_text("from vitssl.methods.dino.method import DINO\n")
     assert _violations(fake) == [
-        "vitssl/engine/uses_dino.py:1 (engine) imports vitssl.methods.dino: only the Method interface is allowed",
+        "vitssl/engine/uses_dino.py:1 (engine) imports vitssl.methods.dino.method: only the Method interface "
+        "is allowed",
         "vitssl/losses/bad.py:2 (losses) imports vitssl.engine.trainer",
     ]
 
@@ -88,3 +108,22 @@ def test_the_checker_sees_a_violation(tmp_path):
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_every_layer_exists(layer):
     assert (PACKAGE / layer).is_dir() or (PACKAGE / f"{layer}.py").is_file()
+
+
+def test_one_home_per_feature():
+    """Detection code lives in vitssl/detection and SiT's in vitssl/methods/sit, nowhere else."""
+    strays = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.stem.startswith(("detection", "sit"))
+        and not path.is_relative_to(PACKAGE / "detection")
+        and not path.is_relative_to(PACKAGE / "methods" / "sit")
+    ]
+    assert strays == []
+    assert (PACKAGE / "detection").is_dir() and (PACKAGE / "methods" / "sit").is_dir()
+
+
+def test_data_keeps_a_short_top_level():
+    """Data's modules are grouped into sub-packages, so its top level stays readable."""
+    top = sorted(p.name for p in (PACKAGE / "data").glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= 12, top

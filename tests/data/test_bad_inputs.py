@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from vitssl.data.bad_inputs import BadInputs, collecting, note, tallied
-from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.images import UnreadableImageError
-from vitssl.data.loader import build_loader
-from vitssl.data.shard_writer import pack_shards
-from vitssl.data.shards import ShardReadError, build_shard_dataset
+from vitssl.data.loading.loader import build_loader
+from vitssl.data.shards.dataset import ShardReadError, build_shard_dataset
+from vitssl.data.shards.writer import pack_shards
+from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader
-from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
-from vitssl.data.named import resolve_dataset
+from vitssl.data.loading.loader import build_loader
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.sources.named import resolve_dataset
+from vitssl.data.views.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
 
 pytestmark = pytest.mark.data
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from vitssl.data.batches import EvalBatch, ViewBatch, adjacent_runs, joined
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader, collate_views, set_loader_epoch
-from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, EvalTransform, MultiCropTransform, dino_crops
+from vitssl.data.loading.loader import build_loader, collate_views, set_loader_epoch
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.views.multicrop import CIFAR10_MEAN, CIFAR10_STD, EvalTransform, MultiCropTransform, dino_crops
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from vitssl.data.sampler import EpochSampler, samples_per_rank
+from vitssl.data.loading.sampler import EpochSampler, samples_per_rank
 from vitssl.errors import VitsslError
 
 
@@ -67,7 +67,7 @@ def test_too_few_samples_for_one_batch_is_a_clear_error() -> None:
 
 
 def test_repeated_augmentation_repeats_each_image_within_its_global_batch() -> None:
-    from vitssl.data.sampler import decode_repeat
+    from vitssl.data.loading.sampler import decode_repeat
 
     n, repeats, batch = 60, 3, 6  # global batch 12 = 4 images x 3 copies
     shards = _shards(n, 2, batch_size=batch, repeats=repeats)
@@ -100,7 +100,7 @@ def test_repeats_one_is_the_plain_sampler_and_bad_repeats_are_refused() -> None:
 def test_each_copy_has_its_own_view_seed_and_copy_zero_keeps_the_old_one() -> None:
     import torch
 
-    from vitssl.data.sampler import decode_repeat, encode_repeat
+    from vitssl.data.loading.sampler import decode_repeat, encode_repeat
     from vitssl.data.seeding import derive_seed, sample_generator
 
     assert decode_repeat(encode_repeat(7, 2, 50), 50) == (7, 2) and decode_repeat(7, 50) == (7, 0)

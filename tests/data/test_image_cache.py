@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vitssl.data import cache, folders
-from vitssl.data.discovery import find_images
-from vitssl.data.folders import ImageFolderDataset
 from vitssl.data.images import load_rgb
-from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
+from vitssl.data.sources import cache, folders
+from vitssl.data.sources.discovery import find_images
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.views.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
 from vitssl.errors import VitsslError
 
 

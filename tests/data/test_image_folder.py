@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.views.multicrop import CIFAR10_MEAN, CIFAR10_STD, MultiCropTransform, dino_crops
 from vitssl.errors import VitsslError
 
 

@@ -8,8 +8,9 @@ import torch
 import torchvision.transforms.functional as tvf
 from PIL import Image, ImageEnhance, ImageOps
 
-from vitssl.data import crop_ops
-from vitssl.data.multicrop import (
+from vitssl.data.seeding import sample_generator
+from vitssl.data.views import crop_ops
+from vitssl.data.views.multicrop import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     IMAGENET_MEAN,
@@ -19,7 +20,6 @@ from vitssl.data.multicrop import (
     MultiCropTransform,
     dino_crops,
 )
-from vitssl.data.seeding import sample_generator
 from vitssl.errors import VitsslError
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torchvision.datasets
 
-from vitssl.data import named
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.named import ensure_cifar10_folders, resolve_dataset
+from vitssl.data.sources import named
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.sources.named import ensure_cifar10_folders, resolve_dataset
 from vitssl.errors import VitsslError
 
 

@@ -15,14 +15,14 @@ from PIL import Image
 
 from vitssl.cli import main
 from vitssl.data.images import load_rgb
-from vitssl.data.shard_writer import pack_shards, sample_key
-from vitssl.data.shards import (
+from vitssl.data.shards.dataset import (
     ShardDataset,
     build_shard_dataset,
     build_shard_loader,
     is_shard_spec,
     load_shard_index,
 )
+from vitssl.data.shards.writer import pack_shards, sample_key
 from vitssl.errors import VitsslError
 
 NUM_IMAGES = 24  # 13 cats + 11 dogs, packed 5 per shard: shards of 5, 5, 5, 5 and 4 samples

@@ -5,7 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vitssl.data.corruptions import (
+from vitssl.data.seeding import sample_generator
+from vitssl.data.views.crop_ops import Draws
+from vitssl.data.views.multicrop import CropSpec
+from vitssl.errors import VitsslError
+from vitssl.methods.sit.corruptions import (
     BlurPatch,
     ColourDistortion,
     CorruptionPipeline,
@@ -14,11 +18,7 @@ from vitssl.data.corruptions import (
     RandomReplace,
     replace_in_batch,
 )
-from vitssl.data.crop_ops import Draws
-from vitssl.data.multicrop import CropSpec
-from vitssl.data.seeding import sample_generator
-from vitssl.data.sit_views import SiTCollate, SiTViewTransform, rotate
-from vitssl.errors import VitsslError
+from vitssl.methods.sit.views import SiTCollate, SiTViewTransform, rotate
 
 SIDE = 40
 

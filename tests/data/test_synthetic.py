@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vitssl.data import synthetic
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.synthetic import class_names, ensure_synthetic, mask_path
+from vitssl.data.sources import synthetic
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.sources.synthetic import class_names, ensure_synthetic, mask_path
 from vitssl.errors import VitsslError
 
 TRAIN, TEST = 100, 30

@@ -26,7 +26,7 @@ def tiny_swin():
 @pytest.fixture(scope="session")
 def tiny_det_data(tmp_path_factory) -> Path:
     """A small synthetic_det copy (16 train, 8 test images of 64 px) with train/ and test/ COCO folders."""
-    from vitssl.data.detection_synthetic import ensure_synthetic_det
+    from vitssl.detection.synthetic import ensure_synthetic_det
 
     return ensure_synthetic_det(tmp_path_factory.mktemp("det_cache"), 64, 16, 8)
 

@@ -9,8 +9,8 @@ import pytest
 
 from detect.detect_helpers import make_coco, make_voc, write_image
 from vitssl.cli import main
-from vitssl.data.detection import load_detection, sanitize
-from vitssl.data.detection_formats import read_coco, read_voc
+from vitssl.detection.dataset import load_detection, sanitize
+from vitssl.detection.formats import read_coco, read_voc
 from vitssl.errors import VitsslError
 
 CATS = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vitssl.cli import main
-from vitssl.data.detection_synthetic import ensure_synthetic_det
+from vitssl.detection.synthetic import ensure_synthetic_det
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vitssl.detection.model import build_detector, build_pyramid
 from vitssl.errors import VitsslError
-from vitssl.models.detection import build_detector, build_pyramid
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from vitssl.data.detection import DetectionImages, load_detection
-from vitssl.eval.detect import DetectSettings, evaluate_detector, summarize
+from vitssl.detection.dataset import DetectionImages, load_detection
+from vitssl.detection.train import DetectSettings, evaluate_detector, summarize
 
 TRUTH = [{"boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0], [40.0, 5.0, 60.0, 25.0]]), "labels": torch.tensor([1, 2])}]
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from vitssl.detection.model import SwinFPN, ViTSimplePyramid, build_detector, build_pyramid
+from vitssl.detection.train import DetectSettings, param_groups
 from vitssl.errors import VitsslError
-from vitssl.eval.detect import DetectSettings, param_groups
 from vitssl.models.backbones import build_backbone
-from vitssl.models.detection import SwinFPN, ViTSimplePyramid, build_detector, build_pyramid
 
 SIZES = [(32, 32), (64, 48), (37, 51), (20, 70)]  # square, non-square, not multiples of the patch or window
 

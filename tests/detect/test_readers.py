@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from detect.detect_helpers import make_coco, make_voc
-from vitssl.data.detection import DetectionImages, load_detection
-from vitssl.data.detection_formats import read_coco, read_voc
+from vitssl.detection.dataset import DetectionImages, load_detection
+from vitssl.detection.formats import read_coco, read_voc
 
 CATS = [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]
 
@@ -85,7 +85,7 @@ def test_dataset_items_and_flip(tmp_path):
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_synthetic_det_split_spec_holds_out_part_of_that_split(tmp_path, monkeypatch, tiny_det_data, split):
-    import vitssl.data.detection as detection
+    import vitssl.detection.dataset as detection
 
     monkeypatch.setattr(detection, "ensure_synthetic_det", lambda cache: tiny_det_data)
     train, val = load_detection(f"synthetic_det:{split}", "unused")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from vitssl.data.detection_formats import read_coco
-from vitssl.data.detection_synthetic import ensure_synthetic_det
-from vitssl.data.synthetic_render import CLASS_NAMES
+from vitssl.data.sources.synthetic_render import CLASS_NAMES
+from vitssl.detection.formats import read_coco
+from vitssl.detection.synthetic import ensure_synthetic_det
 
 
 def test_layout_and_boxes(tiny_det_data):

@@ -18,7 +18,7 @@ import torch
 
 
 def train(out: Path, cases: dict[str, list[str]]) -> None:
-    from vitssl.commands.training import build_trainer
+    from vitssl.api import build_trainer
     from vitssl.config import load_config
 
     for name, overrides in cases.items():
@@ -27,7 +27,7 @@ def train(out: Path, cases: dict[str, list[str]]) -> None:
 
 def resume(out: Path, cases: dict[str, list[str]]) -> None:
     """Stop after 3 steps (as a pre-empted job would), then build a new trainer that resumes to the end."""
-    from vitssl.commands.training import build_trainer
+    from vitssl.api import build_trainer
     from vitssl.config import load_config
 
     for name, overrides in cases.items():
@@ -39,7 +39,7 @@ def resume(out: Path, cases: dict[str, list[str]]) -> None:
 def poison(out: Path, cases: dict[str, list[str]]) -> None:
     """The loss of optimiser step 2 is NaN on rank 1 only: every rank must skip that step and finish."""
     from vitssl import distributed as dist
-    from vitssl.commands.training import build_trainer
+    from vitssl.api import build_trainer
     from vitssl.config import load_config
 
     for name, overrides in cases.items():
@@ -66,7 +66,7 @@ def killed_and_restarted(out: Path, cases: dict[str, list[str]]) -> None:
     import signal
 
     from vitssl import distributed as dist
-    from vitssl.commands.training import build_trainer
+    from vitssl.api import build_trainer
     from vitssl.config import load_config
 
     first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
@@ -87,7 +87,7 @@ def contrastive(out: Path) -> None:
     """Gradients of nt_xent and of the masked InfoNCE with this rank's half of a fixed batch, averaged over ranks
     as the trainer's DistributedDataParallel does."""
     from vitssl import distributed as dist
-    from vitssl.losses import nt_xent, symmetric_info_nce
+    from vitssl.methods.sit.losses import nt_xent, symmetric_info_nce
 
     g = torch.Generator().manual_seed(0)
     z1, z2, t1, t2 = (torch.randn(8, 5, generator=g) for _ in range(4))

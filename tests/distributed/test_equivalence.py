@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,9 @@ def overrides(folder: Path, case: str, batch: int) -> list[str]:
 
 def run_torchrun(out: Path, tasks: dict, *extra: str) -> subprocess.CompletedProcess:
     (out / "tasks.json").write_text(json.dumps(tasks))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # the caller's PYTHONPATH stays after tests/, so the workers import the same vitssl as this process
+    path = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *extra, str(WORKER)]
     return subprocess.run([*cmd, str(out), str(out / "tasks.json")], env=env, capture_output=True, text=True)
 
@@ -138,7 +140,7 @@ def test_two_processes_equal_one_process_with_the_whole_batch(case, two_processe
 def test_contrastive_gradients_of_two_processes_equal_one_process(two_processes):
     """nt_xent and the masked InfoNCE gather keys with gradient: every process's queries send gradients to every
     process's keys, as in one process over the whole batch."""
-    from vitssl.losses import nt_xent, symmetric_info_nce
+    from vitssl.methods.sit.losses import nt_xent, symmetric_info_nce
 
     g = torch.Generator().manual_seed(0)
     z1, z2, t1, t2 = (torch.randn(8, 5, generator=g) for _ in range(4))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 from vitssl.engine import budget as budget_module
 from vitssl.engine.budget import PACE_STEPS, SETTLE_STEPS, TimeBudget

@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 from vitssl.engine.callbacks import Callback
 from vitssl.errors import Interrupted

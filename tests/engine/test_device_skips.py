@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
+from vitssl.api import build_trainer
 from vitssl.checkpoints import load_checkpoint
-from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 from vitssl.engine.nonfinite import DeviceSkipCounter, decides_on_device
 from vitssl.engine.preemption import StopSignals

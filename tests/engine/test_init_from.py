@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 from vitssl.errors import VitsslError
 

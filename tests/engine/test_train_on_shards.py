@@ -8,9 +8,9 @@ import json
 import torch
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
-from vitssl.data.shard_writer import pack_shards
+from vitssl.data.shards.writer import pack_shards
 
 
 def _cfg(spec, out, *extra):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
+from vitssl.api import build_trainer
 from vitssl.checkpoints import load_checkpoint
-from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 from vitssl.errors import VitsslError
 

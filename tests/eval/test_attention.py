@@ -122,7 +122,8 @@ def test_attention_command_any_size_png_and_npy(tiny_run, tmp_path, capsys):
 
 
 def test_attention_score_prints_pretrained_and_init(tiny_run, capsys):
-    assert main(["attention", str(tiny_run), "--score", "--max-images", "40", "--device", "cpu"]) == 0
+    args = ["attention", str(tiny_run), "--score", "--compare-init", "--max-images", "40", "--device", "cpu"]
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert "at initialisation" in out and "pretrained" in out and "Jaccard" in out
     assert (tiny_run / "attention_score.json").is_file()

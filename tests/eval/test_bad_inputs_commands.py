@@ -53,7 +53,7 @@ def _commands(run: Path, bad: Path, pairs: Path, out: Path) -> dict[str, list[st
         "linear": ["linear", str(run), *sets, "--epochs", "1", "--fast"],
         "attention": ["attention", str(run), str(bad / "a" / "x.jpg"), str(bad / "a" / "0.png"), "--out", str(out)],
         "pca": ["pca", str(run), str(bad / "a" / "x.jpg"), str(bad / "a" / "0.png"), "--out", str(out / "p.png")],
-        "segment": ["segment", str(run), "--train-pairs", str(pairs), "--val-pairs", str(pairs), "--epochs", "1"],
+        "segment": ["segment", str(run), "--train", str(pairs), "--val", str(pairs), "--epochs", "1"],
         "shards": ["shards", str(bad), str(out / "shards")],
     }
 

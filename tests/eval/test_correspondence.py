@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import TINY_OVERRIDES
 from vitssl.cli import main
-from vitssl.data.normalise import to_image
+from vitssl.data.views.normalise import to_image
 from vitssl.eval.correspondence import (
     FlipPairTransform,
     Matches,

@@ -55,7 +55,7 @@ def test_a_foreign_checkpoint(tmp_path, capsys):
     foreign = tmp_path / "timm.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     assert main(["linear", str(foreign), "--fast"]) == 2
-    assert "not a vitssl checkpoint" in _one_line_error(capsys)
+    assert "no known layout" in _one_line_error(capsys)  # a foreign file is read as a SOURCE, named as unknown
 
 
 @pytest.mark.parametrize("command", ["attention", "pca"])
@@ -82,13 +82,14 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     assert "not a vitssl run folder" in _one_line_error(capsys)
 
 
-def test_huge_image_asks_for_resize(tiny_run, tmp_path, capsys):
+def test_huge_image_asks_for_a_smaller_max_side_that_works(tiny_run, tmp_path, capsys):
     from PIL import Image
 
     big = tmp_path / "big.png"
     Image.new("RGB", (300, 260)).save(big)  # 75 x 65 patches of 4 px: more than 4096
     assert main(["attention", str(tiny_run), str(big), "--device", "cpu"]) == 2
-    assert "--resize" in _one_line_error(capsys)
-    assert (
-        main(["attention", str(tiny_run), str(big), "--resize", "64", "--out", str(tmp_path), "--device", "cpu"]) == 0
-    )
+    message = _one_line_error(capsys)
+    suggested = message.split("--max-side ")[1].split()[0]
+    assert int(suggested) < 300
+    out = ["--out", str(tmp_path), "--device", "cpu"]
+    assert main(["attention", str(tiny_run), str(big), "--max-side", suggested, *out]) == 0

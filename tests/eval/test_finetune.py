@@ -88,7 +88,7 @@ def test_layer_ids_of_a_swin():
 
 
 def test_finetune_at_init_writes_its_own_files(tiny_run):
-    args = ["finetune", str(tiny_run), "--at-init", "--epochs", "1", "--batch-size", "8", "--mixup", "0"]
+    args = ["finetune", str(tiny_run), "--init-only", "--epochs", "1", "--batch-size", "8", "--mixup", "0"]
     assert main([*args, "--cutmix", "0", "--num-workers", "0", "--device", "cpu"]) == 0
     assert json.loads((tiny_run / "finetune_init.json").read_text())["at_init"] is True
     assert (tiny_run / "finetuned_init.pt").is_file()

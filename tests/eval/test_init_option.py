@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from conftest import TINY_OVERRIDES
+from vitssl.api import build_trainer
 from vitssl.cli import main
-from vitssl.commands.training import build_trainer
 from vitssl.config import load_config
 
 

@@ -93,3 +93,13 @@ def test_fast_lr_sweep_keeps_the_best_head(tiny_run, capsys):
 def test_sweep_needs_fast_mode(tiny_run, capsys):
     assert main(["linear", str(tiny_run), "--lr", "0.1", "0.01", "--num-workers", "0"]) == 2
     assert "--fast" in capsys.readouterr().err
+
+
+def test_compare_init_probes_both_networks_into_their_own_files(tiny_run, capsys):
+    for name in ("linear_fast.json", "linear_fast_init.json"):
+        (tiny_run / name).unlink(missing_ok=True)
+    args = ["linear", str(tiny_run), "--fast", "--epochs", "1", "--compare-init", "--num-workers", "0"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("wrote ") == 2
+    assert json.loads((tiny_run / "linear_fast.json").read_text())["at_init"] is False
+    assert json.loads((tiny_run / "linear_fast_init.json").read_text())["at_init"] is True

@@ -1,11 +1,11 @@
-"""Tests of the one denormalisation used by every picture (vitssl.data.normalise)."""
+"""Tests of the one denormalisation used by every picture (vitssl.data.views.normalise)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from vitssl.data.normalise import denormalise, to_image, to_uint8
+from vitssl.data.views.normalise import denormalise, to_image, to_uint8
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -61,8 +61,8 @@ def test_load_pairs_explains_the_layout(tmp_path):
 
 def test_segment_command_on_folder_pairs(tiny_run, tmp_path, capsys):
     root = _pairs_folder(tmp_path / "pairs")
-    args = ["segment", str(tiny_run), "--train-pairs", str(root), "--val-pairs", str(root), "--epochs", "15"]
-    assert main([*args, "--lr", "0.05", "--batch-size", "4", "--device", "cpu"]) == 0
+    args = ["segment", str(tiny_run), "--train", str(root), "--val", str(root), "--epochs", "15"]
+    assert main([*args, "--lr", "0.05", "--batch-size", "4", "--device", "cpu", "--compare-init"]) == 0
     out = capsys.readouterr().out
     assert "at initialisation" in out and "pretrained" in out
     result = json.loads((tiny_run / "segment.json").read_text())

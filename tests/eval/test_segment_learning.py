@@ -32,7 +32,7 @@ def default_jitter_demo_run(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_segmentation_probe_beats_initialisation(default_jitter_demo_run, capsys):
     run = default_jitter_demo_run
-    assert main(["segment", str(run), "--device", "cpu"]) == 0  # 2000 / 1000 pairs, 20 probe epochs
+    assert main(["segment", str(run), "--compare-init", "--device", "cpu"]) == 0  # 2000 / 1000 pairs, 20 probe epochs
     result = json.loads((run / "segment.json").read_text())
     print(capsys.readouterr().out)
     # measured with one torch thread: 59.92 % at initialisation -> 61.31 % after 2 epochs, 64.19 % after 6

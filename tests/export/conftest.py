@@ -78,8 +78,8 @@ def images_for(cfg, batch: int = 3, seed: int = 1) -> torch.Tensor:
 
 def wrap_like(reference_backbone, model):
     """A timm model seen through the same vitssl interface (and pooled feature) as ``reference_backbone``."""
+    from vitssl.methods.sit.heads import SiTBackbone
     from vitssl.models.backbones import Backbone
-    from vitssl.models.sit_heads import SiTBackbone
 
     if isinstance(reference_backbone, SiTBackbone):
         return SiTBackbone(model, reference_backbone.feature)

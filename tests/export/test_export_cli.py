@@ -32,9 +32,9 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
 
 def test_missing_optional_packages_name_the_extra(runs, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
-    assert "vitssl[hf]" in _error(capsys, [str(runs["vit"]), "--format", "hf", "--out", str(tmp_path)])
+    assert "vitssl[export]" in _error(capsys, [str(runs["vit"]), "--format", "hf", "--out", str(tmp_path)])
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    assert "vitssl[onnx]" in _error(capsys, [str(runs["vit"]), "--format", "onnx", "--out", str(tmp_path)])
+    assert "vitssl[export]" in _error(capsys, [str(runs["vit"]), "--format", "onnx", "--out", str(tmp_path)])
 
 
 @pytest.mark.parametrize("which", ["teacher", "student", None])

@@ -57,7 +57,7 @@ def test_every_source_loads_the_teacher_strictly(source, runs, timm_export, nati
 
 
 def test_swin_and_sit_runs_load_into_fresh_backbones(runs, reference):
-    from vitssl.models.sit_heads import build_sit_backbone
+    from vitssl.methods.sit.heads import build_sit_backbone
 
     cfg, teacher = reference("swin")
     swin = build_backbone("swin_mini_32", img_size=32).eval()

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from vitssl.config import load_config
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader
-from vitssl.data.named import resolve_dataset
+from vitssl.data.loading.loader import build_loader
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.sources.named import resolve_dataset
 from vitssl.eval.correspondence import FlipPairTransform, flip_correspondence_accuracy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vitssl.config import load_config
-from vitssl.methods.sit import rotation_accuracy
+from vitssl.methods.sit.method import rotation_accuracy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sit"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vitssl.errors import VitsslError
-from vitssl.losses import (
+from vitssl.methods.sit.losses import (
     FixedWeighting,
     UncertaintyWeighting,
     info_nce,
@@ -207,7 +207,7 @@ def test_negatives_per_process_ignore_the_other_processes_keys(monkeypatch):
     them (a query then has its positive e^2, two copies of itself e^2 and four orthogonal keys 1 in the sum:
     log(3 + 4 e^-2)); per-process negatives are the one-process loss log(1 + 2 e^-2), the authors' 2021 NT-Xent
     on each GPU."""
-    import vitssl.losses.sit as sit_losses
+    import vitssl.methods.sit.losses as sit_losses
 
     monkeypatch.setattr(sit_losses, "gather_with_grad", lambda x: torch.cat([x, x.detach().clone()]))
     monkeypatch.setattr(sit_losses, "rank", lambda: 0)

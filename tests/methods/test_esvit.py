@@ -155,7 +155,8 @@ def test_non_square_crops_work(backbone):
 
 
 def test_koleo_weight_adds_the_regulariser_of_the_global_crops():
-    """The KoLeo term DINO composes (dino_family.with_koleo) is EsViT's too: w x the mean over the global crops."""
+    """The KoLeo term DINO composes (dino_family.global_crop_koleo) is EsViT's too: w x the mean over the global
+    crops."""
     from vitssl.losses.koleo import koleo_loss
 
     plain, koleo = tiny_esvit(), tiny_esvit("dino.koleo_weight=0.25")

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import PretrainConfig, field_with_help, load_config, require
 from vitssl.data.batches import ViewBatch
-from vitssl.data.multicrop import CropSpec
+from vitssl.data.views.multicrop import CropSpec
 from vitssl.errors import VitsslError
 from vitssl.methods import Method, StepOutput, register_method
 from vitssl.methods.dino_family import build_model_backbone
@@ -54,6 +54,12 @@ class Toy(Method):
 
     def pictures(self, batch: ViewBatch) -> dict[str, np.ndarray]:
         return {"toy": np.zeros((4, 4, 3), dtype=np.uint8)}
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        return {"student": self.student}
+
+    def backbones(self) -> list[nn.Module]:
+        return [self.student["backbone"]]
 
     def param_groups(self) -> list[dict]:
         return param_groups(self.student.named_parameters())

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from conftest import TINY_OVERRIDES
 from reference_steps import ReferenceAdamW, cosine
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 from vitssl.data.batches import ViewBatch
 

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_OVERRIDES
-from vitssl.commands.training import build_trainer
+from vitssl.api import build_trainer
 from vitssl.config import load_config
 from vitssl.data.seeding import sample_generator
-from vitssl.data.sit_views import SiTCollate
 from vitssl.errors import VitsslError
 from vitssl.methods import build_method
-from vitssl.methods.sit import rotation_accuracy
-from vitssl.models.sit_heads import ReconstructionHead, build_sit_backbone
+from vitssl.methods.sit.heads import ReconstructionHead, build_sit_backbone
+from vitssl.methods.sit.method import rotation_accuracy
+from vitssl.methods.sit.views import SiTCollate
 from vitssl.schedules import StepState
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "sit"
@@ -185,7 +185,7 @@ def test_masked_reconstruction_ignores_clean_pixels():
     views = torch.cat(batch.views)
     recon = method.reconstruct(views)
     masks = torch.cat(batch.masks)
-    from vitssl.losses import reconstruction_l1
+    from vitssl.methods.sit.losses import reconstruction_l1
 
     base = reconstruction_l1(recon, torch.cat(batch.targets), masks)
     changed = torch.cat(batch.targets).clone()
@@ -271,7 +271,7 @@ def test_tiny_run_end_to_end_with_pictures_and_resume(tiny_image_folder, tmp_pat
 
 
 def test_dino_keeps_its_default_transform_and_collate():
-    from vitssl.data.loader import collate_views
+    from vitssl.data.loading.loader import collate_views
 
     dino = build_method(load_config(None, TINY_OVERRIDES))
     assert dino.train_transform() is None and dino.train_collate() is collate_views
@@ -329,8 +329,8 @@ def test_position_embedding_gets_no_weight_decay_unless_asked():
 
 
 def test_masked_variant_takes_its_own_corruption_defaults_and_explicit_keys_win():
-    from vitssl.data.corruptions import RandomDrop, RandomReplace
-    from vitssl.methods.sit import corruption_pipeline
+    from vitssl.methods.sit.corruptions import RandomDrop, RandomReplace
+    from vitssl.methods.sit.method import corruption_pipeline
 
     masked = _cfg("sit.variant=masked").sit.resolved()
     assert (masked.grayscale_p, masked.blur_p, masked.drop_fill, masked.drop_area) == (0.0, 0.0, "zeros", [0.5, 0.5])
@@ -379,7 +379,7 @@ def test_authors_heads_batchnorm_projection_and_mlp_deconv_reconstruction():
 
 
 def test_masked_contrastive_term_uses_the_authors_scale_by_default(monkeypatch):
-    import vitssl.methods.sit as sit_module
+    import vitssl.methods.sit.method as sit_module
 
     seen = []
     original = sit_module.symmetric_info_nce
@@ -419,7 +419,7 @@ def test_token_weight_decay_follows_the_variant_and_the_key_wins():
 
 
 def test_negatives_key_reaches_the_contrastive_loss(monkeypatch):
-    import vitssl.methods.sit as sit_module
+    import vitssl.methods.sit.method as sit_module
 
     seen = []
     original = sit_module.nt_xent

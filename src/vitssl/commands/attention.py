@@ -8,9 +8,12 @@ from pathlib import Path
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
+    add_max_side,
     add_strict,
     load_frozen,
     positive_int,
+    results_dir,
     unit_float,
     with_bad_inputs,
 )
@@ -19,13 +22,20 @@ from vitssl.errors import VitsslError
 EPILOG = """\
 examples:
   vitssl attention runs/demo photo.jpg other.png
-  vitssl attention runs/demo photo.jpg --resize 224 --threshold 0.5 --out pictures/
+  vitssl attention runs/dino_vit_small holidays/ --out pictures/  # every photo below the folder
+  vitssl attention runs/demo photo.jpg --max-side 480 --threshold 0.5 --out pictures/
   vitssl attention runs/esvit_swin/last.pt photo.jpg --query 3,4
-  vitssl attention runs/demo --score                 # Jaccard with the synthetic foregrounds, trained vs init
+  vitssl attention runs/demo --score --compare-init   # Jaccard with the synthetic foregrounds, trained vs init
 
-Per image: IMAGE_attention.png (image, mean map, every head; below, the thresholded masks over the image) and
-IMAGE_attention.npy, the raw (heads, rows, cols) maps at patch resolution, each head summing to 1.
---score writes RUN/attention_score.json."""
+Photos are analysed at their own resolution and aspect ratio: a longer side above --max-side is scaled down to
+it, then both sides are cropped to a multiple of the patch size (a 640x480 photo at patch 16 gives 40x30 patches).
+--resize N sets the short side to N instead and then --max-side is not applied.
+
+Per image, in the output folder: IMAGE_attention.png (image, mean map, every head; below, the thresholded masks
+over the image), IMAGE_attention.npy (the raw (heads, rows, cols) maps at patch resolution, each head summing to
+1) and a folder IMAGE/ with image.png (the analysed image), head0.png ... and mean.png (each map at the image's
+size), head0_mask.png ... and mean_mask.png (white: the patches a mask keeps) and masks.npy ((heads + 1, rows,
+cols) booleans, every head then the head mean). --score writes RUN/attention_score.json."""
 
 
 def _query(text: str) -> tuple[int, int]:
@@ -53,10 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "images",
         nargs="*",
-        help="image files of any size (cropped to a multiple of the patch size); 'synthetic': one test image per "
-        "class of the built-in synthetic set",
+        metavar="PHOTOS",
+        help="image files or folders of images (searched recursively), of any size and aspect ratio; "
+        "'synthetic': one test image per class of the built-in synthetic set",
     )
     p.add_argument("--out", type=Path, help="output folder (default: RUN/attention)")
+    add_max_side(p)
     p.add_argument(
         "--threshold",
         type=unit_float,
@@ -66,16 +78,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resize",
         type=positive_int,
-        help="resize the short side to this many pixels first (default: keep the size; a ViT trained on 32 px "
-        "images with patch 4 sees a 512 px photo as 16384 tokens, so resize large photos)",
+        help="scale the short side to this many pixels instead of applying --max-side (default: keep the "
+        "photo's own resolution up to --max-side)",
     )
     p.add_argument("--query", type=_query, help="Swin only: ROW,COL of the query patch (default: the centre)")
     p.add_argument(
         "--score",
         action="store_true",
         help="measure attention as segmentation: Jaccard between the thresholded [CLS] attention (head mean, "
-        "and the best head) and the true foreground, for the checkpoint and the same network at initialisation",
+        "and the best head) and the true foreground",
     )
+    add_init_comparison(p, "score, with --score,")
     p.add_argument(
         "--data",
         default="synthetic",
@@ -89,38 +102,42 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.checkpoints import run_dir_of
     from vitssl.eval.attention_io import render_attention, save_scores, score_networks
     from vitssl.eval.images import expand_images
-    from vitssl.eval.loading import load_backbone
 
     if not args.images and not args.score:
         raise VitsslError("nothing to do: pass image files to draw, and/or --score to measure the Jaccard index")
+    if args.compare_init and not args.score:
+        raise VitsslError("--compare-init compares the Jaccard of --score; add --score (the maps are drawn once)")
     device, cfg, backbone = load_frozen(args)
-    run_dir = run_dir_of(args.checkpoint)
+    run_dir = results_dir(args)
     if args.images:
         out_dir = args.out or run_dir / "attention"
         paths = expand_images(args.images, cfg.data.cache_dir)
-        written = render_attention(cfg, backbone, paths, out_dir, args.threshold, args.resize, args.query, device)
-        for png, npy in written:
-            print(f"wrote {png} and {npy.name}")
-    if args.score:
-        _, init = load_backbone(args.checkpoint, at_init=True, device=device)
-        scores = score_networks(
-            cfg, {"pretrained": backbone, "init": init}, args.data, args.threshold, args.max_images, device=device
+        written = render_attention(
+            cfg, backbone, paths, out_dir, args.threshold, args.resize, args.query, device, args.max_side
         )
+        for files in written:
+            rows, cols = files.grid
+            print(f"wrote {files.figure}, {files.maps.name} and {files.folder.name}/ ({rows}x{cols} patches)")
+    if args.score:
+        nets = {"pretrained": backbone}
+        if args.compare_init:
+            nets["init"] = load_frozen(args, at_init=True)[2]
+        scores = score_networks(cfg, nets, args.data, args.threshold, args.max_images, device=device)
         print(
             f"attention as segmentation: Jaccard with the true foreground "
-            f"({args.data}, {scores['init'].images} images, "
+            f"({args.data}, {scores['pretrained'].images} images, "
             f"masks keep {args.threshold:.0%} of the [CLS] attention mass)"
         )
         for name, label in (("init", "at initialisation"), ("pretrained", "pretrained")):
-            s = scores[name]
-            print(f"  {label:<18} mean-of-heads map {s.mean_map:6.2f}%   best head {s.best_head:6.2f}%")
+            if name in scores:
+                s = scores[name]
+                print(f"  {label:<18} mean-of-heads map {s.mean_map:6.2f}%   best head {s.best_head:6.2f}%")
         path = save_scores(
             scores,
             run_dir / "attention_score.json",
-            {"checkpoint": str(args.checkpoint), "data": args.data, "threshold": args.threshold},
+            {"checkpoint": str(args.source), "data": args.data, "threshold": args.threshold},
         )
         print(f"wrote {path}")
     return 0

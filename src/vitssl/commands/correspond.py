@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vitssl.commands._shared import add_checkpoint, add_device, load_frozen, positive_int, seed_int, unit_float
+from vitssl.commands._shared import (
+    add_checkpoint,
+    add_device,
+    add_init_comparison,
+    load_frozen,
+    positive_int,
+    results_dir,
+    seed_int,
+    unit_float,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="seed of view 2's jitter and of the image subset (default 0)"
     )
-    p.add_argument("--compare-init", action="store_true", help="also score the same network at initialisation")
+    add_init_comparison(p, "score, with --score,")
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/correspondence.png)")
     p.add_argument(
         "--batch-size", type=positive_int, default=128, help="image pairs per forward pass when scoring (default 128)"
@@ -101,9 +110,8 @@ def _setup(args: argparse.Namespace, at_init: bool = False) -> tuple[PretrainCon
 def _draw(args: argparse.Namespace) -> int:
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
-    from vitssl.data.normalise import to_image
+    from vitssl.data.views.normalise import to_image
     from vitssl.eval.correspondence import FlipPairTransform, draw_matches, match_views
     from vitssl.eval.images import expand_images
 
@@ -120,7 +128,7 @@ def _draw(args: argparse.Namespace) -> int:
     picture = draw_matches(
         to_image(view1, cfg.data.mean, cfg.data.std), to_image(view2, cfg.data.mean, cfg.data.std), matches
     )
-    out = args.out or run_dir_of(args.checkpoint) / "correspondence.png"
+    out = args.out or results_dir(args) / "correspondence.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)
     sims = ", ".join(f"{s:.2f}" for s in matches.similarity.tolist())
@@ -132,10 +140,9 @@ def _draw(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     import json
 
-    from vitssl.checkpoints import run_dir_of
-    from vitssl.data.folders import ImageFolderDataset
-    from vitssl.data.loader import build_loader
-    from vitssl.data.named import NAMED_DATASETS, resolve_dataset
+    from vitssl.data.loading.loader import build_loader
+    from vitssl.data.sources.folders import ImageFolderDataset
+    from vitssl.data.sources.named import NAMED_DATASETS, resolve_dataset
     from vitssl.eval.correspondence import FlipPairTransform, flip_correspondence_accuracy
 
     cfg, backbone, device, size = _setup(args)
@@ -161,7 +168,7 @@ def _score(args: argparse.Namespace) -> int:
     print(f"flip-correspondence accuracy (top-{args.top} matches per image, {len(dataset)} images, {size} px):")
     for name, value in results.items():
         print(f"  {name:<11} {value:6.2f}%")
-    out = run_dir_of(args.checkpoint) / "correspondence.json"
+    out = results_dir(args) / "correspondence.json"
     out.write_text(json.dumps({"top": args.top, "images": len(dataset), "size": size, **results}, indent=2))
     print(f"wrote {out}")
     return 0

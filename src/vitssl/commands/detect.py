@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import TYPE_CHECKING
 
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     add_strict,
     init_options,
-    non_negative_int,
     open_unit_float,
     positive_float,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
-
-if TYPE_CHECKING:
-    from vitssl.data.detection import DetectionSet
 
 EPILOG = """\
 examples:
@@ -44,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_checkpoint(p)
+    add_checkpoint(p, image_size=False)
     p.add_argument("--data", default="synthetic_det", help="detection data (default synthetic_det; see below)")
     p.add_argument(
         "--detector", default="faster_rcnn", choices=("faster_rcnn", "retinanet", "fcos"), help="default faster_rcnn"
@@ -69,11 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="width of the pyramid; a multiple of 32 for FCOS (default 256; 128 for backbones narrower than 384)",
     )
-    p.add_argument(
-        "--compare-init", action="store_true", help="also train and score the same network at initialisation"
-    )
-    add_device(p, workers=False)
-    p.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader worker processes (default 0)")
+    add_init_comparison(p, "train and score")
+    add_device(p)
     add_strict(p)
     p.set_defaults(func=with_bad_inputs(run))
 
@@ -88,71 +81,24 @@ def _print(results: dict, header: str) -> None:
             print(f"  {label:<18} {r['ap']:6.2f} {r['ap50']:6.2f} {r['ap75']:6.2f}")
 
 
-def _default_size(train: DetectionSet) -> int:
-    """The median short side of the training images, at most 512 (small images are not blown up)."""
-    import statistics
-
-    sides = [min(s.size) for s in train.samples if s.size]
-    return min(512, int(statistics.median(sides))) if sides else 512
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from vitssl.checkpoints import run_dir_of
-    from vitssl.data.detection import load_detection
+    from vitssl.detection.run import DetectRequest, run_detection
     from vitssl.device import resolve_device
-    from vitssl.eval.detect import DetectSettings, evaluate_detector, train_detector
-    from vitssl.eval.detect_figures import plot_detections
-    from vitssl.eval.loading import load_backbone
-    from vitssl.models.detection import build_detector, build_pyramid
 
-    device = str(resolve_device(args.device, "--device"))
-    cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))
-    train, val = load_detection(args.data, cfg.data.cache_dir, args.max_train, args.max_val)
-    size = args.image_size or train.native_size or _default_size(train)
-    channels = args.fpn_channels or (256 if backbone.embed_dim >= 384 else 128)
-    s = DetectSettings(
-        args.detector, args.freeze, args.epochs, args.lr, args.layer_decay, batch_size=args.batch_size,
-        image_size=size, fpn_channels=channels, num_workers=args.num_workers, device=device,
+    request = DetectRequest(
+        args.source, args.data, args.detector, args.freeze, args.epochs, args.lr, args.layer_decay,
+        batch_size=args.batch_size, image_size=args.image_size, fpn_channels=args.fpn_channels,
+        max_train=args.max_train, max_val=args.max_val, num_workers=args.num_workers,
+        device=str(resolve_device(args.device, "--device")), compare_init=args.compare_init, **init_options(args),
+        arch=args.arch, mean=tuple(args.mean) if args.mean else None, std=tuple(args.std) if args.std else None,
     )  # fmt: skip
-    run_dir = run_dir_of(args.checkpoint)
-    results: dict[str, dict] = {}
-    for name in ("pretrained", "init") if args.compare_init else ("pretrained",):
-        if name == "init":
-            backbone = load_backbone(args.checkpoint, at_init=True, device=device)[1]
-        torch.manual_seed(s.seed)  # the same pyramid and heads at the start for both networks
-        pyramid = build_pyramid(backbone, channels)
-        pyramid = pyramid.freeze() if s.freeze else pyramid.unfreeze()
-        model = build_detector(pyramid, s.detector, len(train.class_names), size, cfg.data.mean, cfg.data.std)
-        results[name] = train_detector(model, pyramid, train, s)
-        results[name].update(evaluate_detector(model, val, s))
-        if name == "pretrained":
-            meta = {"detector": s.detector, "class_names": train.class_names, "image_size": size}
-            torch.save({"state_dict": model.state_dict(), "fpn_channels": channels, **meta}, run_dir / "detector.pt")
-            plot_detections(model, val, run_dir / "detect_predictions.png", device, title=f"{s.detector}, pretrained")
-    mode = "frozen backbone" if s.freeze else f"fine-tuned, layer decay {s.layer_decay}"
+    out = run_detection(request)
+    mode = "frozen backbone" if out["freeze"] else f"fine-tuned, layer decay {out['layer_decay']}"
     _print(
-        results,
-        f"detection ({s.detector}, {mode}): {args.data}, {size} px, {len(train.class_names)} classes, "
-        f"{len(train.samples)} train / {len(val.samples)} val images, COCO box AP %",
+        out,
+        f"detection ({out['detector']}, {mode}): {out['data']}, {out['image_size']} px, {len(out['classes'])} "
+        f"classes, {out['train_images']} train / {out['val_images']} val images, COCO box AP %",
     )
-    payload = {
-        "checkpoint": str(args.checkpoint),
-        "data": args.data,
-        "detector": s.detector,
-        "freeze": s.freeze,
-        "epochs": s.epochs,
-        "lr": s.lr,
-        "layer_decay": s.layer_decay,
-        "image_size": size,
-        "fpn_channels": channels,
-        "classes": train.class_names,
-        "train_images": len(train.samples),
-        "val_images": len(val.samples),
-        "data_fixes": {"train": train.fixes, "val": val.fixes},
-        **results,
-    }
-    (run_dir / "detect.json").write_text(json.dumps(payload, indent=2))
+    run_dir = results_dir(args)
     print(f"wrote {run_dir / 'detect.json'}, {run_dir / 'detector.pt'} and {run_dir / 'detect_predictions.png'}")
     return 0

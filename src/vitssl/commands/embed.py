@@ -9,7 +9,7 @@ from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
     add_strict,
-    init_options,
+    load_source,
     positive_int,
     with_bad_inputs,
 )
@@ -46,12 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vitssl.device import resolve_device
-    from vitssl.eval.loading import load_backbone
     from vitssl.export.embed import embed_images, list_inputs
 
     paths, names = list_inputs(args.images)  # a wrong path fails before the model is built
     device = resolve_device(args.device, key="--device")
-    cfg, backbone = load_backbone(args.checkpoint, device=device, **init_options(args))
+    cfg, backbone = load_source(args, device=str(device))
     result = embed_images(
         cfg,
         backbone,
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=device,
-        run=str(args.checkpoint),
+        run=str(args.source),
     )
     print(f"wrote {result.count} x {result.dim} features to {result.features} (index {result.index})")
     return 0

@@ -13,6 +13,7 @@ examples:
   vitssl export runs/demo --format hf --out exports/demo-hf          # needs pip install 'vitssl[hf]'
   vitssl export runs/demo --format onnx --out exports/demo-onnx --tokens   # needs 'vitssl[onnx]'
   vitssl export runs/sit/last.pt --format safetensors --which student --with-heads --out exports/sit
+  vitssl export runs/demo --format dino --out exports/demo-dino    # DINO's own layout: <name>.pth + <name>.json
 
 Every export is loaded back and compared with the training backbone on random input before the command
 returns; the differences are printed and written into the folder's README.md (the model card).
@@ -30,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_checkpoint(p)
-    p.add_argument("--format", required=True, help="safetensors, timm, hf or onnx")
+    p.add_argument(
+        "--format",
+        required=True,
+        help="safetensors, timm, hf, onnx, or the authors' layouts: dino (DINO's VisionTransformer, ViT runs), sit",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder to write the export and its README.md into")
     p.add_argument(
         "--which",
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     result = export_run(
-        args.checkpoint,
+        args.source,
         args.format,
         args.out,
         which=args.which,

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from vitssl.commands._shared import (
     add_checkpoint,
+    add_deprecated,
     add_device,
+    add_init_comparison,
     add_labelled_sets,
     add_strict,
     non_negative_float,
@@ -91,12 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default 64; even with mixup)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the head, the views and the order (default 0)")
-    p.add_argument(
-        "--at-init",
-        action="store_true",
-        help="fine-tune the same network from its initialisation instead (the baseline pretraining must beat); "
-        "writes finetune_init.json / finetuned_init.pt",
-    )
+    add_init_comparison(p, "fine-tune", init_only=True)
+    add_deprecated(p, "--at-init", "use --init-only", sets="init_only")
     add_device(p)
     add_strict(p)
     p.set_defaults(func=with_bad_inputs(run))

@@ -9,10 +9,12 @@ from pathlib import Path
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_init_comparison,
     add_strict,
-    init_options,
+    load_source,
     positive_float,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
@@ -59,11 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-val", type=positive_int, help="cap the query set (fixed stratified subset)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass (default 256)")
     add_device(p)
-    p.add_argument(
-        "--compare-init",
-        action="store_true",
-        help="also evaluate the same network at initialisation (same config and seed) and plot both",
-    )
+    add_init_comparison(p, "evaluate (and plot)")
     p.add_argument(
         "--pixels",
         action="store_true",
@@ -79,14 +77,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vitssl import distributed as dist
-    from vitssl.checkpoints import run_dir_of
     from vitssl.device import resolve_device
     from vitssl.eval.knn import format_knn_table
-    from vitssl.eval.knn_eval import KNNSettings, RawPixels, knn_of_method, knn_on_datasets, save_knn_json
-    from vitssl.eval.loading import labelled_sets, load_method
+    from vitssl.eval.knn_eval import KNNSettings, RawPixels, knn_of_backbone, knn_on_datasets, save_knn_json
+    from vitssl.eval.loading import labelled_sets
 
     device = str(dist.init_from_env(resolve_device(args.device, "--device")))
-    cfg, method = load_method(args.checkpoint, **init_options(args))
+    cfg, backbone = load_source(args, device=device)
     # the sets are built once for both networks, and --k is checked against the memory set before any extraction
     memory, queries = labelled_sets(cfg, args.train, args.val, args.max_train, args.max_val, "evaluate on")
     settings = KNNSettings(
@@ -100,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         device=device,  # under torchrun every process extracts its share of the images; rank 0 reports
     )
-    results: dict[str, dict] = {"pretrained": knn_of_method(method, memory, queries, settings)}
+    results: dict[str, dict] = {"pretrained": knn_of_backbone(backbone, memory, queries, settings)}
     if args.compare_init:
-        _, init = load_method(args.checkpoint, at_init=True)
-        results["init"] = knn_of_method(init, memory, queries, settings)
+        _, init = load_source(args, at_init=True, device=device)
+        results["init"] = knn_of_backbone(init, memory, queries, settings)
     if args.pixels:
         s = settings
         results["pixels"] = knn_on_datasets(
@@ -119,15 +116,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if not dist.is_main():
         return 0
-    print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.checkpoint})"))
+    print(format_knn_table(results["pretrained"], title=f"weighted k-NN, pretrained ({args.source})"))
     if "init" in results:
         print(format_knn_table(results["init"], title="weighted k-NN, same network at initialisation"))
     if "pixels" in results:
         print(format_knn_table(results["pixels"], title="weighted k-NN, raw pixels (normalised, flattened)"))
     from vitssl.engine.run_files import KNN
 
-    out = args.out or run_dir_of(args.checkpoint) / KNN
-    save_knn_json(results, out, {"checkpoint": str(args.checkpoint), "temperature": args.temperature})
+    out = args.out or results_dir(args) / KNN
+    save_knn_json(results, out, {"checkpoint": str(args.source), "temperature": args.temperature})
     if args.compare_init or args.pixels:
         _plot_comparison(results, out)
     print(f"wrote {out}")
@@ -157,7 +154,7 @@ def _neighbour_counts(ks: list[int] | None, memory_size: int) -> tuple[int, ...]
 
 def _plot_comparison(results: dict[str, dict], out: Path) -> None:
     """``knn_comparison.png`` next to the JSON: raw pixels and initialisation (when scored) against pretrained."""
-    from vitssl.plots import plot_knn_comparison
+    from vitssl.report.plots import plot_knn_comparison
 
     order = ("pixels", "init", "pretrained")
     plot_knn_comparison({name: results[name] for name in order if name in results}, out.with_name("knn_comparison.png"))

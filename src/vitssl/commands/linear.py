@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from vitssl.commands._shared import (
     add_checkpoint,
+    add_deprecated,
     add_device,
+    add_init_comparison,
     add_labelled_sets,
     add_strict,
     non_negative_float,
@@ -31,6 +33,7 @@ examples:
   vitssl linear runs/demo --fast --epochs 30
   vitssl linear runs/cifar --train cifar10/train --val cifar10/test --epochs 100
   vitssl linear runs/cifar/last.pt --fast --max-train 5000 --max-val 1000 --lr 0.001 0.01 0.1
+  vitssl linear runs/demo --fast --compare-init          # also RUN/linear_fast_init.json, at initialisation
 
 Writes RUN/linear.json (RUN/linear_fast.json in fast mode) with every epoch, the final and the best epoch, and
 the trained layer as RUN/linear_head.pt (linear_head_fast.pt). The best epoch is chosen on the validation set,
@@ -88,7 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the layer's init and the data order (default 0)")
     add_device(p)
-    p.add_argument("--at-init", action="store_true", help="probe the same network at initialisation instead")
+    add_init_comparison(p, "probe", init_only=True)
+    add_deprecated(p, "--at-init", "use --init-only", sets="init_only")
     add_strict(p)
     p.set_defaults(func=with_bad_inputs(run))
 

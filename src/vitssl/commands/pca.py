@@ -8,18 +8,24 @@ from pathlib import Path
 from vitssl.commands._shared import (
     add_checkpoint,
     add_device,
+    add_max_side,
     add_strict,
     finite_float,
     load_frozen,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
 EPILOG = """\
 examples:
   vitssl pca runs/demo a.png b.png c.png d.png
-  vitssl pca runs/cifar photo1.jpg photo2.jpg --resize 64 --threshold 0.5 --out pca.png
-  vitssl pca runs/demo *.png --no-background-removal
+  vitssl pca runs/cifar photo1.jpg photo2.jpg --max-side 480 --threshold 0.5 --out pca.png
+  vitssl pca runs/demo cats/ --no-background-removal        # every photo below the folder
+
+Photos are analysed at their own resolution and aspect ratio: a longer side above --max-side is scaled down to
+it, then both sides are cropped to a multiple of the patch size (a 640x480 photo at patch 16 gives 40x30 patches).
+--resize N sets the short side to N instead and then --max-side is not applied.
 
 Writes RUN/pca.png (images on top, PCA colours below) and RUN/pca.npy ((images, rows, cols, 3) when all images
 share a size). Use several images of the same kind of object: the PCA is joint, so matching parts get matching
@@ -41,12 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "images",
         nargs="+",
-        help="image files of any size (cropped to a multiple of the patch size); 'synthetic': one test image per "
-        "class of the built-in synthetic set",
+        metavar="PHOTOS",
+        help="image files or folders of images (searched recursively), of any size and aspect ratio; "
+        "'synthetic': one test image per class of the built-in synthetic set",
     )
     p.add_argument("--out", type=Path, help="PNG to write (default: RUN/pca.png; the .npy goes next to it)")
+    add_max_side(p)
     p.add_argument(
-        "--resize", type=positive_int, help="resize the short side to this many pixels first (default: keep)"
+        "--resize",
+        type=positive_int,
+        help="scale the short side to this many pixels instead of applying --max-side (default: keep the "
+        "photo's own resolution up to --max-side)",
     )
     p.add_argument(
         "--threshold",
@@ -65,12 +76,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vitssl.checkpoints import run_dir_of
-    from vitssl.data.normalise import denormalise
+    from vitssl.data.views.normalise import denormalise
     from vitssl.eval.attention_io import patch_multiple
-    from vitssl.eval.figures import image_pairs_grid
     from vitssl.eval.images import expand_images, image_to_tensor, load_readable
     from vitssl.eval.pca import pca_rgb
+    from vitssl.report.figures import image_pairs_grid
 
     device, cfg, backbone = load_frozen(args)
     # all checked first: a missing file stops here, an unreadable one is skipped
@@ -78,12 +88,14 @@ def run(args: argparse.Namespace) -> int:
     tensors, tokens = [], []
     with torch.no_grad():
         for image in images:
-            x = image_to_tensor(image, cfg.data.mean, cfg.data.std, patch_multiple(backbone), args.resize)
+            x = image_to_tensor(
+                image, cfg.data.mean, cfg.data.std, patch_multiple(backbone), args.resize, args.max_side
+            )
             feats = backbone(x.to(device))
             tensors.append(x)
             tokens.append(feats.tokens[0].float().cpu().reshape(*feats.grid, -1))
     result = pca_rgb(tokens, remove_background=not args.no_background_removal, threshold=args.threshold)
-    out = args.out or run_dir_of(args.checkpoint) / "pca.png"
+    out = args.out or results_dir(args) / "pca.png"
     pictures = [denormalise(x, cfg.data.mean, cfg.data.std)[0] for x in tensors]
     title = f"PCA of patch features, components explain {', '.join(f'{r:.0%}' for r in result.explained)}"
     image_pairs_grid(pictures, result.colours, out, title)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -12,13 +13,15 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 examples:
-  vitssl pretrain configs/demo.yaml
-  vitssl pretrain configs/dino/vit_tiny_cifar10.yaml data.train=/data/cifar10/train optim.epochs=50
-  vitssl pretrain configs/dino/vit_small_imagenet.yaml data.train=/data/imagenet/train data.batch_size=64
-  torchrun --nproc_per_node=8 -m vitssl pretrain configs/dino/vit_small_imagenet.yaml ...
+  vitssl pretrain demo
+  vitssl pretrain dino/vit_tiny_cifar10 data.train=/data/cifar10/train optim.epochs=50
+  vitssl pretrain dino/vit_small_imagenet data.train=/data/imagenet/train data.batch_size=64
+  vitssl pretrain my_recipe.yaml
+  torchrun --nproc_per_node=8 -m vitssl pretrain dino/vit_small_imagenet ...
 
 Re-running the same command on the same run folder resumes from its last checkpoint.
-Run `vitssl pretrain --help-config` for every key with its default and tuning advice."""
+Run `vitssl pretrain` alone for the list of presets, `vitssl pretrain --help-config` for every key with its
+default and tuning advice."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="YAML preset, e.g. configs/dino/vit_tiny_cifar10.yaml")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="a preset's name (`vitssl presets` lists them, e.g. dino/vit_small_imagenet) or a YAML file",
+    )
     p.add_argument(
         "overrides",
         nargs="*",
@@ -49,13 +56,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stop with an error instead of resuming when the run folder already holds a checkpoint",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, print_usage=p.print_usage)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.help_config:
         _print_config_help()
         return 0
+    if args.config is None and not args.overrides:
+        # training the built-in defaults by accident would start a run nobody asked for: show what to pass
+        args.print_usage(sys.stdout)
+        _print_presets()
+        print("vitssl: error: no config given; pass one of the presets above (or key=value overrides)", file=sys.stderr)
+        return 2
     from vitssl.config import load_config
 
     if args.config is not None and "=" in args.config:  # only overrides were given
@@ -82,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> PretrainConfig:
+    from vitssl.api import fresh_run_dir
     from vitssl.checkpoints import holds_checkpoint
-    from vitssl.commands.training import fresh_run_dir
     from vitssl.errors import VitsslError
 
     if fresh:
@@ -98,9 +111,16 @@ def _resume_policy(cfg: PretrainConfig, fresh: bool, no_resume: bool) -> Pretrai
 
 def _train(cfg: PretrainConfig) -> FitResult:
     """Build the trainer for ``cfg`` and run it to the end (resuming from the run folder's last checkpoint)."""
-    from vitssl.commands.training import pretrain
+    from vitssl.api import train
 
-    return pretrain(cfg)
+    return train(cfg)
+
+
+def _print_presets() -> None:
+    from vitssl.commands.presets import format_presets
+
+    print("\npresets (vitssl pretrain NAME [key=value ...]; a YAML file path works too):")
+    print("\n".join(f"  {line}" for line in format_presets().splitlines()))
 
 
 def _print_config_help() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vitssl.commands._shared import device_name, init_options, positive_int, seed_int
+from vitssl.commands._shared import add_device, init_options, positive_int, seed_int
 
 EPILOG = """\
 examples:
@@ -42,13 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use the training crops (random resized crop, flip, jitter) instead of the centred image",
     )
-    p.add_argument("--device", type=device_name, default="cpu", help="'cpu', 'cuda' or 'auto' (default cpu)")
+    add_device(p, workers=False)
     p.set_defaults(func=run)
 
 
 def _image_files(specs: list[str], count: int) -> list[Path]:
-    from vitssl.data.discovery import find_images
     from vitssl.data.images import is_image_file
+    from vitssl.data.sources.discovery import find_images
     from vitssl.errors import VitsslError
 
     files: list[Path] = []
@@ -73,15 +73,15 @@ def run(args: argparse.Namespace) -> int:
 
     from vitssl.checkpoints import run_dir_of
     from vitssl.data.images import load_rgb
-    from vitssl.data.multicrop import CropSpec
     from vitssl.data.seeding import sample_generator
-    from vitssl.data.sit_views import SiTViewTransform
+    from vitssl.data.views.multicrop import CropSpec
     from vitssl.device import resolve_device
     from vitssl.errors import VitsslError
     from vitssl.eval.features import batch_field
     from vitssl.eval.loading import load_method
-    from vitssl.methods.sit import SiT, corruption_pipeline
-    from vitssl.methods.sit_pictures import save_reconstruction_grid
+    from vitssl.methods.sit.method import SiT, corruption_pipeline
+    from vitssl.methods.sit.pictures import save_reconstruction_grid
+    from vitssl.methods.sit.views import SiTViewTransform
 
     if args.count < 1:
         raise VitsslError(f"--count must be >= 1, got {args.count}")

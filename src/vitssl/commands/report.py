@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run_dir", type=Path, help="a run folder written by vitssl pretrain")
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="a run folder written by vitssl pretrain")
     p.add_argument("--out", type=Path, help="folder for index.html and its PNGs (default: RUN/report)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitssl.report import build_report
+    from vitssl.report.page import build_report
 
     page = build_report(args.run_dir, args.out)
     print(f"wrote {page}")

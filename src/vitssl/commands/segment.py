@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 
 from vitssl.commands._shared import (
     add_checkpoint,
+    add_deprecated,
     add_device,
+    add_init_comparison,
     add_strict,
     load_frozen,
     positive_float,
     positive_int,
+    results_dir,
     with_bad_inputs,
 )
 
@@ -22,8 +25,8 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 examples:
-  vitssl segment runs/demo                                  # synthetic foreground masks, trained vs init
-  vitssl segment runs/voc --train-pairs voc/train --val-pairs voc/val --size 224 --epochs 30
+  vitssl segment runs/demo --compare-init                   # synthetic foreground masks, trained vs init
+  vitssl segment runs/voc --train voc/train --val voc/val --size 224 --epochs 30
 
 A folder of pairs holds images/<name>.<ext> and masks/<name>.png; mask pixels are class indices (0 background,
 255 ignored). Writes RUN/segment.json and the probe as RUN/segment_probe.pt."""
@@ -32,17 +35,23 @@ A folder of pairs holds images/<name>.<ext> and masks/<name>.png; mask pixels ar
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment",
-        help="linear segmentation probe on frozen patch tokens (mIoU), pretrained vs initialisation",
+        help="linear segmentation probe on frozen patch tokens (mIoU), optionally pretrained vs initialisation",
         description="Train a linear layer per patch token (BatchNorm without affine + 1x1 convolution on the "
         "frozen final-norm tokens; logits bilinearly upsampled to the image; per-pixel cross-entropy) and score "
-        "it by mean IoU, for the checkpoint and for the same network at initialisation, so that 'pretrained "
-        "weights are a good starting point for segmentation' is measured.",
+        "it by mean IoU, for the checkpoint and, with --compare-init, for the same network at initialisation, so "
+        "that 'pretrained weights are a good starting point for segmentation' is measured.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_checkpoint(p)
-    p.add_argument("--train-pairs", default="synthetic:train", help="training pairs (default synthetic:train)")
-    p.add_argument("--val-pairs", default="synthetic:test", help="validation pairs (default synthetic:test)")
+    p.add_argument(
+        "--train",
+        default="synthetic:train",
+        help="training image/mask pairs: a folder (see below) or synthetic:train (default)",
+    )
+    p.add_argument("--val", default="synthetic:test", help="validation pairs, likewise (default synthetic:test)")
+    add_deprecated(p, "--train-pairs", "use --train", sets="train", value=True)
+    add_deprecated(p, "--val-pairs", "use --val", sets="val", value=True)
     p.add_argument(
         "--size",
         type=positive_int,
@@ -65,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="AdamW learning rate (default 1e-3; tokens are normalised first)",
     )
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step (default 64)")
-    p.add_argument("--no-init", action="store_true", help="skip the comparison with the network at initialisation")
+    add_init_comparison(p, "train and score a probe on")
+    add_deprecated(p, "--no-init", "the network at initialisation is only scored with --compare-init")
     add_device(p, workers=False)
     add_strict(p)
     p.set_defaults(func=with_bad_inputs(run))
@@ -74,21 +84,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vitssl.checkpoints import run_dir_of
     from vitssl.data.build import eval_transform
-    from vitssl.eval.loading import load_backbone
     from vitssl.eval.segment import SegmentSettings, segmentation_probe
 
     device, cfg, backbone = load_frozen(args)
     size = args.size or eval_transform(cfg).size
-    train = _pairs(args, cfg, args.train_pairs, "train", size, args.max_train)
-    val = _pairs(args, cfg, args.val_pairs, "val", size, args.max_val)
+    train = _pairs(args, cfg, args.train, "train", size, args.max_train)
+    val = _pairs(args, cfg, args.val, "val", size, args.max_val)
     settings = SegmentSettings(args.epochs, args.lr, batch_size=args.batch_size, device=device)
     results: dict[str, dict] = {}
     networks = [("pretrained", backbone)]
-    if not args.no_init:
-        networks.append(("init", load_backbone(args.checkpoint, at_init=True, device=device)[1]))
-    run_dir = run_dir_of(args.checkpoint)
+    if args.compare_init:
+        networks.append(("init", load_frozen(args, at_init=True)[2]))
+    run_dir = results_dir(args)
     for name, net in networks:
         results[name], probe = segmentation_probe(net, train, val, settings)
         if name == "pretrained":
@@ -98,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
             )
     _print_results(args, size, results)
     payload = {
-        "checkpoint": str(args.checkpoint),
-        "train_pairs": args.train_pairs,
-        "val_pairs": args.val_pairs,
+        "checkpoint": str(args.source),
+        "train": args.train,
+        "val": args.val,
         "size": size,
         "epochs": args.epochs,
         "lr": args.lr,
@@ -121,7 +129,7 @@ def _pairs(args: argparse.Namespace, cfg: PretrainConfig, spec: str, split: str,
 
 def _print_results(args: argparse.Namespace, size: int, results: dict[str, dict]) -> None:
     print(
-        f"linear segmentation probe: {args.train_pairs} -> {args.val_pairs}, {size} px, "
+        f"linear segmentation probe: {args.train} -> {args.val}, {size} px, "
         f"{results['pretrained']['num_classes']} classes"
     )
     for name in ("init", "pretrained"):

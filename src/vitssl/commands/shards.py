@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vitssl.data.bad_inputs import note
-    from vitssl.data.shard_writer import pack_shards
+    from vitssl.data.shards.writer import pack_shards
 
     result = pack_shards(
         args.folder,

@@ -13,10 +13,10 @@ from vitssl.config.loading import (
     save_config,
     to_dict,
     validate,
+    with_values,
 )
+from vitssl.config.normalisation import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from vitssl.config.schema import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CropsConfig,
     DataConfig,
     ModelConfig,
@@ -41,9 +41,12 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "TrainConfig",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "load_config",
+    "with_values",
     "from_dict",
     "to_dict",
     "save_config",

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from vitssl.config.presets import resolve_config
 from vitssl.config.ranges import (  # noqa: F401  (re-exported: the method sections use them)
     AT_LEAST_ONE,
     GENERIC_RANGES,
@@ -170,13 +172,40 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
-    """Load a :class:`PretrainConfig` from YAML (or defaults when ``path`` is None) plus dotted overrides."""
-    values = read_yaml(path) if path is not None else {}
-    values = _merge(values, parse_overrides(overrides or []))
-    cfg = _build(PretrainConfig, values)
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, values: Mapping[str, Any] | None = None
+) -> PretrainConfig:
+    """Load a :class:`PretrainConfig` from a YAML file or a shipped preset's name (or defaults when ``path`` is
+    None) plus overrides: the command line's ``key.sub=value`` strings, then ``values`` (Python values under
+    dotted or nested keys)."""
+    merged = read_yaml(resolve_config(path)) if path is not None else {}
+    merged = _merge(merged, parse_overrides(overrides or []))
+    merged = _merge(merged, nest_values(values or {}))
+    cfg = _build(PretrainConfig, merged)
     validate(cfg)
     return cfg
+
+
+def with_values(cfg: PretrainConfig, values: Mapping[str, Any]) -> PretrainConfig:
+    """``cfg`` with ``values`` (Python values under dotted or nested keys) applied, checked like a loaded config."""
+    return from_dict(_merge(to_dict(cfg), nest_values(values)))
+
+
+def nest_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"optim.lr": 1e-3, "data": {"batch_size": 8}}`` as a nested dict: ``{"optim": {"lr": 1e-3}, "data":
+    {"batch_size": 8}}``. Values stay as given (no YAML parsing); a key that sets a sub-key of a value is one line."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        *parents, last = str(key).strip().split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise VitsslError(f"override '{key}' sets a sub-key of '{part}', which is not a section")
+        node[last] = (
+            _merge(node[last], value) if isinstance(node.get(last), dict) and isinstance(value, dict) else value
+        )
+    return nested
 
 
 def from_dict(values: dict[str, Any]) -> PretrainConfig:

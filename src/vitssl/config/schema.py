@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vitssl.config.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from vitssl.config.sections import default_sections
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def field_with_help(default: Any, help: str) -> Any:

@@ -5,7 +5,7 @@ data a run sees does not depend on the number of loader workers or processes, an
 same views as an uninterrupted one.
 """
 
-from vitssl.data.folders import ImageFolderDataset, ViewTransform
+from vitssl.config.normalisation import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from vitssl.data.images import (
     IMAGE_EXTENSIONS,
     UnreadableImageError,
@@ -13,21 +13,18 @@ from vitssl.data.images import (
     is_image_file,
     load_rgb,
 )
-from vitssl.data.loader import build_loader, collate_views, set_loader_epoch
-from vitssl.data.multicrop import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+from vitssl.data.loading.loader import build_loader, collate_views, set_loader_epoch
+from vitssl.data.loading.sampler import EpochSampler, samples_per_rank
+from vitssl.data.seeding import derive_seed, sample_generator
+from vitssl.data.sources.folders import ImageFolderDataset, ViewTransform
+from vitssl.data.sources.named import NAMED_DATASETS, ensure_cifar10_folders, resolve_dataset
+from vitssl.data.sources.synthetic import class_names, ensure_synthetic, mask_path
+from vitssl.data.views.multicrop import (
     CropSpec,
     EvalTransform,
     MultiCropTransform,
     dino_crops,
 )
-from vitssl.data.named import NAMED_DATASETS, ensure_cifar10_folders, resolve_dataset
-from vitssl.data.sampler import EpochSampler, samples_per_rank
-from vitssl.data.seeding import derive_seed, sample_generator
-from vitssl.data.synthetic import class_names, ensure_synthetic, mask_path
 
 __all__ = [
     "CIFAR10_MEAN",

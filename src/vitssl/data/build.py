@@ -7,11 +7,11 @@ from typing import Any
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import ViewBatch
-from vitssl.data.folders import ImageFolderDataset, ViewTransform
-from vitssl.data.multicrop import CropSpec, EvalTransform, MultiCropTransform
-from vitssl.data.named import resolve_dataset
 from vitssl.data.pretrain import PretrainData
-from vitssl.data.shards import build_shard_dataset, is_shard_spec
+from vitssl.data.shards.dataset import build_shard_dataset, is_shard_spec
+from vitssl.data.sources.folders import ImageFolderDataset, ViewTransform
+from vitssl.data.sources.named import resolve_dataset
+from vitssl.data.views.multicrop import CropSpec, EvalTransform, MultiCropTransform
 from vitssl.errors import VitsslError
 
 

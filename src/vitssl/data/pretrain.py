@@ -3,7 +3,7 @@
 Every view is a function of (seed, epoch, image index), and the sampler splits each epoch's permutation across
 processes, so a run sees the same views whatever the number of loader workers, and a resumed run continues with
 exactly the batches it would have seen. WebDataset shards (``data.train`` a shard folder or brace pattern) are
-read by :class:`~vitssl.data.shards.ShardDataset`, which splits shards over processes and loader workers; see
+read by :class:`~vitssl.data.shards.dataset.ShardDataset`, which splits shards over processes and loader workers; see
 docs/data.md for their resume semantics.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from vitssl.data.batches import ViewBatch
-from vitssl.data.loader import build_loader
-from vitssl.data.shards import ShardDataset, build_shard_loader
-from vitssl.data.workers import stop_signals_held
+from vitssl.data.loading.loader import build_loader
+from vitssl.data.loading.workers import stop_signals_held
+from vitssl.data.shards.dataset import ShardDataset, build_shard_loader
 
 
 class PretrainData:

@@ -47,7 +47,7 @@ def sample_generator(seed: int, epoch: int, index: int, repeat: int = 0) -> torc
         seed: The run's data seed.
         epoch: The epoch (0-based).
         index: The sample's index in the dataset.
-        repeat: Which copy of the sample this epoch (repeated augmentation, :mod:`vitssl.data.sampler`); copy 0
+        repeat: Which copy of the sample this epoch (repeated augmentation, :mod:`vitssl.data.loading.sampler`); copy 0
             keeps the seed it has without repeats, so turning the option on changes no other view.
 
     Returns:

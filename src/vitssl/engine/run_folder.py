@@ -142,7 +142,7 @@ class RunFolder:
             self._logger.close()
         if not self.main:
             return
-        from vitssl.plots import plot_training_curves
+        from vitssl.report.plots import plot_training_curves
 
         curves = self.path / run_files.CURVES
         try:

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from vitssl.data import crop_ops
-from vitssl.data.multicrop import EvalTransform
-from vitssl.data.normalise import to_image
+from vitssl.data.views import crop_ops
+from vitssl.data.views.multicrop import EvalTransform
+from vitssl.data.views.normalise import to_image
 from vitssl.eval.features import batch_field
 from vitssl.models.backbones import Backbone
 

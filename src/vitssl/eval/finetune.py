@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from vitssl.config import PretrainConfig
 from vitssl.data.bad_inputs import tallied
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader, set_loader_epoch
+from vitssl.data.loading.loader import build_loader, set_loader_epoch
+from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 from vitssl.eval.blocks import blocks_of, is_swin
 from vitssl.eval.features import images_of, labels_of

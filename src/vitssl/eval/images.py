@@ -19,18 +19,33 @@ SAMPLE_IMAGES = "synthetic"
 synthetic set (generated offline on first use), so that the demo can draw pictures without a path."""
 
 
+DEFAULT_MAX_SIDE = 800
+"""The longest side a photo keeps before its patches are drawn: a 12-megapixel photo at its own resolution would
+give tens of thousands of patches (an explicit attention map of gigabytes) and no clearer picture."""
+
+
 def expand_images(args: Sequence[str | Path], cache_dir: str | Path) -> list[Path]:
     """Image arguments as files: :data:`SAMPLE_IMAGES` (when no such file exists) becomes the synthetic set's
-    first test image of each class (ten images); anything else is kept as given."""
+    first test image of each class (ten images); a folder becomes every image file below it (any depth, sorted;
+    see :data:`vitssl.data.images.IMAGE_EXTENSIONS`); anything else is kept as given (a missing file is reported
+    when it is loaded)."""
+    from vitssl.data.sources.discovery import find_images
+
     paths: list[Path] = []
     for arg in args:
-        if str(arg) == SAMPLE_IMAGES and not Path(arg).exists():
-            from vitssl.data.synthetic import ensure_synthetic
+        path = Path(arg)
+        if str(arg) == SAMPLE_IMAGES and not path.exists():
+            from vitssl.data.sources.synthetic import ensure_synthetic
 
             test = ensure_synthetic(cache_dir) / "test"
             paths += [min(folder.glob("*.png")) for folder in sorted(test.iterdir()) if folder.is_dir()]
+        elif path.is_dir():
+            found = find_images(path)
+            if not found:
+                raise VitsslError(f"folder {path} holds no image files; pass a folder with photos or image files")
+            paths += found
         else:
-            paths.append(Path(arg))
+            paths.append(path)
     return paths
 
 
@@ -63,16 +78,37 @@ def load_readable(paths: Sequence[str | Path]) -> list[tuple[Path, Image.Image]]
     return loaded
 
 
-def image_to_tensor(
-    image: Image.Image, mean: list[float], std: list[float], multiple: int, resize: int | None = None
-) -> Tensor:
-    """A (1, 3, H, W) normalised tensor; the short side optionally resized, both sides cropped to `multiple`."""
+def fit_size(width: int, height: int, resize: int | None = None, max_side: int | None = None) -> tuple[int, int]:
+    """The (width, height) an image is scaled to before cropping, aspect ratio kept.
+
+    ``resize`` sets the short side (up or down) and, when given, takes precedence over ``max_side``: the user
+    asked for a size. Otherwise ``max_side`` only shrinks: an image whose longer side exceeds it is scaled so that
+    the longer side equals it; smaller images keep their own resolution.
+    """
     if resize:
-        w, h = image.size
-        scale = resize / min(w, h)
-        image = image.resize(
-            (max(multiple, round(w * scale)), max(multiple, round(h * scale))), Image.Resampling.BICUBIC
-        )
+        scale = resize / min(width, height)
+    elif max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+    else:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def image_to_tensor(
+    image: Image.Image,
+    mean: list[float],
+    std: list[float],
+    multiple: int,
+    resize: int | None = None,
+    max_side: int | None = None,
+) -> Tensor:
+    """A (1, 3, H, W) normalised tensor: scaled as :func:`fit_size` says, then centre-cropped so that both sides
+    are multiples of `multiple` (the patch: a 640x480 photo at patch 16 gives a 40x30 grid)."""
+    w, h = image.size
+    size = fit_size(w, h, resize, max_side)
+    if size != (w, h):
+        size = (max(multiple, size[0]), max(multiple, size[1]))
+        image = image.resize(size, Image.Resampling.BICUBIC)
     w, h = image.size
     cw, ch = (w // multiple) * multiple, (h // multiple) * multiple
     if cw == 0 or ch == 0:

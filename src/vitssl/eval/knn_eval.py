@@ -18,8 +18,8 @@ from torch.utils.data import Dataset, Subset
 from vitssl import distributed as dist
 from vitssl.config import PretrainConfig
 from vitssl.data.build import build_labelled_dataset, knn_memory_spec
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader
+from vitssl.data.loading.loader import build_loader
+from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 from vitssl.eval.features import extract_features
 from vitssl.eval.knn import weighted_knn
@@ -120,9 +120,16 @@ def knn_on_datasets(
 def knn_of_method(
     method: Method, memory: ImageFolderDataset, queries: ImageFolderDataset, s: KNNSettings
 ) -> dict[int, dict[str, float]]:
-    """``vitssl knn``: weighted k-NN of the method's evaluation backbone on the given memory and query sets."""
+    """Weighted k-NN of the method's evaluation backbone on the given memory and query sets."""
+    return knn_of_backbone(method.eval_backbone(), memory, queries, s)
+
+
+def knn_of_backbone(
+    backbone: Backbone, memory: ImageFolderDataset, queries: ImageFolderDataset, s: KNNSettings
+) -> dict[int, dict[str, float]]:
+    """``vitssl knn``: weighted k-NN of an evaluation backbone (any SOURCE's) on the given memory and query sets."""
     device = torch.device(s.device)
-    backbone = method.eval_backbone().to(device).eval()
+    backbone = backbone.to(device).eval()
     return knn_on_datasets(
         backbone,
         memory,

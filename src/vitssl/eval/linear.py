@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from vitssl.config import PretrainConfig
 from vitssl.data.bad_inputs import tallied
 from vitssl.data.build import eval_transform
-from vitssl.data.folders import ImageFolderDataset
-from vitssl.data.loader import build_loader, set_loader_epoch
-from vitssl.data.multicrop import CropSpec, MultiCropTransform
+from vitssl.data.loading.loader import build_loader, set_loader_epoch
+from vitssl.data.sources.folders import ImageFolderDataset
+from vitssl.data.views.multicrop import CropSpec, MultiCropTransform
 from vitssl.errors import VitsslError
 from vitssl.eval.blocks import block_features, default_n_last_blocks
 from vitssl.eval.features import batch_field, images_of, labels_of

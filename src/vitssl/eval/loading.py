@@ -11,7 +11,7 @@ import torch
 from vitssl.checkpoints import load_checkpoint
 from vitssl.config import PretrainConfig, from_dict
 from vitssl.data.build import build_labelled_dataset, knn_memory_spec
-from vitssl.data.folders import ImageFolderDataset
+from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 from vitssl.methods import Method, build_method
 from vitssl.models.backbones import Backbone

@@ -25,9 +25,9 @@ from torch import Tensor
 
 from vitssl.data.bad_inputs import entry, file_reason, note
 from vitssl.data.images import UnreadableImageError, is_image_file, load_rgb
-from vitssl.data.named import resolve_dataset
-from vitssl.data.subset import stratified_subset
-from vitssl.data.synthetic import mask_path
+from vitssl.data.sources.named import resolve_dataset
+from vitssl.data.sources.subset import stratified_subset
+from vitssl.data.sources.synthetic import mask_path
 from vitssl.errors import VitsslError
 
 IGNORE = 255

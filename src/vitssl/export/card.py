@@ -14,10 +14,12 @@ from typing import Any
 import yaml
 
 from vitssl.config import to_dict
+from vitssl.export.authors_layout import AUTHOR_FORMATS, LAYOUTS
 from vitssl.export.source import ExportSource
 from vitssl.export.timm_spec import timm_spec
+from vitssl.methods.registry import method_info
 
-# Result files that the evaluation commands write into a run folder (see vitssl.report).
+# Result files that the evaluation commands write into a run folder (see vitssl.report.page).
 RESULT_FILES = (
     "knn.json",
     "knn_online.json",
@@ -29,11 +31,6 @@ RESULT_FILES = (
     "correspondence.json",
 )
 _MAX_ROWS = 30
-METHOD_PAPERS = {
-    "dino": "DINO (Caron et al. 2021, arXiv 2104.14294)",
-    "esvit": "EsViT (Li et al. 2021, arXiv 2106.09785)",
-    "sit": "SiT (Atito et al. 2021, arXiv 2104.03602)",
-}
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -91,6 +88,15 @@ def usage_section(fmt: str, source: ExportSource, out: Path, tokens: bool) -> st
             f'processor = AutoImageProcessor.from_pretrained("{out}")  # the run\'s resize, crop, mean, std\n'
             "x = model(**processor(images, return_tensors='pt')).last_hidden_state\n```\n"
         )
+    if fmt in AUTHOR_FORMATS:
+        name = f"{source.cfg.name}_{fmt}_{source.which}"
+        cls = LAYOUTS[fmt].cls
+        return (
+            f"```python\nimport json, torch\nkwargs = json.load(open('{out}/{name}.json'))['kwargs']\n"
+            f"# {cls} from the authors' repository, built with kwargs (norm_layer: LayerNorm eps 1e-6)\n"
+            f"state = torch.load('{out}/{name}.pth', weights_only=True)  # model.load_state_dict(state, strict=True)\n"
+            f"# or, in vitssl: vitssl.load_backbone('{out}/{name}.pth')\n```\n"
+        )
     outputs = "pooled (B, D), tokens (B, N, D)" if tokens else "pooled (B, D)"
     return (
         "```python\nimport onnxruntime as ort\n"
@@ -125,7 +131,7 @@ Exported by `vitssl export --format {fmt}` from `{source.checkpoint}` (run `{cfg
 
 ## Method
 
-{METHOD_PAPERS.get(cfg.method, cfg.method)}; the exported network is the {source.which}.
+{method_info(cfg.method).paper}; the exported network is the {source.which}.
 
 ## Data and preprocessing
 

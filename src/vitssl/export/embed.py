@@ -27,9 +27,9 @@ from tqdm import tqdm
 from vitssl.config import PretrainConfig
 from vitssl.data.bad_inputs import entry, file_reason, note
 from vitssl.data.build import eval_transform
-from vitssl.data.discovery import find_images
 from vitssl.data.images import UnreadableImageError, is_image_file, load_rgb
-from vitssl.data.workers import init_worker
+from vitssl.data.loading.workers import init_worker
+from vitssl.data.sources.discovery import find_images
 from vitssl.errors import VitsslError
 from vitssl.models.backbones import Backbone
 
@@ -67,7 +67,7 @@ class _Images(Dataset):
 def list_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
     """The images to embed and the names recorded for them.
 
-    One folder: every image below it (recursive, sorted; :func:`vitssl.data.discovery.find_images`), named by
+    One folder: every image below it (recursive, sorted; :func:`vitssl.data.sources.discovery.find_images`), named by
     its path relative to the folder. Otherwise each argument must be an image file, named as given.
     """
     items = [Path(p) for p in inputs]

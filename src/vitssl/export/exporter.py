@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitssl.errors import VitsslError
+from vitssl.export.authors_layout import AUTHOR_FORMATS
 from vitssl.export.source import ExportSource, Which, load_export_source
 
-FORMATS = ("safetensors", "timm", "hf", "onnx")
+FORMATS = ("safetensors", "timm", "hf", "onnx", *AUTHOR_FORMATS)
 
 
 @dataclass
@@ -63,7 +64,13 @@ def _write(
     source: ExportSource, fmt: str, out: Path, with_heads: bool, tokens: bool, dynamic_size: bool | None
 ) -> ExportResult:
     result = ExportResult(out=out, which=source.which)
-    if fmt == "safetensors":
+    if fmt in AUTHOR_FORMATS:
+        from vitssl.export.authors_layout import write_authors
+
+        files, checks = write_authors(source, fmt, out)
+        result.files += files
+        result.checks.update(checks)
+    elif fmt == "safetensors":
         from vitssl.export.native import check_native, write_native
 
         path = write_native(source, out, with_heads)
@@ -102,7 +109,8 @@ def export_run(
 
     Args:
         checkpoint: A run folder or checkpoint file.
-        fmt: ``safetensors`` (vitssl names), ``timm``, ``hf`` (transformers' TimmWrapperModel) or ``onnx``.
+        fmt: ``safetensors`` (vitssl names), ``timm``, ``hf`` (transformers' TimmWrapperModel), ``onnx``, or
+            the authors' layouts ``dino`` / ``sit`` (``esvit`` is refused in one line: see ``authors_layout``).
         out: The folder to write into (created).
         which: ``teacher`` or ``student``; default: the teacher where the method has one.
         with_heads: Also write the method's heads (in the safetensors file itself for ``safetensors``, as

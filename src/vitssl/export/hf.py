@@ -19,17 +19,15 @@ import torch
 from vitssl.errors import VitsslError
 from vitssl.export.source import ExportSource, max_abs_diff, random_images
 from vitssl.export.timm_folder import wrap_like
-from vitssl.models.sit_heads import SiTBackbone
+from vitssl.extras import require
+from vitssl.methods.sit.heads import SiTBackbone
 
 HF_TOLERANCE = 1e-4
 
 
 def require_transformers() -> None:
     """Raise a one-line error naming the extra to install when transformers is missing."""
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        raise VitsslError("--format hf needs transformers; install it with pip install 'vitssl[hf]'") from None
+    require("transformers", "export", "--format hf")
 
 
 def pooler_is_pooled(source: ExportSource) -> bool:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from vitssl.errors import VitsslError
 from vitssl.export.source import ExportSource, random_images
+from vitssl.extras import require
 from vitssl.models.backbones import Backbone
 
 ONNX_FILE = "model.onnx"
@@ -41,10 +42,7 @@ class _Pooled(nn.Module):
 def require_onnx() -> None:
     """Raise a one-line error naming the extra to install when onnx, onnxscript or onnxruntime is missing."""
     for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(name)
-        except ImportError:
-            raise VitsslError(f"--format onnx needs {name}; install it with pip install 'vitssl[onnx]'") from None
+        require(name, "export", "--format onnx")
 
 
 def wants_dynamic_size(backbone: Backbone, dynamic_size: bool | None) -> bool:

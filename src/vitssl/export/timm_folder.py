@@ -27,8 +27,8 @@ from torch import Tensor
 from vitssl.errors import VitsslError
 from vitssl.export.source import ExportSource, max_abs_diff, random_images
 from vitssl.export.timm_spec import TimmSpec, pretrained_cfg, timm_spec
+from vitssl.methods.sit.heads import SiTBackbone
 from vitssl.models.backbones import Backbone
-from vitssl.models.sit_heads import SiTBackbone
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

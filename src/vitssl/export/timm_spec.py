@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitssl.config import PretrainConfig
+from vitssl.methods.registry import method_info
 from vitssl.models.backbones import PRESET_KWARGS, PRESETS
 
 
@@ -38,8 +39,8 @@ def _jsonable(value: Any) -> Any:
 def timm_spec(cfg: PretrainConfig) -> TimmSpec:
     """The timm recipe of the backbone that ``cfg`` trains (drop path omitted: it does nothing at inference).
 
-    Mirrors ``build_backbone`` (presets, patch/img size, depth, window) and SiT's extra token (a timm register
-    token next to the class token, ``reg_tokens=1``; ``vitssl.models.sit_heads``).
+    Mirrors ``build_backbone`` (presets, patch/img size, depth, window) plus what the method adds to its backbone
+    (:attr:`vitssl.methods.registry.MethodInfo.timm_args`, e.g. SiT's register token).
     """
     m = cfg.model
     architecture = PRESETS.get(m.backbone, m.backbone)
@@ -52,8 +53,7 @@ def timm_spec(cfg: PretrainConfig) -> TimmSpec:
     else:
         args["dynamic_img_size"] = True  # as training: position embeddings interpolated to the input
     args.update({k: v for k, v in named.items() if v is not None})
-    if cfg.method == "sit":
-        args["reg_tokens"] = 1  # SiT's contrastive token, after the [CLS] (rotation) token
+    args.update(method_info(cfg.method).timm_args)  # e.g. SiT's contrastive token as a timm register token
     return TimmSpec(architecture, args, is_swin)
 
 

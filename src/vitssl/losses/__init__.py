@@ -1,16 +1,8 @@
-"""Self-supervised losses: pure modules over tensors, no trainer knowledge."""
+"""Self-supervised losses: pure modules over tensors, no trainer knowledge. SiT's losses live with the method
+(:mod:`vitssl.methods.sit.losses`)."""
 
 from vitssl.losses.dino import DINOLoss, dino_cross_entropy
 from vitssl.losses.esvit import EsViTLoss, EsViTLossParts, match_regions
-from vitssl.losses.sit import (
-    FixedWeighting,
-    UncertaintyWeighting,
-    info_nce,
-    nt_xent,
-    reconstruction_l1,
-    rotation_loss,
-    symmetric_info_nce,
-)
 
 __all__ = [
     "EsViTLoss",
@@ -18,11 +10,4 @@ __all__ = [
     "match_regions",
     "DINOLoss",
     "dino_cross_entropy",
-    "FixedWeighting",
-    "UncertaintyWeighting",
-    "info_nce",
-    "nt_xent",
-    "reconstruction_l1",
-    "rotation_loss",
-    "symmetric_info_nce",
 ]

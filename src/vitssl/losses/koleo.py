@@ -11,11 +11,15 @@ DINOv2.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["koleo_loss"]
+from vitssl.losses.terms import WeightedTerm, sum_terms
+
+__all__ = ["koleo_loss", "koleo_term"]
 
 
 def koleo_loss(features: Tensor, eps: float = 1e-8) -> Tensor:
@@ -30,3 +34,12 @@ def koleo_loss(features: Tensor, eps: float = 1e-8) -> Tensor:
         nearest = similarity.argmax(dim=1)
     distance = (x - x[nearest]).norm(dim=-1)
     return -torch.log(distance + eps).mean()
+
+
+def koleo_term(batches: Sequence[Tensor], weight: float, name: str = "koleo") -> WeightedTerm | None:
+    """The KoLeo regulariser of a method: the mean of :func:`koleo_loss` over ``batches`` (one (n, d) batch per
+    view: each view is regularised on its own, as DINOv2 does per global crop) with its loss ``weight``; None
+    when the weight is 0, so a run without the regulariser computes nothing for it."""
+    if weight == 0:
+        return None
+    return WeightedTerm(name, sum_terms(koleo_loss(b) for b in batches) / len(batches), weight)

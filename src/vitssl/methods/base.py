@@ -7,7 +7,7 @@ processes; the trainer knows nothing about any particular method.
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +15,12 @@ import numpy as np
 from torch import Tensor, nn
 
 from vitssl.data.batches import ViewBatch
+from vitssl.losses.terms import WeightedTerm
 from vitssl.schedules import StepState
 
 if TYPE_CHECKING:
-    from vitssl.data.folders import ViewTransform
-    from vitssl.data.multicrop import CropSpec
+    from vitssl.data.sources.folders import ViewTransform
+    from vitssl.data.views.multicrop import CropSpec
     from vitssl.models.backbones import Backbone
 
 __all__ = ["Method", "StepOutput", "StepState"]
@@ -32,9 +33,35 @@ class StepOutput:
     loss: Tensor
     metrics: dict[str, Tensor | float] = field(default_factory=dict)
 
+    @classmethod
+    def assemble(
+        cls,
+        loss: Tensor,
+        terms: Iterable[WeightedTerm | None] = (),
+        metrics: Mapping[str, Tensor | float] | None = None,
+        log: bool = False,
+    ) -> StepOutput:
+        """The output of a step whose loss is ``loss`` plus each term's ``weight * value``, added in order (None:
+        a term switched off). ``metrics`` is copied, never changed; on logged steps (``log``) the terms'
+        unweighted values join it under their names."""
+        out: dict[str, Tensor | float] = dict(metrics or {})
+        for term in terms:
+            if term is None:
+                continue
+            loss = loss + term.weighted
+            if log:
+                out[term.name] = term.value.detach()
+        return cls(loss=loss, metrics=out)
+
 
 class Method(nn.Module, metaclass=ABCMeta):
-    """Base class of self-supervised methods: subclasses implement the abstract methods."""
+    """Base class of self-supervised methods: subclasses implement the abstract methods.
+
+    The trainer reaches a method's networks only through :meth:`trained_modules` (what receives gradients and
+    data parallelism wraps), :meth:`backbones` (what ``model.init_from`` loads into) and :meth:`eval_backbone`;
+    nothing here assumes attribute names. :class:`vitssl.methods.distillation.DistillationMethod` implements the
+    three for a student and its EMA teacher.
+    """
 
     name: str = "method"
     #: Whether some trained parameters may get no gradient in a step (e.g. EsViT's region head before the region
@@ -52,7 +79,7 @@ class Method(nn.Module, metaclass=ABCMeta):
 
     def train_collate(self) -> Callable[[Sequence[dict[str, Any]]], ViewBatch]:
         """The loader's collate function (picklable: workers receive it); default: crop-major view stacks."""
-        from vitssl.data.loader import collate_views
+        from vitssl.data.loading.loader import collate_views
 
         return collate_views  # type: ignore[return-value]
 
@@ -86,17 +113,15 @@ class Method(nn.Module, metaclass=ABCMeta):
     def eval_backbone(self) -> Backbone:
         """The network to evaluate (the teacher where there is one)."""
 
+    @abstractmethod
     def trained_modules(self) -> dict[str, nn.Module]:
-        """The modules that receive gradients, each called once per training step through :meth:`run`; the
-        trainer may wrap them (DistributedDataParallel). Teachers and other EMA copies are never among them.
-        Default: ``self.student``."""
-        student = getattr(self, "student", None)
-        return {"student": student} if isinstance(student, nn.Module) else {}
+        """The modules that receive gradients, each called once per training step through :meth:`run`, by name;
+        the trainer may wrap them (DistributedDataParallel). Teachers and other EMA copies are never among them,
+        and every parameter that :meth:`param_groups` hands to the optimiser belongs to one of them."""
 
+    @abstractmethod
     def backbones(self) -> list[nn.Module]:
         """Every copy of the backbone (student, teacher): what ``model.init_from`` loads weights into."""
-        nets = [getattr(self, name, None) for name in ("student", "teacher")]
-        return [net["backbone"] for net in nets if isinstance(net, nn.ModuleDict) and "backbone" in net]
 
     def wrap_trained_modules(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Route the forward of every trained module through ``wrap(module)`` (e.g. DDP); the wrappers are not

@@ -1,5 +1,6 @@
 """What DINO and EsViT share, as functions they both call (docs/methods.md sections 1 and 2): the backbone and
-head builders, the multi-crop views, the teacher schedules, and the student/teacher pair.
+head builders, the multi-crop views, the teacher schedules, the student/teacher pair and the KoLeo term (the
+life cycle around the optimiser step is :class:`vitssl.methods.distillation.DistillationMethod`).
 
 One backbone call per crop resolution (DINO's multi-crop wrapper, Caron et al. 2021, arXiv 2104.14294,
 section 3.1) lives here too.
@@ -15,10 +16,9 @@ from torch import Tensor, nn
 
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import joined
-from vitssl.data.multicrop import CropSpec, dino_crops_from_config
-from vitssl.losses.koleo import koleo_loss
-from vitssl.losses.terms import sum_terms
-from vitssl.methods.teacher import EMATeacher
+from vitssl.data.views.multicrop import CropSpec, dino_crops_from_config
+from vitssl.losses.koleo import koleo_term
+from vitssl.losses.terms import WeightedTerm
 from vitssl.models.backbones import Backbone, Features, build_backbone
 from vitssl.models.heads import DINOHead
 from vitssl.schedules import cosine_schedule, linear_warmup
@@ -39,19 +39,11 @@ def build_model_backbone(cfg: PretrainConfig, drop_path: float) -> Backbone:
     )
 
 
-def with_koleo(
-    loss: Tensor, cfg: PretrainConfig, feats: Sequence[Features], metrics: dict[str, Tensor | float], log: bool = False
-) -> Tensor:
-    """``loss`` plus ``dino.koleo_weight`` x the mean KoLeo loss of the student's pooled feature over the global
-    crops (DINOv2's regulariser, Oquab et al. 2023; losses/koleo.py), logged as ``koleo`` on logged steps;
-    ``loss`` itself when the weight is 0 (DINO and EsViT as published)."""
-    weight: float = cfg.dino.koleo_weight
-    if weight == 0:
-        return loss
-    koleo = sum_terms(koleo_loss(f.pooled) for f in feats[:NUM_GLOBAL_CROPS]) / NUM_GLOBAL_CROPS
-    if log:
-        metrics["koleo"] = koleo.detach()
-    return loss + weight * koleo
+def global_crop_koleo(cfg: PretrainConfig, feats: Sequence[Features]) -> WeightedTerm | None:
+    """``dino.koleo_weight`` x the mean KoLeo loss of the student's pooled feature over the global crops
+    (DINOv2's regulariser, Oquab et al. 2023; losses/koleo.py), logged as ``koleo``; None when the weight is 0
+    (DINO and EsViT as published)."""
+    return koleo_term([f.pooled for f in feats[:NUM_GLOBAL_CROPS]], cfg.dino.koleo_weight)
 
 
 def build_dino_head(cfg: PretrainConfig, in_dim: int) -> DINOHead:
@@ -66,11 +58,9 @@ def build_dino_head(cfg: PretrainConfig, in_dim: int) -> DINOHead:
     )
 
 
-def student_and_teacher(
-    cfg: PretrainConfig, heads: Sequence[str]
-) -> tuple[MultiCropNetwork, MultiCropNetwork, EMATeacher]:
-    """Student (backbone with drop-path + DINO heads named ``heads``) and its EMA teacher (no drop-path), the
-    teacher starting as an exact copy."""
+def student_and_teacher(cfg: PretrainConfig, heads: Sequence[str]) -> tuple[MultiCropNetwork, MultiCropNetwork]:
+    """Student (backbone with drop-path + DINO heads named ``heads``) and teacher (the same without drop-path),
+    built in that order; :class:`~vitssl.methods.distillation.DistillationMethod` makes the teacher an EMA copy."""
 
     def network(drop_path: float) -> MultiCropNetwork:
         backbone = build_model_backbone(cfg, drop_path)
@@ -79,8 +69,8 @@ def student_and_teacher(
             net[name] = build_dino_head(cfg, backbone.embed_dim)
         return net
 
-    student, teacher = network(cfg.model.drop_path), network(0.0)
-    return student, teacher, EMATeacher(teacher, student)
+    student = network(cfg.model.drop_path)
+    return student, network(0.0)
 
 
 def dino_views(cfg: PretrainConfig) -> list[CropSpec]:

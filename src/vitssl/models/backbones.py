@@ -2,19 +2,35 @@
 
 The timm model is kept whole under ``self.model`` so its parameters keep timm's own names: exporting the
 backbone to timm is a matter of stripping the ``model.`` prefix.
+
+Token masks (masked-image modelling, e.g. iBOT, Zhou et al. 2022, arXiv 2111.07832, section 3.2; SimMIM for Swin,
+Xie et al. 2022, arXiv 2111.09886): a backbone built with ``mask_token=True`` replaces the patch embeddings that
+a boolean mask selects by one learned embedding. The replacement has to happen after the patch embedding and
+before anything else sees the tokens (for a ViT: before the position embeddings are added, so a masked token
+still knows where it is). timm adds them in ``VisionTransformer._pos_embed``, which is private; the patch
+embedding module is public and is the last step before it, so a forward hook on ``patch_embed``, registered for
+the one masked call, swaps the tokens. The same hook serves Swin, whose first stage reads the patch embedding's
+output directly.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import timm
 import torch
 from torch import Tensor, nn
 
 from vitssl.errors import VitsslError
+from vitssl.models.pos_embed import dino_pos_embed
+
+# How a ViT's position embeddings are resampled to another patch grid: timm's (resample_abs_pos_embed, what vitssl
+# trains with) or DINO's own (vitssl.models.pos_embed, what the authors' released weights were evaluated with).
+PosInterpolation = Literal["timm", "dino"]
+POS_INTERPOLATIONS = ("timm", "dino")
 
 # Short names for the common sizes (Dosovitskiy et al. 2021; DeiT sizes for tiny/small, Touvron et al. 2021;
 # Swin: Liu et al. 2021, arXiv 2103.14030, as used by EsViT, Li et al. 2021, arXiv 2106.09785).
@@ -68,9 +84,17 @@ class Backbone(nn.Module):
             timm ``SwinTransformer`` created with ``num_classes=0`` and ``strict_img_size=False``, so crops of any
             size (multiple of the patch size) work: interpolated position embeddings for ViT, attention masks
             built per input size (and windows padded to the feature map) for Swin.
+        mask_token: Whether :meth:`forward` accepts token masks: adds the learned ``mask_token`` parameter
+            (zeros at first, as in iBOT). Only such backbones have it, so backbones without masks keep the state
+            dict keys of runs and exports made before masks existed, and load them strictly.
+        pos_interpolation: ViT only: ``"timm"`` (timm's own resampling, the training default) or ``"dino"``
+            (DINO's ``interpolate_pos_encoding``, for the authors' released weights; see
+            :mod:`vitssl.models.pos_embed`). Both leave the native grid's embedding unchanged.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self, model: nn.Module, mask_token: bool = False, pos_interpolation: PosInterpolation = "timm"
+    ) -> None:
         super().__init__()
         # A timm VisionTransformer or SwinTransformer: the attributes read here and below differ by family, so the
         # model is read dynamically.
@@ -87,9 +111,39 @@ class Backbone(nn.Module):
             self.embed_dim = int(self.model.embed_dim)
             self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
             self.stride = self.patch_size
+        if pos_interpolation not in POS_INTERPOLATIONS:
+            raise VitsslError(f"unknown pos_interpolation {pos_interpolation!r}; use 'timm' or 'dino'")
+        if pos_interpolation != "timm" and (self.is_swin or getattr(self.model, "no_embed_class", False)):
+            raise VitsslError("pos_interpolation='dino' needs a ViT whose position embeddings cover its [CLS] token")
+        self.pos_interpolation: PosInterpolation = pos_interpolation
+        width = int(self.model.patch_embed.proj.out_channels)  # the patch embedding's width (Swin: stage 1's)
+        self.mask_token: nn.Parameter | None = nn.Parameter(torch.zeros(width)) if mask_token else None
 
-    def forward(self, images: Tensor) -> Features:
-        out = self.model.forward_features(images)
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The timm model's ``forward_features`` output; with ``pos_interpolation="dino"`` the same network run
+        from timm's public submodules, with DINO's position-embedding interpolation in place of timm's."""
+        if self.pos_interpolation == "timm":
+            return self.model.forward_features(images)
+        m = self.model
+        x = m.patch_embed(images)
+        if x.ndim == 4:  # timm's dynamic-size patch embedding keeps the (B, rows, cols, D) grid
+            x = x.flatten(1, 2)
+        grid = (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (m.cls_token, m.reg_token) if t is not None]
+        x = torch.cat([*prefix, x], dim=1) + dino_pos_embed(m.pos_embed, grid, self.num_prefix_tokens)
+        x = m.norm_pre(m.patch_drop(m.pos_drop(x)))
+        return m.norm(m.blocks(x))
+
+    def forward(self, images: Tensor, masks: Tensor | None = None) -> Features:
+        """Features of ``images`` (B, 3, H, W).
+
+        Args:
+            images: The batch.
+            masks: Optional boolean token masks, (B, rows, cols) over the patch grid or (B, rows * cols)
+                row-major: True replaces that patch's embedding by :attr:`mask_token` before the transformer
+                sees it (for a ViT, before the position embedding is added). None: no masking.
+        """
+        out = self.forward_features(images) if masks is None else self._masked_features(images, masks)
         if self.is_swin:  # (B, H, W, D), after the final norm
             b, h, w, d = out.shape
             tokens = out.reshape(b, h * w, d)
@@ -97,6 +151,33 @@ class Backbone(nn.Module):
         # ViT: (B, prefix + N, D), after the final norm
         rows, cols = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
         return Features(pooled=out[:, 0], tokens=out[:, self.num_prefix_tokens :], grid=(rows, cols))
+
+    def _masked_features(self, images: Tensor, masks: Tensor) -> Any:
+        """timm's ``forward_features`` with the masked patch embeddings swapped for the mask token."""
+        token = self.mask_token
+        if token is None:
+            raise VitsslError(
+                "token masks need a backbone built with mask_token=True (build_backbone(..., mask_token=True))"
+            )
+        if masks.dtype != torch.bool or masks.ndim not in (2, 3) or masks.shape[0] != images.shape[0]:
+            raise VitsslError(
+                f"token masks must be boolean, (B, rows, cols) or (B, N) with B={images.shape[0]}; "
+                f"got {masks.dtype} {tuple(masks.shape)}"
+            )
+
+        def swap(_module: nn.Module, _args: Any, embedded: Tensor) -> Tensor:
+            grid = tuple(embedded.shape[1:-1])  # (rows, cols): ViT with dynamic sizes and Swin are channels-last
+            fits = tuple(masks.shape[1:]) == grid if masks.ndim == 3 else masks.shape[1] == math.prod(grid)
+            if not fits:
+                raise VitsslError(f"token masks of shape {tuple(masks.shape)} do not fit the {grid} patch grid")
+            where = masks.reshape(embedded.shape[:-1]).unsqueeze(-1)
+            return torch.where(where, token.to(embedded.dtype), embedded)
+
+        handle = self.model.patch_embed.register_forward_hook(swap)
+        try:
+            return self.forward_features(images)
+        finally:
+            handle.remove()
 
     def pooled(self, images: Tensor) -> Tensor:
         """(B, D) view representation (used by k-NN)."""
@@ -123,7 +204,7 @@ class Backbone(nn.Module):
         captured: list[Tensor] = []
         handles = [b.register_forward_hook(lambda _m, _a, out: captured.append(out)) for b in blocks[-n:]]
         try:
-            self.model.forward_features(images)
+            self.forward_features(images)
         finally:
             for h in handles:
                 h.remove()
@@ -161,7 +242,7 @@ class Backbone(nn.Module):
         # A forward hook on the last attention module sees its input (the normalised tokens) through public APIs.
         handle = attn.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
         try:
-            self.model.forward_features(images)
+            self.forward_features(images)
         finally:
             handle.remove()
         y = captured[0]
@@ -189,6 +270,8 @@ def build_backbone(
     depth: int | None = None,
     drop_path_rate: float = 0.0,
     window_size: int | None = None,
+    mask_token: bool = False,
+    pos_interpolation: PosInterpolation = "timm",
     **overrides: Any,
 ) -> Backbone:
     """Create a randomly initialised backbone.
@@ -202,6 +285,10 @@ def build_backbone(
         depth: number of blocks override (ViT only; Swin's depths are per stage: pass ``depths=(...)``).
         drop_path_rate: stochastic depth rate.
         window_size: Swin attention window override (7 or 14 at 224 px; 4 for the 32 px presets).
+        mask_token: Give the backbone a learned mask token so that its forward accepts token masks
+            (:class:`Backbone`); off by default, which keeps the state dict keys of mask-free runs.
+        pos_interpolation: ViT position-embedding resampling at other sizes: ``"timm"`` or ``"dino"`` (the
+            authors' formula, for their released weights; :class:`Backbone`).
         **overrides: any other keyword of the timm model constructor.
 
     Example:
@@ -235,4 +322,4 @@ def build_backbone(
         raise VitsslError(f"backbone '{name}' does not accept these options ({exc}); remove the override") from None
     if not hasattr(model, "patch_embed") or not (hasattr(model, "blocks") or hasattr(model, "layers")):
         raise VitsslError(f"backbone '{name}' is not a vision transformer; use a ViT or Swin preset or timm name")
-    return Backbone(model)
+    return Backbone(model, mask_token=mask_token, pos_interpolation=pos_interpolation)

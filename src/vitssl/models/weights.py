@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from vitssl.errors import VitsslError
 
-__all__ = ["LoadReport", "load_backbone_weights", "normalise_keys", "read_weights"]
+__all__ = ["LoadReport", "load_backbone_weights", "load_state", "normalise_keys", "read_weights"]
 
 # Prefixes that wrap a backbone's timm names in the checkpoints we meet: DDP (``module.``), torch.compile
 # (``_orig_mod.``), our ``Backbone`` (``model.``), our methods (``student.backbone.``, ``teacher.backbone.``),
@@ -220,6 +220,18 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, strict: bool = 
         >>> print(report.summary())
     """
     source, where = read_weights(path)
+    return load_state(backbone, source, where, strict=strict)
+
+
+def load_state(backbone: nn.Module, source: Mapping[str, Tensor], where: str, strict: bool = True) -> LoadReport:
+    """Load ``source`` (tensors under timm's names) into ``backbone``, checking every name and shape.
+
+    The in-memory half of :func:`load_backbone_weights`, for sources already read and renamed (the authors'
+    release files, a transformers ``ViTModel``...); ``where`` names the source in the report and in errors.
+
+    Raises:
+        VitsslError: ``strict`` and any tensor missing, unexpected or of another shape; or no tensor fits.
+    """
     source = {k: v for k, v in source.items() if not k.endswith(_REBUILT_BUFFERS)}
     target = _target_state(backbone)
     report = LoadReport(source=where)

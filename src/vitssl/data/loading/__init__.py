@@ -1,0 +1,1 @@
+"""Loaders: the epoch sampler, worker initialisation, the data loader itself."""

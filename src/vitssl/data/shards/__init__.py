@@ -1,0 +1,1 @@
+"""WebDataset shards: packing folders into shards, their index, and the streaming dataset."""

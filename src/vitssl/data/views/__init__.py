@@ -1,0 +1,1 @@
+"""Views of an image: multi-crop, the crop and colour operations, normalisation."""
