@@ -123,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_knn_table(results["init"], title="weighted k-NN, same network at initialisation"))
     if "pixels" in results:
         print(format_knn_table(results["pixels"], title="weighted k-NN, raw pixels (normalised, flattened)"))
-    out = args.out or results_dir(args) / "knn.json"
+    from vitssl.engine.run_files import KNN
+
+    out = args.out or results_dir(args) / KNN
     save_knn_json(results, out, {"checkpoint": str(args.source), "temperature": args.temperature})
     if args.compare_init or args.pixels:
         _plot_comparison(results, out)

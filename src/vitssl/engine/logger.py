@@ -7,6 +7,7 @@ convenience: when its writer fails, one line says so and TensorBoard logging sto
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
@@ -25,35 +26,55 @@ def to_float(value: Any) -> float:
     return float(value.detach().float().item()) if isinstance(value, Tensor) else float(value)
 
 
-class MetricsLogger:
-    """Writes scalar metrics of the main process. Nothing is written when ``enabled`` is false (other ranks)."""
+def _tensorboard_failures() -> tuple[type[BaseException], ...]:
+    """What TensorBoard's writer raises when it cannot start or write: ImportError (not installed), OSError (its
+    folder or a full disk), ValueError and RuntimeError (a writer closed under it), and its file layer's own
+    ``OpError`` family (not OSError subclasses)."""
+    failures: tuple[type[BaseException], ...] = (ImportError, OSError, ValueError, RuntimeError)
+    try:  # imported by name: tensorboard ships no type information
+        errors = importlib.import_module("tensorboard.compat.tensorflow_stub.errors")
+    except ImportError:
+        return failures
+    return (*failures, errors.OpError)
 
-    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+
+class MetricsLogger:
+    """Writes scalar metrics of the main process. Nothing is written when ``enabled`` is false (other ranks).
+
+    Args:
+        path: The metrics file (JSON lines).
+        tensorboard: The TensorBoard folder, or None for no TensorBoard.
+        enabled: Whether this process writes.
+    """
+
+    def __init__(self, path: Path, tensorboard: Path | None, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.run_dir = run_dir
-        self.path = run_dir / "metrics.jsonl"
-        self._tensorboard = enabled and tensorboard
+        self.path = path
+        self.tensorboard_dir = tensorboard
+        self._tensorboard = enabled and tensorboard is not None
         self._tb: Any = None
         self._purge_step: int | None = None
+        self._failures: tuple[type[BaseException], ...] = (ImportError, OSError)
 
     def _writer(self) -> Any:
         """The TensorBoard writer, opened on first use (after a resume has set the step to purge from)."""
         if self._tb is None and self._tensorboard:
             self._tensorboard = False  # one attempt: a broken install or folder must not stop training
+            self._failures = _tensorboard_failures()
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 _silence_tensorboard_thread()
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
-            except Exception as exc:
+                self._tb = SummaryWriter(log_dir=str(self.tensorboard_dir), purge_step=self._purge_step)
+            except self._failures as exc:
                 self._tensorboard_failed(exc)
         return self._tb
 
-    def _tensorboard_failed(self, exc: Exception) -> None:
+    def _tensorboard_failed(self, exc: BaseException) -> None:
         """One line, then no more TensorBoard: its events are a view of metrics.jsonl, which is still written."""
         self._tb, self._tensorboard = None, False
         failure = write_failure(
-            "TensorBoard events in", self.run_dir / "tensorboard", exc, "TensorBoard logging is off"
+            "TensorBoard events in", self.tensorboard_dir or self.path.parent, exc, "TensorBoard logging is off"
         )
         print(f"vitssl: warning: {failure}; metrics.jsonl is still written", file=sys.stderr, flush=True)
 
@@ -95,14 +116,14 @@ class MetricsLogger:
             for key, value in record.items():
                 if key != "step" and math.isfinite(value):
                     self._tb.add_scalar(key, value, step)
-        except Exception as exc:  # the writer's thread failed (e.g. a full disk): raised on the next call
+        except self._failures as exc:  # the writer's thread failed (e.g. a full disk): raised on the next call
             self._tensorboard_failed(exc)
 
     def close(self) -> None:
         if self._tb is not None:
             try:
                 self._tb.close()
-            except Exception as exc:
+            except self._failures as exc:
                 self._tensorboard_failed(exc)
 
 

@@ -34,6 +34,11 @@ class Progress:
         self._bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self.speed:.0f}", epoch=epoch)
         return self.speed
 
+    @property
+    def total(self) -> int:
+        """The steps the bar ends at."""
+        return int(self._bar.total)
+
     def set_total(self, total: int) -> None:
         """The run's length changed (a time budget): the bar ends at the new total."""
         self._bar.total = total

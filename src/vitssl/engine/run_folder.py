@@ -1,7 +1,8 @@
 """The run folder: resolved config, checkpoints, metrics, pictures and result files of one pretraining run.
 
 Only the main process writes; every other process gets the same object with writing switched off, so the
-trainer never asks "am I rank 0?" itself.
+trainer never asks "am I rank 0?" itself. The files' names are :mod:`vitssl.engine.run_files`; nothing else in
+the engine spells them.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from vitssl.checkpoints import LAST, NEW, load_checkpoint, older_checkpoints, save_checkpoint
+from vitssl.checkpoints import load_checkpoint, older_checkpoints, save_checkpoint
 from vitssl.config import PretrainConfig, save_config
+from vitssl.engine import run_files
 from vitssl.engine.logger import MetricsLogger
 from vitssl.errors import VitsslError
 from vitssl.run_lock import RunLock
 from vitssl.writing import guard_write, write_failure
+
+# What a picture's encoding can raise: OSError (the write, a full disk), ValueError (PIL: an unknown mode or
+# format), TypeError (PIL: an array type it cannot encode). A picture is never worth the run.
+_PICTURE_FAILURES = (OSError, ValueError, TypeError)
+# What drawing the curves can raise besides a failed write: VitsslError (nothing plottable), ValueError and
+# RuntimeError (matplotlib: data or layout it cannot draw). The curves are a view of the metrics file.
+_CURVES_FAILURES = (VitsslError, OSError, ValueError, RuntimeError)
 
 _RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
 
@@ -43,7 +52,7 @@ class RunFolder:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.path / LAST
+        return self.path / run_files.CHECKPOINT
 
     def prepare(self) -> None:
         """Create the folder (main process) and check that it can be written and that no live run holds it,
@@ -73,16 +82,22 @@ class RunFolder:
     @property
     def logger(self) -> MetricsLogger:
         if self._logger is None:
-            self._logger = MetricsLogger(self.path, enabled=self.main)
+            tensorboard = self.path / run_files.TENSORBOARD
+            self._logger = MetricsLogger(self.path / run_files.METRICS, tensorboard, enabled=self.main)
         return self._logger
 
     def save_config(self, cfg: PretrainConfig) -> None:
         if self.main:
-            with guard_write("the config", self.path / "config.yaml", _RESUME):
-                save_config(cfg, self.path / "config.yaml")
+            path = self.path / run_files.CONFIG
+            with guard_write("the config", path, _RESUME):
+                save_config(cfg, path)
 
     def has_checkpoint(self) -> bool:
-        return self.checkpoint_path.exists() or (self.path / NEW).exists() or bool(older_checkpoints(self.path))
+        return (
+            self.checkpoint_path.exists()
+            or (self.path / run_files.CHECKPOINT_IN_FLIGHT).exists()
+            or bool(older_checkpoints(self.path))
+        )
 
     def read_checkpoint(self) -> dict[str, Any] | None:
         """The newest good checkpoint (a torn or corrupt newest one is reported and skipped), or None."""
@@ -101,13 +116,13 @@ class RunFolder:
         partial file is removed and the first failure is one warning line."""
         if not self.main:
             return None
-        path = self.path / "pictures" / f"{name}_step{step:06d}.png"
+        path = self.path / run_files.PICTURES / f"{name}_step{step:06d}.png"
         try:
             from PIL import Image
 
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-        except Exception as exc:  # PIL's encoders raise more than OSError
+        except _PICTURE_FAILURES as exc:
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
             if not self._picture_failed:
@@ -129,10 +144,11 @@ class RunFolder:
             return
         from vitssl.report.plots import plot_training_curves
 
+        curves = self.path / run_files.CURVES
         try:
-            plot_training_curves(self.path / "metrics.jsonl", self.path / "curves.png")
-        except Exception as exc:  # matplotlib raises many types; the curves are a view of metrics.jsonl
-            _warn(write_failure("the training curves", self.path / "curves.png", exc, "metrics.jsonl holds them"))
+            plot_training_curves(self.path / run_files.METRICS, curves)
+        except _CURVES_FAILURES as exc:
+            _warn(write_failure("the training curves", curves, exc, f"{run_files.METRICS} holds them"))
 
 
 def _warn(failure: Exception) -> None:
