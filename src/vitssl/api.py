@@ -21,7 +21,7 @@ from vitssl.device import resolve_device
 from vitssl.engine.run_folder import RunFolder
 from vitssl.engine.trainer import FitResult, Trainer
 from vitssl.eval.knn_eval import KNNMonitor
-from vitssl.log import logger
+from vitssl.log import configure_unless_configured, logger
 from vitssl.methods import Method, build_method
 from vitssl.models.runtime import configure_backbones
 from vitssl.models.weights import load_backbone_weights
@@ -98,8 +98,10 @@ def pretrain(config: str | Path | PretrainConfig | None = None, **overrides: Any
 
     ``overrides`` are config keys, dotted or nested, with Python values: ``pretrain("configs/demo.yaml",
     **{"optim.epochs": 1, "train.out_dir": "runs/try"})`` or ``pretrain(path, optim={"epochs": 1})``. As with
-    ``vitssl pretrain``, a run folder that holds a run is resumed.
+    ``vitssl pretrain``, a run folder that holds a run is resumed. Messages go to the ``vitssl`` logger (to stderr
+    when the caller configured no logging).
     """
+    configure_unless_configured()
     if isinstance(config, PretrainConfig):
         cfg = with_values(config, overrides) if overrides else config
     else:

@@ -64,3 +64,12 @@ def configure(verbosity: int = 0, stream: TextIO | None = None) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False  # the command's own handler prints each record once, whatever the root logger does
+
+
+def configure_unless_configured() -> None:
+    """:func:`configure` for a Python caller who set up no logging (neither the root logger nor ``vitssl``'s):
+    ``vitssl.pretrain`` in a notebook then says what it does, as the command does; an application's own logging
+    set-up is left alone."""
+    own = [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]
+    if not own and not logging.getLogger().handlers:
+        configure(0)

@@ -8,6 +8,7 @@ from vitssl.api import build_trainer
 from vitssl.checkpoints import load_checkpoint
 from vitssl.config import load_config
 from vitssl.errors import VitsslError
+from vitssl.log import configure as configure_logging
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,7 @@ def losses(run_dir):
 
 
 def test_resume_continues_exactly(image_folder, tmp_path, capsys):
+    configure_logging(0)  # the command configures the vitssl logger; the Python API leaves it to the caller
     straight = build_trainer(tiny_cfg(image_folder, tmp_path / "a")).fit()
     assert straight.steps == 12  # 24 images / 4 per step * 2 epochs
     first = build_trainer(tiny_cfg(image_folder, tmp_path / "b")).fit(stop_at_step=5)
@@ -50,7 +52,7 @@ def test_resume_continues_exactly(image_folder, tmp_path, capsys):
     capsys.readouterr()
     resumed = build_trainer(tiny_cfg(image_folder, tmp_path / "b")).fit()
     assert resumed.steps == 12
-    assert f"vitssl: resuming {tmp_path / 'b'} at step 5 of 12" in capsys.readouterr().out
+    assert f"vitssl: resuming {tmp_path / 'b'} at step 5 of 12" in capsys.readouterr().err
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     a = load_checkpoint(tmp_path / "a")["method"]
     b = load_checkpoint(tmp_path / "b")["method"]

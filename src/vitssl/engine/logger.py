@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from vitssl.log import logger
 from vitssl.writing import guard_write, write_failure
 
 _RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
@@ -76,7 +76,7 @@ class MetricsLogger:
         failure = write_failure(
             "TensorBoard events in", self.tensorboard_dir or self.path.parent, exc, "TensorBoard logging is off"
         )
-        print(f"vitssl: warning: {failure}; metrics.jsonl is still written", file=sys.stderr, flush=True)
+        logger.warning(f"{failure}; metrics.jsonl is still written")
 
     def truncate_after(self, step: int) -> None:
         """Keep the history of the first ``step`` optimiser steps only: what a run resumed at ``step`` will not

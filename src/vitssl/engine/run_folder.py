@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from vitssl.config import PretrainConfig, save_config
 from vitssl.engine import run_files
 from vitssl.engine.logger import MetricsLogger
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 from vitssl.run_lock import RunLock
 from vitssl.writing import guard_write, write_failure
 
@@ -152,4 +152,4 @@ class RunFolder:
 
 
 def _warn(failure: Exception) -> None:
-    print(f"vitssl: warning: {failure}", file=sys.stderr, flush=True)
+    logger.warning(str(failure))

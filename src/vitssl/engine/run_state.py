@@ -13,6 +13,7 @@ from vitssl.checkpoints import rng_state
 from vitssl.config import to_dict
 from vitssl.engine.resume import check_resumable, check_same_global_batch, restore_rng
 from vitssl.errors import VitsslError
+from vitssl.log import logger
 
 if TYPE_CHECKING:  # the trainer saves and restores itself through these functions
     from vitssl.engine.trainer import Trainer
@@ -62,5 +63,5 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
         trainer.length.fit_to(int(ckpt["total_steps"]))  # decided before the interruption
         budget.decided = budget.refined = True  # the clock restarted: keep that length
     if dist.is_main() and trainer.step < trainer.total_steps:  # said without a progress bar too: logs show it
-        print(f"vitssl: resuming {trainer.run_dir} at step {trainer.step} of {trainer.total_steps}", flush=True)
+        logger.info(f"resuming {trainer.run_dir} at step {trainer.step} of {trainer.total_steps}")
     restore_rng(ckpt, cfg.train.seed)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from vitssl import distributed as dist
 from vitssl.engine.budget import TimeBudget
 from vitssl.engine.callbacks.base import Callback, StepEnd
+from vitssl.log import logger
 
 if TYPE_CHECKING:
     from vitssl.engine.trainer import Trainer
@@ -28,9 +29,8 @@ class BudgetCallback(Callback):
         if fitted is None:
             return
         if fitted != length.total and dist.is_main():
-            print(
-                f"vitssl: train.budget_minutes={self.budget.minutes:g}: {fitted} steps fit "
-                f"({fitted / length.steps_per_epoch:.2f} epochs) of {length.planned}; the schedules end there",
-                flush=True,
+            logger.info(
+                f"train.budget_minutes={self.budget.minutes:g}: {fitted} steps fit "
+                f"({fitted / length.steps_per_epoch:.2f} epochs) of {length.planned}; the schedules end there"
             )
         length.fit_to(fitted)
