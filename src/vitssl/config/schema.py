@@ -245,6 +245,14 @@ class TrainConfig:
         "or corrupt newest checkpoint is reported and the run resumes from the newest good one.",
     )
     progress: bool = _f(True, "Show a progress bar.")
+    loggers: list[Literal["tensorboard", "csv", "wandb", "mlflow"]] = _f(
+        ["tensorboard"],
+        "Where metrics go besides metrics.jsonl (always written): 'tensorboard' (RUN/tensorboard), 'csv' "
+        "(RUN/metrics.csv), 'wandb' (Weights & Biases; pip install \"vitssl[wandb]\"; WANDB_MODE=offline works "
+        "without a network), 'mlflow' (pip install \"vitssl[mlflow]\"; MLFLOW_TRACKING_URI, else a file store in "
+        "RUN/mlruns). A resumed run continues the same W&B / MLflow run (its id is kept in the run folder).",
+    )
+    wandb_project: str = _f("vitssl", "The Weights & Biases project of train.loggers=[...,wandb].")
 
 
 @dataclass

@@ -11,11 +11,13 @@ import importlib
 import json
 import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from vitssl.engine.experiment_loggers import CSVLogger, ExperimentLogger
 from vitssl.log import logger
 from vitssl.writing import guard_write, write_failure
 
@@ -47,8 +49,15 @@ class MetricsLogger:
         enabled: Whether this process writes.
     """
 
-    def __init__(self, path: Path, tensorboard: Path | None, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        tensorboard: Path | None,
+        enabled: bool = True,
+        experiment: Sequence[ExperimentLogger] = (),
+    ) -> None:
         self.enabled = enabled
+        self.experiment = list(experiment) if enabled else []
         self.path = path
         self.tensorboard_dir = tensorboard
         self._tensorboard = enabled and tensorboard is not None
@@ -97,6 +106,9 @@ class MetricsLogger:
                 kept.append(line)
         with guard_write("the metrics", self.path, _RESUME):
             self.path.write_text("".join(k + "\n" for k in kept))
+        for sink in self.experiment:
+            if isinstance(sink, CSVLogger):
+                sink.rebuild()
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         record = {"step": step, **{k: to_float(v) for k, v in metrics.items()}}
@@ -107,6 +119,9 @@ class MetricsLogger:
             with guard_write("the metrics", self.path, _RESUME), self.path.open("a") as handle:
                 handle.write(line + "\n")
             self._add_scalars(step, record)
+            finite = {k: v for k, v in record.items() if math.isfinite(v)}
+            for sink in self.experiment:
+                sink.log(step, finite)
         return record
 
     def _add_scalars(self, step: int, record: dict[str, float]) -> None:
@@ -120,6 +135,9 @@ class MetricsLogger:
             self._tensorboard_failed(exc)
 
     def close(self) -> None:
+        for sink in self.experiment:
+            sink.close()
+        self.experiment = []
         if self._tb is not None:
             try:
                 self._tb.close()

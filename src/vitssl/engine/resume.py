@@ -23,6 +23,8 @@ HARMLESS_KEYS = {
     "model.attention",
     "model.grad_checkpointing",
     "train.progress",
+    "train.loggers",
+    "train.wandb_project",
     "train.log_every",
     "train.checkpoint_every",
     "train.knn_every",

@@ -19,6 +19,10 @@ TENSORBOARD = "tensorboard"  # TensorBoard events (a folder): a view of METRICS
 PICTURES = "pictures"  # the method's pictures (a folder), <name>_step<step>.png
 KNN_ONLINE = "knn_online.json"  # the online k-NN accuracy at the end of the run
 KNN = "knn.json"  # written by `vitssl knn` into the run folder it evaluates
+METRICS_CSV = "metrics.csv"  # train.loggers=[...,csv]: METRICS in long form
+WANDB_ID = "wandb_run_id"  # train.loggers=[...,wandb]: the W&B run a resumed run continues (local files in wandb/)
+MLFLOW_ID = "mlflow_run_id"  # train.loggers=[...,mlflow]: the MLflow run a resumed run continues
+MLRUNS = "mlruns"  # the MLflow file store, when MLFLOW_TRACKING_URI is not set
 
 __all__ = [
     "CHECKPOINT",
@@ -28,6 +32,10 @@ __all__ = [
     "KNN",
     "KNN_ONLINE",
     "METRICS",
+    "METRICS_CSV",
+    "MLFLOW_ID",
+    "MLRUNS",
+    "WANDB_ID",
     "PICTURES",
     "TENSORBOARD",
 ]

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from vitssl.checkpoints import load_checkpoint, older_checkpoints, save_checkpoint
-from vitssl.config import PretrainConfig, save_config
+from vitssl.config import PretrainConfig, save_config, to_dict
 from vitssl.engine import run_files
+from vitssl.engine.experiment_loggers import build_experiment_loggers
 from vitssl.engine.logger import MetricsLogger
 from vitssl.errors import VitsslError
 from vitssl.log import logger
@@ -43,8 +44,9 @@ class RunFolder:
         main: Whether this process writes (the main process of a distributed run).
     """
 
-    def __init__(self, path: Path, main: bool = True, keep: int = 2) -> None:
+    def __init__(self, path: Path, main: bool = True, keep: int = 2, cfg: PretrainConfig | None = None) -> None:
         self.path = Path(path)
+        self.cfg = cfg  # its train.loggers choose where metrics go besides metrics.jsonl
         self.main = main
         self.keep = keep
         self._logger: MetricsLogger | None = None
@@ -82,8 +84,16 @@ class RunFolder:
     @property
     def logger(self) -> MetricsLogger:
         if self._logger is None:
-            tensorboard = self.path / run_files.TENSORBOARD
-            self._logger = MetricsLogger(self.path / run_files.METRICS, tensorboard, enabled=self.main)
+            names = list(self.cfg.train.loggers) if self.cfg is not None else ["tensorboard"]
+            tensorboard = self.path / run_files.TENSORBOARD if "tensorboard" in names else None
+            metrics = self.path / run_files.METRICS
+            experiment = []
+            if self.main and self.cfg is not None:
+                cfg = self.cfg
+                experiment = build_experiment_loggers(
+                    names, self.path, metrics, cfg.name, cfg.train.wandb_project, to_dict(cfg)
+                )
+            self._logger = MetricsLogger(metrics, tensorboard, enabled=self.main, experiment=experiment)
         return self._logger
 
     def save_config(self, cfg: PretrainConfig) -> None:

@@ -69,7 +69,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.method, self.data, self.knn = cfg, method, data, knn
         self.device = device or torch.device("cpu")
-        self.run = run_folder or RunFolder(cfg.run_dir, main=dist.is_main(), keep=cfg.train.keep_checkpoints)
+        self.run = run_folder or RunFolder(cfg.run_dir, dist.is_main(), cfg.train.keep_checkpoints, cfg)
         self.run_dir = self.run.path
         self.length = RunLength(len(data), cfg, dist.world_size())
         self.images_per_step = self.length.images_per_step
