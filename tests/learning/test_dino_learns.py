@@ -59,7 +59,7 @@ def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
             "train.knn_max_train=5000",
             "train.knn_max_val=1000",
             # a fixed number of steps, so that every machine runs the same recipe (a budget would cut it to
-            # what fits); 2 epochs gained 6.3 points on the tuning split (docs/learning.md, trial M1)
+            # what fits); 2 epochs gained 6.3 points on the tuning split (docs/learning.md)
             "train.budget_minutes=null",
             "optim.epochs=2",
         ],
@@ -87,6 +87,6 @@ def test_short_cifar10_pretraining_is_healthy(cifar_run):
 @pytest.mark.slow
 def test_dino_learns_on_cifar10(cifar_run):
     """The 15-minute preset's recipe gains 3 points of 20-NN (2 standard errors of 1,000 queries) in 2 epochs.
-    Measured on the tuning split: 27.4 -> 33.7 % (trial M1, docs/learning.md)."""
+    Measured on the tuning split: 27.4 -> 33.7 % (docs/learning.md)."""
     before, after, *_ = cifar_run
     assert after >= before + 3

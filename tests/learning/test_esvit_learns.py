@@ -78,7 +78,7 @@ def cifar_run(cifar10_root, tmp_path_factory, pretrain_and_compare):
             "train.knn_max_train=5000",
             "train.knn_max_val=1000",
             # a fixed number of steps on every machine (a budget would cut the run to what fits); 1.5 epochs
-            # gained 6.0 points on the tuning split (docs/learning.md, trial E1)
+            # gained 6.0 points on the tuning split (docs/learning.md)
             "train.budget_minutes=null",
             "optim.epochs=1.5",
         ],
@@ -97,9 +97,9 @@ def test_short_cifar10_esvit_pretraining_is_healthy(cifar_run):
     assert result.skipped_steps == 0 and math.isfinite(result.final_loss)
     assert last["teacher_entropy"] < 0.9 * log_k and last["region_teacher_entropy"] < 0.9 * log_k, last
     assert last["kl_to_uniform"] < 0.5 * log_k, last
-    # every student token choosing the same teacher token would give 1/16 (4 x 4 regions); trial E1 ended at 0.32
+    # every student token choosing the same teacher token would give 1/16 (4 x 4 regions); the tuning run ended at 0.32
     assert last["match_coverage"] > 2 / 16, last
-    # the view feature must not collapse (lr 0.01 without KoLeo did: feature_std 0.002; trial E1 ended at 0.10)
+    # the view feature must not collapse (lr 0.01 without KoLeo did: feature_std 0.002; the tuning run ended at 0.10)
     assert last["feature_std"] > 0.05, last
     assert after >= before - 2
 
@@ -107,6 +107,6 @@ def test_short_cifar10_esvit_pretraining_is_healthy(cifar_run):
 @pytest.mark.slow
 def test_esvit_learns_on_cifar10(cifar_run):
     """The 15-minute preset's recipe gains 3 points of 20-NN (2 standard errors of 1,000 queries) in 1.5 epochs.
-    Measured on the tuning split: 27.4 -> 33.4 % (trial E1, docs/learning.md)."""
+    Measured on the tuning split: 27.4 -> 33.4 % (docs/learning.md)."""
     before, after, *_ = cifar_run
     assert after >= before + 3
