@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 import vitssl
@@ -64,3 +65,44 @@ def test_import_vitssl_leaves_the_training_stack_unimported():
     code = "import sys, vitssl; print('vitssl.api' in sys.modules, vitssl.pretrain.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "vitssl.api"]
+
+
+class _Noise(torch.utils.data.Dataset):
+    """A user's own dataset: (C, H, W) tensors in [0, 1] with a label, as torchvision datasets return them."""
+
+    def __init__(self, count: int) -> None:
+        self.images = torch.rand(count, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], index % 2
+
+
+def test_pretrain_on_a_users_own_dataset_resumes_exactly(tmp_path):
+    settings = {"train.out_dir": str(tmp_path / "run"), "optim.epochs": 2, "optim.warmup_epochs": 0}
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith("data.train")]
+    cfg = load_config(None, tiny)
+    straight = load_checkpoint(vitssl.pretrain(cfg, dataset=_Noise(12), **settings))
+    assert straight["step"] == 6  # 12 images / 4 per step * 2 epochs
+
+    from vitssl.api import train, with_values
+
+    halted = with_values(cfg, {**settings, "train.out_dir": str(tmp_path / "halted")})
+    assert train(halted, stop_at_step=2, dataset=_Noise(12)).steps == 2
+    resumed = load_checkpoint(vitssl.pretrain(halted, dataset=_Noise(12)))
+    assert all(torch.equal(straight["method"][k], resumed["method"][k]) for k in straight["method"])
+
+
+def test_a_dataset_of_other_things_is_one_line(tmp_path):
+    cfg = load_config(None, [o for o in TINY_OVERRIDES if not o.startswith("data.train")])
+    with pytest.raises(VitsslError, match=r"^item [0-7] of the dataset is a str; return a PIL image"):
+        vitssl.pretrain(cfg, dataset=["not an image"] * 8, **{"train.out_dir": str(tmp_path / "run")})
+
+
+def test_knn_of_a_run_from_python(tiny_image_folder, tmp_path):
+    run = vitssl.pretrain(_tiny_yaml(tmp_path, tiny_image_folder), **{"train.out_dir": str(tmp_path / "run")})
+    scores = vitssl.knn(run, train=str(tiny_image_folder), val=str(tiny_image_folder), k=(1, 3))
+    assert set(scores) == {1, 3}
+    assert scores[1]["top1"] == pytest.approx(100.0)  # the memory holds every query: its own image is nearest

@@ -9,18 +9,22 @@ __version__ = "0.1.0"
 from vitssl import methods as _methods  # noqa: E402, F401
 
 if TYPE_CHECKING:
-    from vitssl.api import pretrain
+    from vitssl.api import knn, pretrain
     from vitssl.eval.sources import load_backbone
 
 
 def __getattr__(name: str) -> object:
-    """``vitssl.pretrain`` (the training API) and ``vitssl.load_backbone`` (any weights as an evaluation
+    """``vitssl.pretrain`` (the training API), ``vitssl.knn`` and ``vitssl.load_backbone`` (any weights as an evaluation
     backbone), imported on first use: they pull in the trainer and the evaluation layer, which ``import vitssl``
     alone should not."""
     if name == "pretrain":
-        from vitssl.api import pretrain
+        from vitssl.api import knn, pretrain
 
         return pretrain
+    if name == "knn":
+        from vitssl.api import knn
+
+        return knn
     if name == "load_backbone":
         from vitssl.eval.sources import load_backbone
 
@@ -28,4 +32,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'vitssl' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "load_backbone", "pretrain"]
+__all__ = ["__version__", "knn", "load_backbone", "pretrain"]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 from vitssl import distributed as dist
 from vitssl.checkpoints import holds_checkpoint
@@ -20,7 +22,9 @@ from vitssl.data.build import build_pretrain_data
 from vitssl.device import resolve_device
 from vitssl.engine.run_folder import RunFolder
 from vitssl.engine.trainer import FitResult, Trainer
-from vitssl.eval.knn_eval import KNNMonitor
+from vitssl.eval.knn_eval import KNNMonitor, KNNSettings, knn_of_backbone
+from vitssl.eval.loading import labelled_sets
+from vitssl.eval.sources import resolve_source
 from vitssl.log import configure_unless_configured, logger
 from vitssl.methods import Method, build_method
 from vitssl.models.runtime import configure_backbones
@@ -28,9 +32,10 @@ from vitssl.models.weights import load_backbone_weights
 from vitssl.run_lock import RunInUse, check_not_in_use
 
 
-def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
+def build_trainer(cfg: PretrainConfig, method: Method | None = None, dataset: Dataset[Any] | None = None) -> Trainer:
     """A :class:`Trainer` for ``cfg``: joins the torchrun process group when there is one, seeds the weights,
-    builds the method (unless given) and its training data, and the online k-NN when ``data.val`` is set."""
+    builds the method (unless given) and its training data (``data.train``, or a user's own map-style ``dataset``
+    of images), and the online k-NN when ``data.val`` is set."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = dist.init_from_env(resolve_device(cfg.train.device))
@@ -58,6 +63,7 @@ def build_trainer(cfg: PretrainConfig, method: Method | None = None) -> Trainer:
         rank=dist.rank(),
         world_size=dist.world_size(),
         pin_memory=device.type == "cuda",
+        dataset=dataset,
     )
     return Trainer(method, data, cfg, device, knn=KNNMonitor.maybe(cfg, device))
 
@@ -88,17 +94,21 @@ def _in_use(run_dir: Path) -> bool:
     return False
 
 
-def train(cfg: PretrainConfig, stop_at_step: int | None = None) -> FitResult:
+def train(cfg: PretrainConfig, stop_at_step: int | None = None, dataset: Dataset[Any] | None = None) -> FitResult:
     """Pretrain to the end of ``cfg``'s schedule (or to ``stop_at_step``), resuming from the run folder."""
-    return build_trainer(cfg).fit(stop_at_step=stop_at_step)
+    return build_trainer(cfg, dataset=dataset).fit(stop_at_step=stop_at_step)
 
 
-def pretrain(config: str | Path | PretrainConfig | None = None, **overrides: Any) -> Path:
+def pretrain(
+    config: str | Path | PretrainConfig | None = None, dataset: Dataset[Any] | None = None, **overrides: Any
+) -> Path:
     """Pretrain from a YAML preset (or a loaded config, or the defaults when None) and return the run folder.
 
     ``overrides`` are config keys, dotted or nested, with Python values: ``pretrain("configs/demo.yaml",
     **{"optim.epochs": 1, "train.out_dir": "runs/try"})`` or ``pretrain(path, optim={"epochs": 1})``. As with
-    ``vitssl pretrain``, a run folder that holds a run is resumed. Messages go to the ``vitssl`` logger (to stderr
+    ``vitssl pretrain``, a run folder that holds a run is resumed. ``dataset``: a map-style
+    ``torch.utils.data.Dataset`` of PIL images or (C, H, W) tensors in [0, 1] (or ``(image, label)`` pairs) to
+    pretrain on instead of ``data.train``. Messages go to the ``vitssl`` logger (to stderr
     when the caller configured no logging).
     """
     configure_unless_configured()
@@ -106,4 +116,36 @@ def pretrain(config: str | Path | PretrainConfig | None = None, **overrides: Any
         cfg = with_values(config, overrides) if overrides else config
     else:
         cfg = load_config(config, values=overrides)
-    return train(cfg).run_dir
+    return train(cfg, dataset=dataset).run_dir
+
+
+def knn(
+    source: str | Path,
+    train: str | None = None,
+    val: str | None = None,
+    k: Sequence[int] = (10, 20, 100, 200),
+    temperature: float = 0.07,
+    device: str = "cpu",
+    max_train: int | None = None,
+    max_val: int | None = None,
+) -> dict[int, dict[str, float]]:
+    """Weighted k-NN top-1 / top-5 (percent) of any SOURCE's evaluation backbone, as ``vitssl knn`` computes it.
+
+    Args:
+        source: A run folder or checkpoint, an export folder, ``timm:NAME``, ``hf:REPO_OR_FOLDER`` or an authors'
+            release file (see :func:`vitssl.load_backbone`).
+        train: The labelled memory set (``root/<class>/<images>`` or a named dataset); a run's default when None.
+        val: The labelled query set, likewise.
+        k: The neighbour counts.
+        temperature: The weighting temperature of Wu et al. (2018), 0.07 in DINO.
+        device: Where to compute the features.
+        max_train: A fixed stratified cap on the memory set.
+        max_val: A fixed stratified cap on the query set.
+
+    Returns:
+        ``{k: {"top1": ..., "top5": ...}}``.
+    """
+    cfg, backbone = resolve_source(source, device=device)
+    memory, queries = labelled_sets(cfg, train, val, max_train, max_val, purpose="score with k-NN")
+    settings = KNNSettings(train, val, tuple(k), temperature, max_train, max_val, device=device)
+    return knn_of_backbone(backbone, memory, queries, settings)

@@ -88,8 +88,8 @@ def test_short_sit_cifar10_pretraining_is_healthy_and_learns_rotation(cifar_run)
 
 @pytest.mark.slow
 def test_sit_learns_on_cifar10(cifar_run):
-    """The original formulation gains 3 points of 20-NN over the same network at initialisation: a trial of docs/learning.md (this
-    recipe, 2 epochs) gained 9.3 points on the tuning split (docs/learning.md)."""
+    """The original formulation gains 3 points of 20-NN over the same network at initialisation: this recipe, 2
+    epochs, gained 9.3 points on the tuning split (docs/learning.md)."""
     _, before, after, _, _ = cifar_run
     assert after >= before + 3
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from torch.utils.data import Dataset
+
 from vitssl.config import PretrainConfig
 from vitssl.data.batches import ViewBatch
 from vitssl.data.pretrain import PretrainData
 from vitssl.data.shards.dataset import build_shard_dataset, is_shard_spec
 from vitssl.data.sources.folders import ImageFolderDataset, ViewTransform
 from vitssl.data.sources.named import resolve_dataset
+from vitssl.data.sources.user import UserDataset
 from vitssl.data.views.multicrop import CropSpec, EvalTransform, MultiCropTransform
 from vitssl.errors import VitsslError
 
@@ -44,17 +47,23 @@ def build_pretrain_data(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    dataset: Dataset[Any] | None = None,
 ) -> PretrainData:
     """The pretraining set of ``cfg`` with a method's views and collate function, split across processes: an image
-    folder or named dataset, or WebDataset shards (a folder of shards or a brace pattern)."""
+    folder or named dataset, or WebDataset shards (a folder of shards or a brace pattern); or, given ``dataset``, a
+    user's own map-style dataset of images (``data.train`` is then not read)."""
     repeats = cfg.data.repeated_augmentation
-    if is_shard_spec(cfg.data.train):
+    samples: Any
+    if dataset is not None:
+        transform = transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std)
+        samples = UserDataset(dataset, transform, seed=cfg.train.seed)
+    elif is_shard_spec(cfg.data.train):
         if repeats > 1:
             raise VitsslError(
                 "data.repeated_augmentation > 1 needs a folder of images; WebDataset shards are read as a stream "
                 "(set data.repeated_augmentation=1 or train on the image folder)"
             )
-        dataset: Any = build_shard_dataset(
+        samples = build_shard_dataset(
             cfg.data.train,
             transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std),
             seed=cfg.train.seed,
@@ -65,9 +74,9 @@ def build_pretrain_data(
             on_bad_shard=cfg.data.on_bad_shard,
         )
     else:
-        dataset = build_pretrain_dataset(cfg, views, transform)
+        samples = build_pretrain_dataset(cfg, views, transform)
     return PretrainData(
-        dataset,
+        samples,
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
         seed=cfg.train.seed,
