@@ -117,3 +117,11 @@ def dino_demo_run(tmp_path_factory, pretrain_and_compare) -> PretrainComparison:
     out = tmp_path_factory.mktemp("dino_demo")
     overrides = [f"train.out_dir={out}", "train.progress=false", "train.knn_every=0"]
     return pretrain_and_compare(load_config(CONFIGS / "demo.yaml", overrides))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _vitssl_messages_on_stderr():
+    """The vitssl logger as the command configures it, for tests that drive the Python API directly."""
+    from vitssl.log import configure
+
+    configure(0)

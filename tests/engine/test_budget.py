@@ -73,7 +73,7 @@ def test_a_budgeted_run_ends_its_schedule_in_time_and_resumes_as_finished(tiny_i
     result = build_trainer(cfg).fit()
     shortest = SETTLE_STEPS + PACE_STEPS + 1
     assert result.steps == shortest  # 120 steps asked; the budget (6 ms) fits none after the measured ones
-    assert f"{shortest} steps fit" in capsys.readouterr().out
+    assert f"{shortest} steps fit" in capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     last_lr = [r["lr"] for r in records if "lr" in r][-1]
     peak = cfg.optim.lr * cfg.data.batch_size / 256

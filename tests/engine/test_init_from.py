@@ -23,7 +23,7 @@ def test_pretraining_starts_from_another_runs_backbone(tiny_image_folder, tmp_pa
     first.fit()
     teacher = first.method.eval_backbone().state_dict()
     second = build_trainer(_cfg(tiny_image_folder, tmp_path / "b", f"model.init_from={tmp_path / 'a'}", "train.seed=5"))
-    assert "model.init_from: loaded" in capsys.readouterr().out
+    assert "model.init_from: loaded" in capsys.readouterr().err
     for backbone in second.method.backbones():  # student and teacher both start from the run's teacher
         assert all(torch.equal(v, teacher[k]) for k, v in backbone.state_dict().items())
 
