@@ -138,11 +138,12 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def _flags() -> list[tuple[str, str, bool]]:
-    """(subcommand, option, takes a value) for every optional argument of every subcommand but --help."""
+    """(subcommand, option, takes a value) for every visible optional argument of every subcommand but --help."""
     flags = []
     for name, sub in _subcommands().items():
         for action in sub._actions:
-            if action.option_strings and action.dest != "help":
+            # hidden options are the retired spellings: they only warn and forward to the current flag
+            if action.option_strings and action.dest != "help" and action.help != argparse.SUPPRESS:
                 flags.append((name, action.option_strings[-1], action.nargs != 0))
     return flags
 

@@ -42,7 +42,9 @@ def test_a_preset_loads_by_name_as_by_path():
 
 
 def test_an_unknown_preset_is_one_line_with_the_closest_names():
-    with pytest.raises(VitsslError, match=r"neither a file nor a preset name; did you mean dino/vit_small_imagenet"):
+    with pytest.raises(
+        VitsslError, match=r"does not exist, as a file or as a preset name; did you mean dino/vit_small_imagenet"
+    ):
         resolve_config("dino/vit_smal_imagenet")
 
 

@@ -95,4 +95,4 @@ def resolve_config(spec: str | Path) -> Path:
     names = [p.name for p in list_presets()]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "`vitssl presets` lists them"
-    raise VitsslError(f"config {spec} is neither a file nor a preset name; {hint}")
+    raise VitsslError(f"config {spec} does not exist, as a file or as a preset name; {hint}")
