@@ -18,8 +18,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import vitssl  # noqa: E402
+from common import recorded  # noqa: E402
 from dino_reference import RefViT, random_state  # noqa: E402
 from vitssl.models.backbones import build_backbone  # noqa: E402
 
@@ -101,9 +103,13 @@ def main() -> None:
                 f"{diff(got.pooled(x), swin.pooled(x)):.2e}",
             )
         )
-    print("| source | what is compared | max abs diff |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    table = "| source | what is compared | max abs diff |\n|---|---|---|\n"
+    table += "".join("| " + " | ".join(row) + " |\n" for row in rows)
+    print(table, end="")
+    out = REPO / "benchmarks" / "results" / "weights_diffs.md"
+    header = f"# Weights in and out: measured differences\n\n`{recorded([sys.executable, *sys.argv])}`\n\n"
+    out.write_text(header + table)
+    print(f"wrote {out.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
