@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import vitssl  # noqa: E402
 from common import recorded  # noqa: E402
+
+import vitssl  # noqa: E402
 from dino_reference import RefViT, random_state  # noqa: E402
 from vitssl.models.backbones import build_backbone  # noqa: E402
 
