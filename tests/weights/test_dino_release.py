@@ -1,5 +1,5 @@
 """DINO's release files through ``vitssl.load_backbone``, against an independent implementation of the authors'
-ViT (tests/weights/dino_reference.py): the [CLS] feature their ``model(x)`` returns, at the native size and at
+ViT (tests/dino_reference.py): the [CLS] feature their ``model(x)`` returns, at the native size and at
 others (DINO's position-embedding interpolation)."""
 
 from __future__ import annotations
