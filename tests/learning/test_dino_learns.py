@@ -38,7 +38,8 @@ def test_demo_attention_moves_onto_the_objects(dino_demo_run, capsys):
     from vitssl.cli import main
 
     run_dir = dino_demo_run.trainer.cfg.train.out_dir
-    assert main(["attention", str(run_dir), "--score", "--max-images", "500", "--device", "cpu"]) == 0
+    args = ["attention", str(run_dir), "--score", "--compare-init", "--max-images", "500", "--device", "cpu"]
+    assert main(args) == 0
     scores = json.loads((Path(run_dir) / "attention_score.json").read_text())
     assert scores["pretrained"]["mean_map"] >= scores["init"]["mean_map"] + 2.5, scores
 
