@@ -214,7 +214,10 @@ def start_in_own_group(folder: Path, out: Path, *extra: str, limit: int | None =
 
 
 def vitssl_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("vitssl:")]
+    """vitssl's lines on stderr, but the progress note of a resumed run (``vitssl: resuming RUN at step N``)."""
+    return [
+        line for line in err.splitlines() if line.startswith("vitssl:") and not line.startswith("vitssl: resuming ")
+    ]
 
 
 def no_temporary_files(run: Path) -> bool:
