@@ -18,7 +18,12 @@ from pathlib import Path
 
 from vitssl.errors import VitsslError
 
-__all__ = ["WriteFailed", "free_space", "guard_write", "write_failure"]
+__all__ = ["RESUME_AFTER_FAILED_WRITE", "WriteFailed", "free_space", "guard_write", "write_failure"]
+
+RESUME_AFTER_FAILED_WRITE = (
+    "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+)
+"""What a training run says after a failed write of its record: nothing is lost, and how to go on."""
 
 _REASONS = {
     errno.ENOSPC: "no space left on the device",

@@ -53,9 +53,9 @@ def build_pretrain_data(
     folder or named dataset, or WebDataset shards (a folder of shards or a brace pattern); or, given ``dataset``, a
     user's own map-style dataset of images (``data.train`` is then not read)."""
     repeats = cfg.data.repeated_augmentation
+    transform = transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std)
     samples: Any
     if dataset is not None:
-        transform = transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std)
         samples = UserDataset(dataset, transform, seed=cfg.train.seed)
     elif is_shard_spec(cfg.data.train):
         if repeats > 1:
@@ -65,7 +65,7 @@ def build_pretrain_data(
             )
         samples = build_shard_dataset(
             cfg.data.train,
-            transform or MultiCropTransform(list(views), cfg.data.mean, cfg.data.std),
+            transform,
             seed=cfg.train.seed,
             rank=rank,
             world_size=world_size,

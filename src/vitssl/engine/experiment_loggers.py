@@ -18,9 +18,7 @@ from typing import Any, Protocol
 
 from vitssl.engine import run_files
 from vitssl.extras import require
-from vitssl.writing import guard_write
-
-_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+from vitssl.writing import RESUME_AFTER_FAILED_WRITE, guard_write
 
 
 class ExperimentLogger(Protocol):
@@ -51,7 +49,10 @@ class CSVLogger:
                     records.append(json.loads(line))
                 except json.JSONDecodeError:
                     continue  # a line torn by a kill
-        with guard_write("the CSV metrics", self.path, _RESUME), self.path.open("w", newline="") as handle:
+        with (
+            guard_write("the CSV metrics", self.path, RESUME_AFTER_FAILED_WRITE),
+            self.path.open("w", newline="") as handle,
+        ):
             writer = csv.writer(handle)
             writer.writerow(self.HEADER)
             for record in records:
@@ -61,7 +62,10 @@ class CSVLogger:
         if not self.path.exists():
             self.rebuild()
             return  # the rebuild read this record from metrics.jsonl, written first
-        with guard_write("the CSV metrics", self.path, _RESUME), self.path.open("a", newline="") as handle:
+        with (
+            guard_write("the CSV metrics", self.path, RESUME_AFTER_FAILED_WRITE),
+            self.path.open("a", newline="") as handle,
+        ):
             csv.writer(handle).writerows(_rows(step, record))
 
     def close(self) -> None:
@@ -84,7 +88,7 @@ class WandbLogger:
         wandb = require("wandb", "wandb", "train.loggers=[...,wandb]")
         id_file = run_dir / run_files.WANDB_ID
         run_id = _stored_id(id_file) or uuid.uuid4().hex[:8]  # W&B's own id form: 8 lowercase letters or digits
-        with guard_write("the W&B run id", id_file, _RESUME):
+        with guard_write("the W&B run id", id_file, RESUME_AFTER_FAILED_WRITE):
             id_file.write_text(run_id + "\n")
         self.run = wandb.init(
             project=project, name=name, id=run_id, resume="allow", dir=str(run_dir), config=config, reinit=True
@@ -112,7 +116,7 @@ class MLflowLogger:
         if run_id is None:
             self.mlflow.set_experiment(experiment)
             run = self.mlflow.start_run(run_name=name)
-            with guard_write("the MLflow run id", id_file, _RESUME):
+            with guard_write("the MLflow run id", id_file, RESUME_AFTER_FAILED_WRITE):
                 id_file.write_text(run.info.run_id + "\n")
             self.mlflow.log_params(_flat(config))
         else:

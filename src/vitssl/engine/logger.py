@@ -19,9 +19,7 @@ from torch import Tensor
 
 from vitssl.engine.experiment_loggers import CSVLogger, ExperimentLogger
 from vitssl.log import logger
-from vitssl.writing import guard_write, write_failure
-
-_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
+from vitssl.writing import RESUME_AFTER_FAILED_WRITE, guard_write, write_failure
 
 
 def to_float(value: Any) -> float:
@@ -104,7 +102,7 @@ class MetricsLogger:
             at = record.get("step", -1)
             if at < step or (at == step and "loss" not in record):
                 kept.append(line)
-        with guard_write("the metrics", self.path, _RESUME):
+        with guard_write("the metrics", self.path, RESUME_AFTER_FAILED_WRITE):
             self.path.write_text("".join(k + "\n" for k in kept))
         for sink in self.experiment:
             if isinstance(sink, CSVLogger):
@@ -116,7 +114,7 @@ class MetricsLogger:
             line = json.dumps(
                 {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
             )
-            with guard_write("the metrics", self.path, _RESUME), self.path.open("a") as handle:
+            with guard_write("the metrics", self.path, RESUME_AFTER_FAILED_WRITE), self.path.open("a") as handle:
                 handle.write(line + "\n")
             self._add_scalars(step, record)
             finite = {k: v for k, v in record.items() if math.isfinite(v)}

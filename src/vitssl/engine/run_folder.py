@@ -24,7 +24,7 @@ from vitssl.engine.logger import MetricsLogger
 from vitssl.errors import VitsslError
 from vitssl.log import logger
 from vitssl.run_lock import RunLock
-from vitssl.writing import guard_write, write_failure
+from vitssl.writing import RESUME_AFTER_FAILED_WRITE, guard_write, write_failure
 
 # What a picture's encoding can raise: OSError (the write, a full disk), ValueError (PIL: an unknown mode or
 # format), TypeError (PIL: an array type it cannot encode). A picture is never worth the run.
@@ -32,8 +32,6 @@ _PICTURE_FAILURES = (OSError, ValueError, TypeError)
 # What drawing the curves can raise besides a failed write: VitsslError (nothing plottable), ValueError and
 # RuntimeError (matplotlib: data or layout it cannot draw). The curves are a view of the metrics file.
 _CURVES_FAILURES = (VitsslError, OSError, ValueError, RuntimeError)
-
-_RESUME = "the last checkpoint is intact: free some space (or fix the folder) and re-run the same command to resume"
 
 
 class RunFolder:
@@ -99,7 +97,7 @@ class RunFolder:
     def save_config(self, cfg: PretrainConfig) -> None:
         if self.main:
             path = self.path / run_files.CONFIG
-            with guard_write("the config", path, _RESUME):
+            with guard_write("the config", path, RESUME_AFTER_FAILED_WRITE):
                 save_config(cfg, path)
 
     def has_checkpoint(self) -> bool:

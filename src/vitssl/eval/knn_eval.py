@@ -23,13 +23,12 @@ from vitssl.data.sources.folders import ImageFolderDataset
 from vitssl.errors import VitsslError
 from vitssl.eval.features import extract_features
 from vitssl.eval.knn import weighted_knn
-from vitssl.methods import Method
 from vitssl.models.backbones import Backbone
 
 
 @dataclass
 class KNNSettings:
-    """Options of :func:`knn_of_method` (the CLI's help texts explain each)."""
+    """Options of :func:`knn_of_backbone` (the CLI's help texts explain each)."""
 
     train: str | None = None
     val: str | None = None
@@ -115,13 +114,6 @@ def knn_on_datasets(
     return weighted_knn(
         train_x, train_y, test_x, test_y, ks=ks, temperature=temperature, num_classes=len(memory.classes)
     )
-
-
-def knn_of_method(
-    method: Method, memory: ImageFolderDataset, queries: ImageFolderDataset, s: KNNSettings
-) -> dict[int, dict[str, float]]:
-    """Weighted k-NN of the method's evaluation backbone on the given memory and query sets."""
-    return knn_of_backbone(method.eval_backbone(), memory, queries, s)
 
 
 def knn_of_backbone(
