@@ -20,13 +20,17 @@ def entropy(probs: Sequence[Tensor]) -> Tensor:
 @torch.no_grad()
 def collapse_diagnostics(teacher_probs: Sequence[Tensor], student_pooled: Tensor) -> dict[str, Tensor]:
     """Teacher entropy (-> 0: one-hot collapse), KL of the batch-mean teacher distribution to uniform (-> ln K:
-    everything on one prototype) and the spread of the student's normalised features (-> 0: one feature)."""
+    everything on one prototype), the prototypes in use (the perplexity of that batch-mean distribution,
+    K * exp(-KL): K when the batch spreads evenly over all K, 1 when it sits on one; a teacher that narrows onto a
+    few prototypes stops teaching the student anything new) and the spread of the student's normalised features
+    (-> 0: one feature)."""
     probs = torch.cat([p.flatten(0, -2) for p in teacher_probs])
     mean_p = probs.mean(0)
     kl_uniform = (mean_p * (mean_p.clamp_min(1e-12).log() + math.log(mean_p.numel()))).sum()
     return {
         "teacher_entropy": entropy([probs]),
         "kl_to_uniform": kl_uniform,
+        "prototypes_in_use": mean_p.numel() * torch.exp(-kl_uniform),
         "feature_std": feature_spread(student_pooled),
     }
 
