@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -26,21 +27,58 @@ RESULTS = HERE / "results"
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "vitssl", "lightly")
 
 
+DATA_VARIABLE = "VITSSL_TEST_DATA"
+"""The environment variable that names the benchmarks' data folder (CIFAR-10 under ``cifar10/``)."""
+
+
+def recorded_path(value: str) -> str:
+    """``value`` as a result file records it, so that results do not name the machine: the interpreter as
+    ``python``; an absolute path inside the repository or beside it (under the same top-level folder) relative to
+    the repository root; one elsewhere under ``$VITSSL_TEST_DATA`` as ``$VITSSL_TEST_DATA/...``; any other
+    absolute path relative to the repository root too (still right on that machine, from the repository root).
+    Anything that is not an absolute path is kept as it is."""
+    if value == sys.executable:
+        return "python"
+    if not os.path.isabs(value):
+        return value
+    path = Path(os.path.normpath(value))
+    if path.parts[:2] != REPO.parts[:2]:
+        data = os.environ.get(DATA_VARIABLE)
+        if data and os.path.isabs(data) and path.is_relative_to(os.path.normpath(data)):
+            rest = path.relative_to(os.path.normpath(data)).as_posix()
+            return f"${DATA_VARIABLE}" + ("" if rest == "." else f"/{rest}")
+    return os.path.relpath(path, REPO)
+
+
+def _key_and_value(token: str) -> tuple[str, str]:
+    """``("key=", "value")`` of a ``key=value`` token, ``("", token)`` of anything else (an absolute path too)."""
+    key, sep, value = token.partition("=")
+    return (key + sep, value) if sep and not token.startswith("/") else ("", token)
+
+
+def recorded_token(token: str) -> str:
+    """One token of a command or one ``key=value`` override as a result file lists it (unquoted): its path (alone
+    or the value of ``key=path``) as :func:`recorded_path` writes it."""
+    key, value = _key_and_value(token)
+    return key + recorded_path(value)
+
+
+def _recorded_word(token: str) -> str:
+    """:func:`recorded_token` as a shell word, quoted so that ``$VITSSL_TEST_DATA`` still expands when the command
+    is pasted."""
+    key, given = _key_and_value(token)
+    value = recorded_path(given)
+    variable = f"${DATA_VARIABLE}"
+    if value != given and value.startswith(variable):
+        rest = value[len(variable) :]
+        return (shlex.quote(key) if key else "") + f'"{variable}"' + (shlex.quote(rest) if rest else "")
+    return shlex.quote(key + value)
+
+
 def recorded(cmd: Sequence[str]) -> str:
-    """``cmd`` as a result file records it: the interpreter as ``python`` and every absolute path (alone or as
-    the value of ``key=path``) relative to the repository root, so that results do not name the machine."""
-
-    def relative(token: str) -> str:
-        key, sep, value = token.rpartition("=") if "=" in token and not token.startswith("/") else ("", "", token)
-        if value == sys.executable:
-            value = "python"
-        elif os.path.isabs(value):
-            value = os.path.relpath(value, REPO)
-        return f"{key}{sep}{value}"
-
-    import shlex
-
-    return shlex.join(relative(token) for token in cmd)
+    """``cmd`` as a result file records it: one shell line, every token's path as :func:`recorded_path` writes it
+    (``python -m vitssl ...``, paths relative to the repository root)."""
+    return " ".join(_recorded_word(token) for token in cmd)
 
 
 def cpu_model() -> str:

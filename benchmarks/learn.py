@@ -12,6 +12,10 @@ preset's epochs scale with the budget (E = its epochs x B / its built-in budget,
     vitssl linear OUT/METHOD-B --fast --train DATA/train --val DATA/test --epochs 20 --lr 0.03 [--init-only]
 Writes OUT/learn.md (the table, with the command behind every row), OUT/learn.json and OUT/learn.png (20-NN and
 the fast linear probe against wall-clock minutes of pretraining; initialisation at minute 0, raw pixels as a line).
+Minutes of pretraining mean little without the machine: once per invocation the benchmark measures the fp32 matmul
+rate (median of 2048 x 2048 products at the runs' thread count) and every row it pretrains keeps that rate, the CPU
+model and the thread count, so rows from different machines can be compared. Commands are recorded relative to
+the repository root (benchmarks/common.recorded).
 The linear probe (`--fast`: frozen features extracted once, no augmentation; one learning rate, final epoch, so
 the test set chooses nothing) is skipped with --no-linear. A run folder that
 already holds a finished run is scored again without retraining, so an interrupted benchmark resumes.
@@ -29,10 +33,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, RESULTS, environment, fmt, markdown_table, recorded, write_json, write_text  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    RESULTS,
+    cpu_model,
+    environment,
+    fmt,
+    markdown_table,
+    recorded,
+    write_json,
+    write_text,
+)
+from flops import square_matmul_gflops  # noqa: E402
 
 # The short-budget preset of each method (the paper-faithful presets sit beside them in configs/).
 PRESETS: dict[str, str] = {
@@ -50,6 +66,8 @@ PRESETS: dict[str, str] = {
 }
 K = 20
 LINEAR = ("--fast", "--epochs", "20", "--lr", "0.03")  # one setting for every row: nothing tuned on the test set
+MATMUL_SIZE = 2048  # the square product bench.py quotes too (square_matmul_gflops)
+MACHINE_KEYS = ("matmul_gflops", "matmul_size", "cpu", "threads")
 
 
 def default_data() -> Path | None:
@@ -59,6 +77,21 @@ def default_data() -> Path | None:
 
 def vitssl(*args: str) -> list[str]:
     return [sys.executable, "-m", "vitssl", *args]
+
+
+def run_threads(overrides: list[str]) -> int:
+    """The CPU threads the runs use: the last ``train.threads=N`` among the extra overrides, else torch's own
+    choice, which the runs (same environment, no ``train.threads`` in the presets) make too."""
+    given = [o.partition("=")[2] for o in overrides if o.startswith("train.threads=")]
+    return int(given[-1]) if given and given[-1] not in ("null", "~", "") else torch.get_num_threads()
+
+
+def machine(threads: int) -> dict[str, Any]:
+    """This machine's fp32 matmul rate at ``threads`` threads (GFLOP/s, median of 5 products), its CPU model and
+    the thread count: what a row's minutes of pretraining are worth elsewhere."""
+    torch.set_num_threads(threads)
+    gflops = square_matmul_gflops(n=MATMUL_SIZE, dtype=torch.float32, device="cpu", repeats=5)
+    return {"matmul_gflops": gflops, "matmul_size": MATMUL_SIZE, "cpu": cpu_model(), "threads": threads}
 
 
 def run_logged(cmd: list[str], log: Path) -> float:
@@ -89,7 +122,9 @@ def epochs_for(preset: str, budget: float) -> list[str]:
 
 
 def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, Any]:
-    """Pretrain ``method`` for ``budget`` minutes (or reuse the finished run) and score it."""
+    """Pretrain ``method`` for ``budget`` minutes (or reuse the finished run) and score it. The machine's rate
+    (``args.machine``) is kept with the pretraining's seconds, so a reused run keeps the machine it trained on (a
+    run trained before the rate was recorded has none)."""
     run_dir = args.out / f"{method}-{budget:g}min"
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "benchmark.log"
@@ -108,8 +143,9 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
     timing = run_dir / "pretrain_seconds.json"
     if not timing.exists():
         seconds = run_logged(pretrain, log)
-        timing.write_text(json.dumps({"seconds": seconds}))
-    seconds = json.loads(timing.read_text())["seconds"]
+        timing.write_text(json.dumps({"seconds": seconds, **args.machine}))
+    timed = json.loads(timing.read_text())
+    seconds = timed["seconds"]
     knn = vitssl("knn", str(run_dir), "--train", str(train), "--val", str(val), "--k", str(K))
     knn += ["--compare-init", "--pixels", "--out", str(run_dir / "knn_full.json")]
     knn += [*(["--max-train", str(args.max_train)] if args.max_train else [])]
@@ -139,6 +175,7 @@ def one_run(method: str, budget: float, args: argparse.Namespace) -> dict[str, A
         "init": scores["init"][str(K)]["top1"],
         "pretrained": scores["pretrained"][str(K)]["top1"],
         **linear,
+        **{key: timed[key] for key in MACHINE_KEYS if key in timed},
         "commands": commands,
     }
 
@@ -172,7 +209,7 @@ def plot(rows: list[dict[str, Any]], out_png: Path) -> None:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     header = ["method", "budget", "minutes", f"{K}-NN init", f"{K}-NN pretrained", "gain", "raw pixels", "vs pixels"]
-    header += ["linear init", "linear pretrained"]
+    header += ["linear init", "linear pretrained", "matmul GFLOP/s"]
     table = markdown_table(
         header,
         [
@@ -187,14 +224,18 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 fmt(r["pretrained"] - r["pixels"], 1),
                 fmt(r["linear_init"]) if "linear_init" in r else "-",
                 fmt(r["linear"]) if "linear" in r else "-",
+                fmt(r["matmul_gflops"], 0) if "matmul_gflops" in r else "-",
             ]
             for r in rows
         ],
     )
     commands = "\n".join(f"- {r['method']} {r['budget_minutes']:g} min:\n  `{c}`" for r in rows for c in r["commands"])
+    invocation = recorded([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
     return (
-        f"# Learning per minute of CPU (CIFAR-10, {K}-NN top-1 %)\n\n`python benchmarks/learn.py "
-        f"{shlex.join(sys.argv[1:])}`\n\n{table}\n\n![learning curves](learn.png)\n\nCommands:\n{commands}\n"
+        f"# Learning per minute of CPU (CIFAR-10, {K}-NN top-1 %)\n\n`{invocation}`\n\n{table}\n\n"
+        f"matmul GFLOP/s: the machine's fp32 rate on {MATMUL_SIZE} x {MATMUL_SIZE} products at the run's thread "
+        f"count, measured when the row was pretrained (- where it was not recorded).\n\n"
+        f"![learning curves](learn.png)\n\nCommands:\n{commands}\n"
     )
 
 
@@ -225,7 +266,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.data is None or not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
         raise SystemExit("no CIFAR-10 folders: pass --data DIR (with train/ and test/) or set VITSSL_TEST_DATA")
-    args.out = args.out.resolve()
+    args.out, args.data = args.out.resolve(), Path(os.path.abspath(args.data))  # the runs start in the repository root
+    threads = run_threads(args.overrides)
+    args.machine = machine(threads)
+    print(f"matmul rate: {args.machine['matmul_gflops']:.0f} GFLOP/s at {threads} thread(s)", flush=True)
     rows = []
     for budget in args.budgets:
         for method in args.methods:
@@ -239,7 +283,7 @@ def main() -> None:
     text = report(rows, args)
     print(text)
     write_text(args.out / "learn.md", text)
-    write_json(args.out / "learn.json", {"rows": rows, "environment": environment()})
+    write_json(args.out / "learn.json", {"rows": rows, "environment": environment(threads)})
     plot(rows, args.out / "learn.png")
     print(f"wrote {args.out / 'learn.md'}, learn.json, learn.png")
 

@@ -21,7 +21,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, environment, fmt, markdown_table, write_json, write_text  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    environment,
+    fmt,
+    markdown_table,
+    recorded,
+    recorded_path,
+    write_json,
+    write_text,
+)
 from throughput import loader_rate, model_step_rate  # noqa: E402
 from workloads import fixed_workload  # noqa: E402
 
@@ -68,18 +77,18 @@ def main() -> None:
         for w, r in loaders.items()
     ]
     env = environment(torch.get_num_threads())
+    command = recorded([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+    data = recorded_path(args.data)
     text = (
-        f"# Data path vs model step ({fixed_workload(False).describe()})\n\n`python benchmarks/loader.py "
-        f"{' '.join(sys.argv[1:])}`, data `{args.data}`, medians of {args.repeats}, {env['machine']['cpu']}, "
+        f"# Data path vs model step ({fixed_workload(False).describe()})\n\n`{command}`, data `{data}`, "
+        f"medians of {args.repeats}, {env['machine']['cpu']}, "
         f"commit {str(env['commit'])[:10]}, {env['date_utc']}\n\n"
         + markdown_table(["measurement", "images/s", "ahead of the model by"], rows)
         + "\n"
     )
     print(text)
     write_text(args.out / "loader.md", text)
-    write_json(
-        args.out / "loader.json", {"environment": env, "model_step": model, "loader": loaders, "data": args.data}
-    )
+    write_json(args.out / "loader.json", {"environment": env, "model_step": model, "loader": loaders, "data": data})
 
 
 if __name__ == "__main__":

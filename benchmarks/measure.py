@@ -25,7 +25,16 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, environment, peak_rss_mib, rate_from_step_times, spread, write_json  # noqa: E402
+from common import (  # noqa: E402
+    REPO,
+    environment,
+    peak_rss_mib,
+    rate_from_step_times,
+    recorded_path,
+    recorded_token,
+    spread,
+    write_json,
+)
 from flops import count_step, matmul_rate, square_matmul_gflops  # noqa: E402
 from throughput import end_to_end_times, fixed_batch, repeat_batch, step_times  # noqa: E402
 from workloads import FIXED, PRESETS, fixed_workload, preset_overrides  # noqa: E402
@@ -33,6 +42,8 @@ from workloads import FIXED, PRESETS, fixed_workload, preset_overrides  # noqa: 
 from vitssl.api import build_trainer  # noqa: E402
 from vitssl.config import load_config  # noqa: E402
 from vitssl.engine.trainer import Trainer  # noqa: E402
+
+TEMPORARY_FOLDER = "<temporary folder>"
 
 
 def default_data() -> str:
@@ -119,6 +130,14 @@ def measure(trainer: Trainer, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def recorded_override(override: str, out_dir: str) -> str:
+    """``override`` as the result lists it: the run folder (made for this measurement and deleted after it) as
+    ``<temporary folder>``, any other path as :func:`common.recorded_token` writes it."""
+    if override == f"train.out_dir={out_dir}":
+        return f"train.out_dir={TEMPORARY_FOLDER}"
+    return recorded_token(override)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", default=FIXED, help=f"{FIXED} or a preset: {', '.join(PRESETS)}")
@@ -145,9 +164,9 @@ def main() -> None:
             "workload": args.workload,
             "implementation": "vitssl",
             "config": config,
-            "overrides": overrides,
+            "overrides": [recorded_override(o, out_dir) for o in overrides],
             "description": description,
-            "data": args.data,
+            "data": recorded_path(args.data),
             **measure(trainer, args),
             "environment": environment(torch.get_num_threads()),
         }

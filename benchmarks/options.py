@@ -34,6 +34,7 @@ from common import (  # noqa: E402
     markdown_table,
     peak_rss_mib,
     rate_from_step_times,
+    recorded,
     run_worker,
     worker_env,
     write_json,
@@ -146,7 +147,7 @@ def main() -> None:
             for r in rows
         ],
     )
-    command = "python benchmarks/options.py " + " ".join(sys.argv[1:])
+    command = recorded([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
     text = f"# Training-speed options, workload `{args.workload}`\n\n`{command}`\n\n{table}\n"
     print(text)
     write_text(args.out / "options.md", text)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, environment  # noqa: E402
+from common import RESULTS, environment, recorded  # noqa: E402
 from flops import synchronize  # noqa: E402
 
 from vitssl.api import build_trainer  # noqa: E402
@@ -117,7 +117,7 @@ def main() -> None:
         rows.append((name, statistics.median(rates), min(rates), max(rates)))
     env = environment(torch.get_num_threads())
     header = (
-        f"config `{args.config}` {' '.join(args.overrides)} — batch {cfg.data.batch_size}, "
+        f"config `{args.config}` {recorded(args.overrides)} — batch {cfg.data.batch_size}, "
         f"{len(trainer.method.views)} crops, workers {cfg.data.num_workers}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {env['machine']['cpu']}, commit {str(env['commit'])[:10]}, "
         f"median of {args.repeats} x {args.steps} steps"

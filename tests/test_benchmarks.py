@@ -115,7 +115,8 @@ def test_options_benchmark_times_each_variant_in_its_own_process(tmp_path):
     assert [r["variant"] for r in rows] == ["fused", "checkpointing"]
     for row in rows:
         assert positive_finite(row["model_step_images_per_s"]) and positive_finite(row["peak_rss_mib"]), row
-    assert "| checkpointing |" in (tmp_path / "options.md").read_text()
+    text = (tmp_path / "options.md").read_text()
+    assert "| checkpointing |" in text and "`python benchmarks/options.py --toy " in text  # relative to the repo
 
 
 def test_learning_benchmark_scores_init_pretrained_and_pixels_and_plots(tiny_image_folder, tmp_path):
@@ -133,17 +134,50 @@ def test_learning_benchmark_scores_init_pretrained_and_pixels_and_plots(tiny_ima
         assert positive_finite(row[key]), (key, row)
     assert "train.budget_minutes=0.05" in row["commands"][0] and "--pixels" in row["commands"][1]
     assert "--fast" in row["commands"][2] and "--init-only" in row["commands"][3]
+    # the commands name no machine: the interpreter as python, the run and data folders relative to the repository
+    out = os.path.relpath(tmp_path / "out" / "dino-0.05min", REPO)
+    assert all(c.startswith("python -m vitssl ") and f" {REPO}" not in c for c in row["commands"]), row["commands"]
+    assert f"train.out_dir={out} " in row["commands"][0]
+    assert f"data.train={os.path.relpath(data / 'train', REPO)} " in row["commands"][0]
+    # the machine's matmul rate at the runs' thread count (OMP_NUM_THREADS=1), kept with the row
+    assert positive_finite(row["matmul_gflops"]) and row["threads"] == 1 and row["cpu"]
     assert (tmp_path / "out" / "learn.png").stat().st_size > 1000
-    assert "| dino | 0.05 min |" in (tmp_path / "out" / "learn.md").read_text()
+    table = (tmp_path / "out" / "learn.md").read_text()
+    assert "| dino | 0.05 min |" in table and "matmul GFLOP/s |" in table
+    assert f"| {row['matmul_gflops']:.0f} |" in table
+
+
+def load_benchmark(name: str) -> Any:
+    """The module ``benchmarks/NAME.py`` (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_learn_benchmark() -> Any:
-    import importlib.util
+    return load_benchmark("learn")
 
-    spec = importlib.util.spec_from_file_location("learn_bench", BENCHMARKS / "learn.py")
-    learn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learn)
-    return learn
+
+def test_commands_are_recorded_relative_to_the_repository_root(monkeypatch):
+    """A recorded command names no machine: the interpreter is ``python``; a path inside the repository or beside
+    it is relative to the repository root; a data folder elsewhere under $VITSSL_TEST_DATA is written with the
+    variable (quoted so that it still expands when pasted); other tokens are kept."""
+    common = load_benchmark("common")
+    repo = common.REPO
+    elsewhere = Path("/", repo.parts[1] + "-elsewhere", "data")  # shares no top-level folder with the repository
+    monkeypatch.setenv("VITSSL_TEST_DATA", str(elsewhere))
+    cmd = [sys.executable, "-m", "vitssl", "knn", str(repo / "benchmarks/results/learn/dino-15min")]
+    cmd += ["--train", str(repo.parent / "shared/data/cifar10/train"), f"data.train={elsewhere}/cifar10/train"]
+    cmd += ["--k", "20", "train.out_dir=runs/x"]
+    assert common.recorded(cmd) == (
+        "python -m vitssl knn benchmarks/results/learn/dino-15min --train ../shared/data/cifar10/train "
+        'data.train="$VITSSL_TEST_DATA"/cifar10/train --k 20 train.out_dir=runs/x'
+    )
+    assert (
+        common.recorded_token(f"data.train={elsewhere}/cifar10/train") == "data.train=$VITSSL_TEST_DATA/cifar10/train"
+    )
+    assert common.recorded_path(str(repo / "configs")) == "configs"
 
 
 def test_learning_benchmark_keeps_the_rows_it_did_not_redo(tmp_path):

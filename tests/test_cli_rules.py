@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from vitssl.cli import build_parser, main
+from vitssl.cli import IntermixedParser, build_parser, main
 
 RETIRED = {"--at-init", "--no-init", "--train-pairs", "--val-pairs"}
 """Former spellings: hidden (they still parse, with a warning) and shown nowhere."""
@@ -105,3 +105,27 @@ def test_attention_compare_init_needs_score(capsys):
     assert main(["attention", "no/such/run", "photo.png", "--compare-init"]) == 2
     err = capsys.readouterr().err
     assert "add --score" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["pretrain", "configs/demo.yaml", "--fresh", "optim.epochs=1"], {"overrides": ["optim.epochs=1"]}),
+        (["pretrain", "configs/demo.yaml", "a.b=1", "--fresh", "c.d=2"], {"overrides": ["a.b=1", "c.d=2"]}),
+        (["pretrain", "--fresh", "configs/demo.yaml", "optim.epochs=1"], {"overrides": ["optim.epochs=1"]}),
+        (["attention", "RUN", "a.png", "--out", "maps", "b.png"], {"images": ["a.png", "b.png"]}),
+    ],
+)
+def test_options_may_stand_anywhere_among_the_positionals(argv, expected):
+    """A flag between a command's positionals (the overrides after CONFIG, the images after RUN) is parsed as the
+    flag, and the positionals after it are kept, not refused as unrecognized."""
+    args = build_parser().parse_args(argv)
+    for dest, value in expected.items():
+        assert getattr(args, dest) == value
+    if argv[0] == "pretrain":
+        assert args.config == "configs/demo.yaml" and args.fresh is True and args.no_resume is False
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_intermixes_options_and_positionals(name):
+    assert isinstance(COMMANDS[name], IntermixedParser)

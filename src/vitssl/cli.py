@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 
 from vitssl import __version__
 from vitssl.errors import Interrupted, VitsslError
@@ -37,9 +38,42 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """An argument parser whose options may stand anywhere among its positional arguments.
+
+    Plain argparse takes a run of positionals in one go, so a variable-count positional (``pretrain``'s overrides,
+    ``attention``'s images) ends at the first option and whatever follows the option is "unrecognized" (in
+    ``vitssl pretrain demo --fresh optim.epochs=1``, the override). This parser parses the options first and the
+    positionals after (``parse_known_intermixed_args``). A parser that cannot be parsed so (one with subcommands:
+    ``vitssl`` itself) parses as usual; its subcommands' parsers are of this class too and intermix.
+    """
+
+    _intermixing = False  # set while parse_known_intermixed_args runs its own passes through parse_known_args
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing or not self._can_intermix():
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def _can_intermix(self) -> bool:
+        """What ``parse_known_intermixed_args`` accepts: no subcommands or remainder, no positional in a
+        mutually exclusive group."""
+        positionals = self._get_positional_actions()
+        if any(action.nargs in (argparse.PARSER, argparse.REMAINDER) for action in positionals):
+            return False
+        return not any(a in positionals for group in self._mutually_exclusive_groups for a in group._group_actions)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``vitssl`` parser with one subparser per module of :data:`COMMAND_MODULES`."""
-    parser = argparse.ArgumentParser(
+    """The ``vitssl`` parser with one subparser per module of :data:`COMMAND_MODULES` (each an
+    :class:`IntermixedParser`, so that options may stand anywhere among a subcommand's positionals)."""
+    parser = IntermixedParser(
         prog="vitssl",
         description="Self-supervised pretraining of vision transformers (DINO, EsViT, SiT), with evaluation.",
     )
