@@ -33,6 +33,16 @@ def test_pca_shapes_range_and_background():
     assert len(result.explained) == 3 and result.explained[0] > 0.5
 
 
+def test_no_image_comes_out_blank():
+    """An image made of background alone falls wholly below one cut over all images; it still shows its 10 %
+    most object-like patches (4 of 36), unless the floor is turned off."""
+    tokens, inner = _two_region_tokens()
+    tokens[2] = tokens[2][0, 0] + 0.3 * torch.randn(6, 6, 16, generator=torch.Generator().manual_seed(1))
+    assert pca_rgb(tokens).foreground[2].sum() == 4
+    assert pca_rgb(tokens, min_fraction=0).foreground[2].sum() == 0
+    assert np.array_equal(pca_rgb(tokens).foreground[0], inner.numpy())  # images with an object: unchanged
+
+
 def test_pca_without_background_removal_colours_everything():
     tokens, _ = _two_region_tokens(n_images=1)
     result = pca_rgb(tokens, remove_background=False)

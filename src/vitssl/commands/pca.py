@@ -14,6 +14,7 @@ from vitssl.commands._shared import (
     load_frozen,
     positive_int,
     results_dir,
+    unit_float,
     with_bad_inputs,
 )
 from vitssl.log import logger
@@ -67,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cut on the standardised first component; patches below it are background (default 0: the mean; "
         "raise it to keep less)",
     )
+    p.add_argument(
+        "--min-fraction",
+        type=unit_float,
+        default=0.1,
+        help="each image keeps at least this fraction of its patches, those scoring highest on the first "
+        "component, so that none comes out blank (default 0.1; 0: the cut alone)",
+    )
     p.add_argument("--no-background-removal", action="store_true", help="colour every patch (plain 3-component PCA)")
     add_device(p, workers=False)
     add_strict(p)
@@ -95,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
             feats = backbone(x.to(device))
             tensors.append(x)
             tokens.append(feats.tokens[0].float().cpu().reshape(*feats.grid, -1))
-    result = pca_rgb(tokens, remove_background=not args.no_background_removal, threshold=args.threshold)
+    result = pca_rgb(
+        tokens,
+        remove_background=not args.no_background_removal,
+        threshold=args.threshold,
+        min_fraction=args.min_fraction,
+    )
     out = args.out or results_dir(args) / "pca.png"
     pictures = [denormalise(x, cfg.data.mean, cfg.data.std)[0] for x in tensors]
     title = f"PCA of patch features, components explain {', '.join(f'{r:.0%}' for r in result.explained)}"

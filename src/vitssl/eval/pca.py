@@ -54,7 +54,25 @@ def _to_unit(values: Tensor) -> Tensor:
     return ((values - low) / (high - low).clamp(min=1e-8)).clamp(0, 1)
 
 
-def pca_rgb(tokens: list[Tensor], remove_background: bool = True, threshold: float = 0.0) -> PCAResult:
+def _keep_at_least(keep: Tensor, pc1: Tensor, grids: list[tuple[int, int]], fraction: float) -> Tensor:
+    """Per image, also keep its ``fraction`` of patches with the highest first-component scores.
+
+    One cut over all images together leaves an image blank when its whole first component sits below the others'
+    (a dark object, a small one): its most object-like patches are then shown rather than none.
+    """
+    keep, start = keep.clone(), 0
+    for rows, cols in grids:
+        n = rows * cols
+        count = max(1, round(fraction * n))
+        top = torch.topk(pc1[start : start + n], count).indices + start
+        keep[top] = True
+        start += n
+    return keep
+
+
+def pca_rgb(
+    tokens: list[Tensor], remove_background: bool = True, threshold: float = 0.0, min_fraction: float = 0.1
+) -> PCAResult:
     """First three principal components of the patch features of several images, as RGB.
 
     Args:
@@ -62,6 +80,8 @@ def pca_rgb(tokens: list[Tensor], remove_background: bool = True, threshold: flo
         remove_background: Threshold the standardised first component (sign chosen so that image borders score
             low) and colour only the patches above it.
         threshold: The cut on the standardised first component (0 = its mean; higher keeps less).
+        min_fraction: Each image keeps at least this fraction of its patches (those scoring highest on the first
+            component), so that no image comes out blank; 0 applies the cut alone.
 
     Returns:
         Colours in [0, 1] with black background, foreground masks, and the explained-variance ratios of the
@@ -78,7 +98,7 @@ def pca_rgb(tokens: list[Tensor], remove_background: bool = True, threshold: flo
         mean, v1, _ = _components(x, 1)
         pc1 = ((x - mean) @ v1)[:, 0]
         pc1 = _orient_background_low((pc1 - pc1.mean()) / pc1.std().clamp(min=1e-12), grids)
-        keep = pc1 > threshold
+        keep = _keep_at_least(pc1 > threshold, pc1, grids, min_fraction) if min_fraction > 0 else pc1 > threshold
         if keep.sum() < 4:  # nothing stands out: colour every patch rather than none
             keep = torch.ones(len(x), dtype=torch.bool)
     mean, v, ratios = _components(x[keep], 3)
