@@ -43,6 +43,19 @@ def test_no_image_comes_out_blank():
     assert np.array_equal(pca_rgb(tokens).foreground[0], inner.numpy())  # images with an object: unchanged
 
 
+def test_each_image_finds_its_object_whichever_side_its_background_lies():
+    """The first component separates light from dark: the object scores high where the background is dark and
+    low where it is light. Orienting by each image's own border finds the object in both."""
+    g = torch.Generator().manual_seed(0)
+    direction = torch.randn(16, generator=g)
+    inner = torch.zeros(6, 6, dtype=torch.bool)
+    inner[1:-1, 1:-1] = True
+    sign = torch.where(inner, 1.0, -1.0)[..., None]
+    tokens = [s * direction * 3 + 0.3 * torch.randn(6, 6, 16, generator=g) for s in (sign, -sign, sign)]
+    for fg in pca_rgb(tokens).foreground:
+        assert np.array_equal(fg, inner.numpy())
+
+
 def test_pca_without_background_removal_colours_everything():
     tokens, _ = _two_region_tokens(n_images=1)
     result = pca_rgb(tokens, remove_background=False)

@@ -38,13 +38,21 @@ def _components(x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _orient_background_low(pc1: Tensor, grids: list[tuple[int, int]]) -> Tensor:
-    """Flip the first component's sign so that the image borders (usually background) score low."""
-    border, start = [], 0
+    """Flip the first component's sign, image by image, so that each image's borders (usually background) score
+    below its mean.
+
+    One sign for all images fails when the component mostly separates light from dark: the object then scores high
+    in images with a dark background and low in those with a light one. Per image, the border decides.
+    """
+    out, start = pc1.clone(), 0
     for rows, cols in grids:
-        m = pc1[start : start + rows * cols].view(rows, cols)
-        border.append(torch.cat([m[0], m[-1], m[:, 0], m[:, -1]]))
-        start += rows * cols
-    return -pc1 if torch.cat(border).mean() > pc1.mean() else pc1
+        n = rows * cols
+        m = pc1[start : start + n].view(rows, cols)
+        border = torch.cat([m[0], m[-1], m[:, 0], m[:, -1]])
+        if border.mean() > m.mean():
+            out[start : start + n] = -m.flatten()
+        start += n
+    return out
 
 
 def _to_unit(values: Tensor) -> Tensor:
