@@ -56,7 +56,7 @@ demo: $(STAMP)
 	@echo "pictures: runs/demo/curves.png runs/demo/knn_comparison.png runs/demo/attention/ runs/demo/pca.png; report: runs/demo/report/index.html"
 
 demo-esvit: $(STAMP)
-	$(BIN)/vitssl pretrain configs/demo.yaml method=esvit name=esvit_demo train.out_dir=runs/esvit_demo
+	$(BIN)/vitssl pretrain configs/esvit/demo.yaml
 	$(BIN)/vitssl knn runs/esvit_demo --k 20 --compare-init
 	$(BIN)/vitssl correspond runs/esvit_demo synthetic
 	$(BIN)/vitssl correspond runs/esvit_demo --score synthetic --compare-init

@@ -1,8 +1,8 @@
 """Learning tests for EsViT: a short CPU pretraining must beat the same network at initialisation on 20-NN top-1
 (the bars of the DINO tests), and the trained network must find flipped regions more often than at init.
 
-The synthetic run uses the demo recipe (configs/demo.yaml) with method=esvit: ViT-Tiny, patch 8, so the 4 x 4
-patch tokens are the regions. Measured wall times are in the README.
+The synthetic run uses the EsViT demo (configs/esvit/demo.yaml): ViT-Tiny, patch 8, so the 4 x 4 patch tokens are
+the regions. Measured wall times are in the README.
 """
 
 import json
@@ -25,10 +25,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def synthetic_run(tmp_path_factory, pretrain_and_compare):
     out = tmp_path_factory.mktemp("esvit_synthetic")
     cfg = load_config(
-        CONFIGS / "demo.yaml",
+        CONFIGS / "esvit" / "demo.yaml",
         [
-            "method=esvit",
-            "name=esvit_demo",
             f"train.out_dir={out}",
             "train.progress=false",
             "train.knn_every=0",
