@@ -15,33 +15,39 @@ from vitssl.config import load_config
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
+# The demo's bars: the least gain measured over seeds 0-2 with 1 and 2 torch threads (docs/learning.md), less a
+# margin for other CPUs, whose kernels round differently and whose runs therefore differ.
+DEMO_KNN_GAIN = 15.0
+DEMO_JACCARD_GAIN = 8.0
+
+
 @pytest.mark.slow
-def test_dino_demo_run_is_finite_and_no_worse_than_init_on_synthetic_shapes(dino_demo_run):
-    """The demo recipe (the session's shared run, tests/conftest.py) trains without a non-finite step and its
-    20-NN does not fall below initialisation. A health check, not a learning bar: the same code and seed give
-    different runs on different CPUs (their kernels round differently and the training amplifies it): 44.1 ->
-    53.6 % (+9.5) on one machine type, -> 50.4 % (+6.3) on a second and -> 44.9 % (+0.8) on a third, with
-    per-step losses equal bit for bit to the last code that gained more there (docs/learning.md). The demo recipe is
-    chosen for its attention maps (strong colour augmentation, below); the learning claims on real photos are the
-    CIFAR-10 tests further down."""
+def test_dino_demo_learns_on_synthetic_shapes(dino_demo_run):
+    """The demo recipe (the session's shared run, tests/conftest.py) trains without a non-finite step and gains
+    a clear margin of 20-NN over the same network at initialisation (measured: +27.6 to +28.8 points over seeds and
+    thread counts, docs/learning.md)."""
     assert math.isfinite(dino_demo_run.result.final_loss) and dino_demo_run.result.skipped_steps == 0
-    assert dino_demo_run.after >= dino_demo_run.before
+    assert dino_demo_run.after >= dino_demo_run.before + DEMO_KNN_GAIN
 
 
 @pytest.mark.slow
 def test_demo_attention_moves_onto_the_objects(dino_demo_run, capsys):
-    """DINO's headline picture, true on the demo: the [CLS] attention of the pretrained network overlaps the
-    true foreground of 500 synthetic test images clearly more than at initialisation (Jaccard of the 60 %-mass
-    mask of the head mean). Measured 12.4 -> 22.6 % with the CLI on one machine type and 12.4 -> 15.9 % (best head
-    29.6 %) on another, same code and seed (docs/learning.md); the bar, +2.5 points, is below both (+10.2 and
-    +3.5)."""
+    """DINO's headline picture, true on the demo: the [CLS] attention of the pretrained network (8 x 8 patches)
+    overlaps the true foreground of 500 synthetic test images clearly more than at initialisation (Jaccard of the
+    60 %-mass mask of the head mean; measured gains over seeds and thread counts in docs/learning.md)."""
     from vitssl.cli import main
 
     run_dir = dino_demo_run.trainer.cfg.train.out_dir
     args = ["attention", str(run_dir), "--score", "--compare-init", "--max-images", "500", "--device", "cpu"]
     assert main(args) == 0
     scores = json.loads((Path(run_dir) / "attention_score.json").read_text())
-    assert scores["pretrained"]["mean_map"] >= scores["init"]["mean_map"] + 2.5, scores
+    assert scores["pretrained"]["mean_map"] >= scores["init"]["mean_map"] + DEMO_JACCARD_GAIN, scores
+
+
+# The teacher's batch-mean output over the 256 prototypes must stay spread over at least this many (its perplexity,
+# `prototypes_in_use`): the preset's runs keep about 50 through their first 2000 steps, while the hour-long run
+# that stopped learning had narrowed onto 5-23 (docs/learning.md).
+PROTOTYPES_IN_USE_FLOOR = 24
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +87,7 @@ def test_short_cifar10_pretraining_is_healthy(cifar_run):
     assert result.skipped_steps == 0 and math.isfinite(result.final_loss)
     assert last["teacher_entropy"] < 0.9 * log_k, last
     assert last["kl_to_uniform"] < 0.5 * log_k, last
+    assert last["prototypes_in_use"] >= PROTOTYPES_IN_USE_FLOOR, last
     assert last["feature_std"] > 0.05, last  # 0.02 without KoLeo (collapsed towards a few directions)
     assert after >= before - 2
 

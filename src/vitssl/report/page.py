@@ -28,6 +28,7 @@ _CURVES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Teacher momentum", "teacher_momentum", ("teacher_momentum",)),
     ("Teacher temperature", "teacher_temp", ("teacher_temp",)),
     ("Entropy diagnostics", "entropy", ("teacher_entropy", "kl_to_uniform", "entropy")),
+    ("Prototypes in use", "prototypes", ("prototypes_in_use",)),
     ("Online k-NN (%)", "knn", ("knn_top1", "knn_top5")),
 )
 _RESULT_FILES = (

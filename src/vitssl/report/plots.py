@@ -42,6 +42,7 @@ _PANELS: tuple[_Panel, ...] = (
     _Panel("Teacher temperature", ("teacher_temp",), "temperature"),
     _Panel("Teacher EMA momentum", ("teacher_momentum",), "momentum"),
     _Panel("Collapse diagnostics", ("teacher_entropy", "kl_to_uniform"), "nats"),
+    _Panel("Prototypes in use", ("prototypes_in_use",), "perplexity of the batch-mean teacher output"),
 )
 
 
