@@ -17,14 +17,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 # The demo's bars: the least gain measured over seeds 0-2 with 1 and 2 torch threads (docs/learning.md), less a
 # margin for other CPUs, whose kernels round differently and whose runs therefore differ.
-DEMO_KNN_GAIN = 15.0
-DEMO_JACCARD_GAIN = 8.0
+DEMO_KNN_GAIN = 15.0  # least measured: +27.5
+DEMO_JACCARD_GAIN = 5.0  # least measured: +7.4 (seed 1, 2 threads); seed 0 here: +15.7 (2 threads), +17.8 (1)
 
 
 @pytest.mark.slow
 def test_dino_demo_learns_on_synthetic_shapes(dino_demo_run):
     """The demo recipe (the session's shared run, tests/conftest.py) trains without a non-finite step and gains
-    a clear margin of 20-NN over the same network at initialisation (measured: +27.6 to +28.8 points over seeds and
+    a clear margin of 20-NN over the same network at initialisation (measured: +27.5 to +29.0 points over seeds and
     thread counts, docs/learning.md)."""
     assert math.isfinite(dino_demo_run.result.final_loss) and dino_demo_run.result.skipped_steps == 0
     assert dino_demo_run.after >= dino_demo_run.before + DEMO_KNN_GAIN
