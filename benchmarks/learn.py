@@ -266,7 +266,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.data is None or not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
         raise SystemExit("no CIFAR-10 folders: pass --data DIR (with train/ and test/) or set VITSSL_TEST_DATA")
-    args.out, args.data = args.out.resolve(), Path(os.path.abspath(args.data))  # the runs start in the repository root
+    # The runs start in the repository root, and so does this script: every path it hands them is relative to that
+    # root, so the files the commands write (their JSON names the run they scored) do not name the machine either.
+    args.out, args.data = (Path(os.path.relpath(os.path.abspath(p), REPO)) for p in (args.out, args.data))
+    os.chdir(REPO)
     threads = run_threads(args.overrides)
     args.machine = machine(threads)
     print(f"matmul rate: {args.machine['matmul_gflops']:.0f} GFLOP/s at {threads} thread(s)", flush=True)
