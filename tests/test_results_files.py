@@ -18,12 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-# bench-learn's run folders (benchmarks/results/learn/<run>/) are git-ignored working files, not results.
-FILES = sorted(
-    p
-    for p in RESULTS.rglob("*")
-    if p.suffix in (".json", ".md") and (p.parent == RESULTS / "learn" or not p.is_relative_to(RESULTS / "learn"))
-)
+FILES = sorted(p for p in RESULTS.rglob("*") if p.suffix in (".json", ".md"))
 
 # A machine's own folders anywhere in the text (not inside a URL or after "..", which is relative).
 MACHINE_FOLDER = re.compile(r"(?<![\w.~/-])/(?:work|tmp|home|root|Users|mnt|private|var)/")
